@@ -1,0 +1,1 @@
+"""sdd_jax: self-knowledge distillation (SD-Dropout and friends) in JAX/Flax."""
