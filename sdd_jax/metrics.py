@@ -1,0 +1,301 @@
+"""Pure evaluation metrics; every formula and convention is in `eval_spec.md` (cited as §).
+
+Two kinds live here:
+
+* jit-able per-batch reductions (`jax.numpy`): per-example values `[batch]` or per-bin sums.
+  Callers multiply by the eval `mask` and sum, so results add up across batches and devices.
+* host-side NumPy / sklearn functions that need every score at once (ECE from accumulated bin
+  sums, OOD detection metrics, corruption averages).
+"""
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn import metrics as sk_metrics
+
+# §4: the 15 CIFAR-C benchmark corruptions (augmix `test_c`) and the 4 extra ("validation")
+# ones. mCA-15 averages the first list; mCA-19 (the SD-Dropout authors' script) averages both.
+BENCHMARK_CORRUPTIONS = (
+    'gaussian_noise', 'shot_noise', 'impulse_noise',
+    'defocus_blur', 'glass_blur', 'motion_blur', 'zoom_blur',
+    'snow', 'frost', 'fog', 'brightness',
+    'contrast', 'elastic_transform', 'pixelate', 'jpeg_compression')
+EXTRA_CORRUPTIONS = ('speckle_noise', 'gaussian_blur', 'spatter', 'saturate')
+ALL_CORRUPTIONS = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
+NUM_SEVERITIES = 5
+
+
+def _float(x: jax.Array) -> jax.Array:
+  """Promotes to at least float32 (§0.2: no bf16/fp16 in evaluation)."""
+  x = jnp.asarray(x)
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+# ----------------------------------------------------------------------------- jit-able, per batch
+
+
+def topk_correct(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
+  """1.0 where the label is among the top `k` logits, ties broken by lower index first (§1).
+
+  The label's rank is #{j: z_j > z_y} + #{j < y: z_j = z_y}; it is correct iff rank < k. For
+  k = 1 a tie counts only if the first maximal index (the `argmax` rule, §0.4) is the label.
+
+  Args:
+    logits: `[batch, classes]`.
+    labels: `[batch]` ints.
+    k: how many top classes count.
+  Returns:
+    `[batch]` float32 in {0, 1}.
+  """
+  logits = _float(logits)
+  label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+  index = jnp.arange(logits.shape[-1])
+  ahead = (logits > label_logit) | ((logits == label_logit) & (index < labels[:, None]))
+  return (ahead.sum(axis=-1) < k).astype(jnp.float32)
+
+
+def nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Negative log-likelihood −log softmax(z)_y, `[batch, classes]`, `[batch]` -> `[batch]`."""
+  log_probs = jax.nn.log_softmax(_float(logits), axis=-1)
+  return -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+
+
+def confidence_and_correct(logits: jax.Array, labels: jax.Array) -> Tuple[jax.Array, jax.Array]:
+  """Max softmax probability and top-1 correctness (§0.4, Guo et al. 2017).
+
+  Args:
+    logits: `[batch, classes]`.
+    labels: `[batch]` ints.
+  Returns:
+    (confidences `[batch]`, correct `[batch]` float in {0, 1}).
+  """
+  logits = _float(logits)
+  confidences = jax.nn.softmax(logits, axis=-1).max(axis=-1)
+  correct = (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
+  return confidences, correct
+
+
+def max_log_softmax(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """OOD score max_k log softmax(z / T)_k (§5.1); T = 1 is MSP. `[batch, classes]` -> `[batch]`.
+
+  A strictly increasing transform of ODIN's max softmax, so every OOD metric is unchanged, but
+  it does not saturate to 1.0 (MSP) or collapse to ~1/K spacing at T = 1000.
+  """
+  return jax.nn.log_softmax(_float(logits) / temperature, axis=-1).max(axis=-1)
+
+
+def odin_sign(grads: jax.Array) -> jax.Array:
+  """ODIN's step direction (§5.1): +1 where g >= 0 (zero included), else −1. Not `jnp.sign`."""
+  grads = jnp.asarray(grads)
+  return jnp.where(grads >= 0, 1, -1).astype(grads.dtype)
+
+
+def calibration_bin_index(confidences: jax.Array, num_bins: int = 10) -> jax.Array:
+  """Right-closed bin ((m−1)/M, m/M] of each confidence, as an index 0..M−1 (§2).
+
+  Edges m/M (m = 1..M) come from one division in the confidence dtype; the index is
+  `searchsorted(edges, c, 'left')` clipped to [0, M−1], so c = 1.0 lands in the last bin. Never
+  `ceil(c·M) − 1`: float32 c = 0.90000004 gives 8 there, 9 here.
+
+  The edges are divided in NumPy and enter as constants: XLA rewrites `x / 10` as `x * 0.1`,
+  which makes the float32 edge 9/10 equal 0.90000004 and puts that example back in bin 8.
+  `searchsorted(edges, c, 'left')` is computed as #{m: e_m < c}, which also works on sharded
+  inputs (jax 0.10's `jnp.searchsorted` fails under `jit` with a `P('data')` sharding).
+
+  Args:
+    confidences: `[batch]`.
+    num_bins: M.
+  Returns:
+    `[batch]` int32 in [0, M−1].
+  """
+  confidences = jnp.asarray(confidences)
+  dtype = np.dtype(confidences.dtype)
+  edges = jnp.asarray(np.arange(1, num_bins + 1, dtype=dtype) / dtype.type(num_bins))
+  index = (confidences[..., None] > edges).sum(axis=-1, dtype=jnp.int32)
+  return jnp.clip(index, 0, num_bins - 1)
+
+
+def calibration_bin_stats(confidences: jax.Array, correct: jax.Array,
+                          mask: Optional[jax.Array] = None,
+                          num_bins: int = 10) -> Dict[str, jax.Array]:
+  """Per-bin sums for ECE over the masked examples (§2; Guo et al. 2017).
+
+  Sums add exactly across batches and devices; `ece_from_bin_stats` turns the total into ECE.
+
+  Args:
+    confidences: `[batch]` max softmax probabilities.
+    correct: `[batch]` in {0, 1}.
+    mask: `[batch]`, 1 for real examples and 0 for padding; None counts every row.
+    num_bins: M.
+  Returns:
+    dict of `[num_bins]` arrays in the confidence dtype: `count`, `correct_sum`,
+    `confidence_sum`.
+  """
+  confidences = jnp.asarray(confidences)
+  dtype = confidences.dtype
+  mask = jnp.ones_like(confidences) if mask is None else jnp.asarray(mask, dtype)
+  one_hot = jax.nn.one_hot(calibration_bin_index(confidences, num_bins), num_bins, dtype=dtype)
+  one_hot = one_hot * mask[:, None]  # Elementwise sums, not matmuls: exact on TPU too.
+  return {
+      'count': one_hot.sum(axis=0),
+      'correct_sum': (one_hot * jnp.asarray(correct, dtype)[:, None]).sum(axis=0),
+      'confidence_sum': (one_hot * confidences[:, None]).sum(axis=0),
+  }
+
+
+# ----------------------------------------------------------------------------- host-side, NumPy
+
+
+def ece_from_bin_stats(stats: Mapping[str, np.ndarray]) -> Tuple[float, List[dict]]:
+  """ECE = Σ_m |B_m|/N · |acc(B_m) − conf(B_m)| from summed bin stats (§2, Guo et al. 2017).
+
+  Args:
+    stats: `calibration_bin_stats` output, summed over every batch (`[num_bins]` each).
+  Returns:
+    (ECE as a fraction (×100 to report), table): one dict per **non-empty** bin with `bin`,
+    `lower`, `upper`, `count`, `acc`, `conf`; empty bins contribute 0 and are left out.
+  """
+  count = np.asarray(stats['count'], np.float64)
+  correct_sum = np.asarray(stats['correct_sum'], np.float64)
+  confidence_sum = np.asarray(stats['confidence_sum'], np.float64)
+  total = count.sum()
+  if total <= 0:
+    raise ValueError('ece_from_bin_stats: no examples in the bin stats (count sums to 0); '
+                     'check the eval mask')
+  num_bins = count.shape[0]
+  ece, table = 0.0, []
+  for m in np.flatnonzero(count > 0):
+    acc, conf = correct_sum[m] / count[m], confidence_sum[m] / count[m]
+    ece += count[m] / total * abs(acc - conf)
+    table.append({'bin': int(m), 'lower': float(m / num_bins), 'upper': float((m + 1) / num_bins),
+                  'count': int(round(count[m])), 'acc': float(acc), 'conf': float(conf)})
+  return float(ece), table
+
+
+def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray,
+                               num_bins: int = 10) -> float:
+  """ECE of `[n]` confidences and `[n]` correctness, binned in NumPy in the input dtype (§2)."""
+  confidences = np.asarray(confidences)
+  if not np.issubdtype(confidences.dtype, np.floating):
+    confidences = confidences.astype(np.float64)
+  edges = np.arange(1, num_bins + 1, dtype=confidences.dtype) / confidences.dtype.type(num_bins)
+  index = np.clip(np.searchsorted(edges, confidences, side='left'), 0, num_bins - 1)
+  correct = np.asarray(correct, np.float64)
+  stats = {
+      'count': np.bincount(index, minlength=num_bins),
+      'correct_sum': np.bincount(index, weights=correct, minlength=num_bins),
+      'confidence_sum': np.bincount(index, weights=confidences.astype(np.float64),
+                                    minlength=num_bins),
+  }
+  return ece_from_bin_stats(stats)[0]
+
+
+def _labels_and_scores(scores_in, scores_out) -> Tuple[np.ndarray, np.ndarray]:
+  """y = 1 for in-distribution (the positive class, §5.3), scores as float64."""
+  scores_in = np.asarray(scores_in, np.float64).reshape(-1)
+  scores_out = np.asarray(scores_out, np.float64).reshape(-1)
+  for name, scores in (('scores_in', scores_in), ('scores_out', scores_out)):
+    if scores.size == 0:
+      raise ValueError(f'{name} is empty; OOD metrics need both in- and out-of-distribution scores')
+    if not np.all(np.isfinite(scores)):
+      raise ValueError(f'{name} has NaN or inf; compute scores as max log-softmax in '
+                       'float32 (§5.1)')
+  labels = np.concatenate([np.ones_like(scores_in), np.zeros_like(scores_out)])
+  return labels, np.concatenate([scores_in, scores_out])
+
+
+def _roc(scores_in, scores_out) -> Tuple[np.ndarray, np.ndarray]:
+  """(fpr, tpr) at every distinct score plus +inf, rule "in iff score >= threshold" (§5.4)."""
+  fpr, tpr, _ = sk_metrics.roc_curve(*_labels_and_scores(scores_in, scores_out),
+                                     drop_intermediate=False)
+  return fpr, tpr
+
+
+def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
+  """FPR at the largest threshold whose TPR >= `tpr` (§5.4, FPR95; in-distribution positive)."""
+  fprs, tprs = _roc(scores_in, scores_out)
+  return float(fprs[np.searchsorted(tprs, tpr, side='left')])
+
+
+def detection_error(scores_in, scores_out) -> float:
+  """min over thresholds of ½(1 − TPR) + ½FPR, equal priors (§5.4; ODIN `calMetric.py`)."""
+  fprs, tprs = _roc(scores_in, scores_out)
+  return float(np.min(0.5 * (1.0 - tprs) + 0.5 * fprs))
+
+
+def detection_error_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
+  """½(1 − TPR(δ)) + ½FPR(δ) at the FPR95 threshold δ (§5.4 secondary; ODIN paper text)."""
+  fprs, tprs = _roc(scores_in, scores_out)
+  i = np.searchsorted(tprs, tpr, side='left')
+  return float(0.5 * (1.0 - tprs[i]) + 0.5 * fprs[i])
+
+
+def auroc(scores_in, scores_out) -> float:
+  """Area under the ROC curve, ties ½ (§5.4), via `roc_auc_score`."""
+  return float(sk_metrics.roc_auc_score(*_labels_and_scores(scores_in, scores_out)))
+
+
+def aupr_in(scores_in, scores_out) -> float:
+  """Average precision, in-distribution positive, no interpolation (§5.4)."""
+  return float(sk_metrics.average_precision_score(*_labels_and_scores(scores_in, scores_out)))
+
+
+def aupr_out(scores_in, scores_out) -> float:
+  """Average precision with OOD positive and score −s (§5.4)."""
+  labels, scores = _labels_and_scores(scores_in, scores_out)
+  return float(sk_metrics.average_precision_score(1 - labels, -scores))
+
+
+def ood_metrics(scores_in, scores_out) -> Dict[str, float]:
+  """The five §5.4 metrics; scores are higher-is-in-distribution, `[n_in]` and `[n_out]`.
+
+  Only the ranking matters: a strictly increasing transform (e.g. log) changes nothing.
+  Keys: `fpr95`, `detection_error`, `auroc`, `aupr_in`, `aupr_out`.
+  """
+  return {
+      'fpr95': fpr_at_tpr(scores_in, scores_out, 0.95),
+      'detection_error': detection_error(scores_in, scores_out),
+      'auroc': auroc(scores_in, scores_out),
+      'aupr_in': aupr_in(scores_in, scores_out),
+      'aupr_out': aupr_out(scores_in, scores_out),
+  }
+
+
+def corruption_summary(acc: Mapping[str, Sequence[float]]) -> dict:
+  """Mean corruption accuracy over CIFAR-C corruptions (§4).
+
+  Args:
+    acc: corruption name -> 5 top-1 accuracies, severities 1..5 in order (equal-sized blocks).
+  Returns:
+    dict with `mca15` (mean over the `BENCHMARK_CORRUPTIONS` present, nan if none), `mca19`
+    (mean over every corruption present), `num_benchmark` and `num_all` (how many were
+    averaged), `per_corruption` (name -> mean over severities), `per_severity` (`[5]`, mean
+    over the benchmark corruptions present; its mean is mca15) and `per_severity_all` (`[5]`,
+    over all present).
+  """
+  unknown = sorted(set(acc) - set(ALL_CORRUPTIONS))
+  if unknown:
+    raise ValueError(f'unknown corruption(s) {unknown}; known: {", ".join(ALL_CORRUPTIONS)}')
+  table = {}
+  for name in ALL_CORRUPTIONS:
+    if name in acc:
+      row = np.asarray(acc[name], np.float64)
+      if row.shape != (NUM_SEVERITIES,):
+        raise ValueError(f'corruption {name!r}: need {NUM_SEVERITIES} accuracies (severities '
+                         f'1..5), got shape {row.shape}')
+      table[name] = row
+  benchmark = [table[name] for name in BENCHMARK_CORRUPTIONS if name in table]
+  every = list(table.values())
+  nan_row = np.full(NUM_SEVERITIES, np.nan)
+  per_severity = np.mean(benchmark, axis=0) if benchmark else nan_row
+  per_severity_all = np.mean(every, axis=0) if every else nan_row
+  return {
+      'mca15': float(np.mean(per_severity)),
+      'mca19': float(np.mean(per_severity_all)),
+      'num_benchmark': len(benchmark),
+      'num_all': len(every),
+      'per_corruption': {name: float(row.mean()) for name, row in table.items()},
+      'per_severity': [float(v) for v in per_severity],
+      'per_severity_all': [float(v) for v in per_severity_all],
+  }
