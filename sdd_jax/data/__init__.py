@@ -1,0 +1,20 @@
+"""Input pipeline: random-access sources, a pure index sampler and numpy augmentation.
+
+Why random access (grain) and not tf.data: every method here needs to know *which* examples a
+step holds (PS-KD keeps a per-example prediction table, CS-KD draws a partner of the same class,
+DDGSD augments each image twice) and an exact resume must replay the very same batches. With
+random-access sources (TFDS array_record via `tfds.data_source`, npz, image folders) the batch of
+step t is a pure function of (seed, t): the sampler picks indices from a permutation of
+(seed, epoch), augmentation draws from keys (seed, epoch, index, view), so resuming needs no
+iterator state, P processes read disjoint row slices of the same global batch, and pairs or
+extra views are one more index lookup. tf.data would need TensorFlow (not installed here),
+checkpointed iterator state and a second pipeline for class-paired sampling. grain supplies only
+the background prefetch (`MapDataset.range(...).map(batch).to_iter_dataset`, threads).
+"""
+from sdd_jax.data import tfds_source  # registers 'tfds'  # pylint: disable=unused-import
+from sdd_jax.data.eval_batches import create_eval_batches, num_eval_batches
+from sdd_jax.data.loader import TrainLoader
+from sdd_jax.data.sources import SOURCES, DataError, Source, create_source
+
+__all__ = ['DataError', 'SOURCES', 'Source', 'TrainLoader', 'create_eval_batches',
+           'create_source', 'num_eval_batches']

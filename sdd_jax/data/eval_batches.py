@@ -1,0 +1,49 @@
+"""Evaluation batches: every example of a split exactly once, in source order, padded and masked.
+
+Global batch g holds positions [g * B, (g + 1) * B); the last one is padded to B with zero rows
+whose `mask` is False, and process p takes rows [p * b, (p + 1) * b), b = B / P. Metrics sum over
+`mask`, so nothing is dropped and nothing counts twice, whatever B and P are.
+"""
+from typing import Iterator
+
+import numpy as np
+
+from sdd_jax.data.augment import check_image_shape, make_augment_fn
+from sdd_jax.data.loader import Batch, check_batch_split, prefetch
+from sdd_jax.data.sources import DataError, Source
+
+
+def num_eval_batches(num_examples: int, global_batch: int) -> int:
+  """ceil(num_examples / global_batch)."""
+  return -(-num_examples // global_batch)
+
+
+def create_eval_batches(source: Source, data_config, *, global_batch: int, process_index: int = 0,
+                        process_count: int = 1) -> Iterator[Batch]:
+  """Yields num_eval_batches(len(source), global_batch) host-local dicts: 'images' float32
+  [b, S, S, C] (eval preprocessing, normalised), 'labels' int32 [b], 'index' int32 [b] (source
+  index), 'mask' bool [b]; padded rows are all zero with mask False."""
+  local_batch = check_batch_split(global_batch, process_index, process_count)
+  num_examples = len(source)
+  if not num_examples:
+    raise DataError('the evaluation split is empty; check config.data.eval_split')
+  shape = source[0]['image'].shape
+  check_image_shape(data_config, shape)
+  size = data_config.image_size
+  augment_fn = make_augment_fn(data_config, train=False)
+
+  def make_batch(number: int) -> Batch:
+    start = number * global_batch + process_index * local_batch
+    positions = np.arange(start, start + local_batch)
+    count = int(np.clip(num_examples - start, 0, local_batch))  # real rows come first
+    batch = {'images': np.zeros((local_batch, size, size, shape[-1]), np.float32),
+             'labels': np.zeros(local_batch, np.int32),
+             'index': np.where(positions < num_examples, positions, 0).astype(np.int32),
+             'mask': positions < num_examples}
+    if count:
+      examples = source.get_batch(positions[:count])
+      batch['images'][:count] = augment_fn(examples['images'], None)
+      batch['labels'][:count] = examples['labels']
+    return batch
+
+  return prefetch(make_batch, 0, num_eval_batches(num_examples, global_batch), data_config)

@@ -1,0 +1,107 @@
+"""Training batches: `TrainLoader.batch(step)` is a pure function of (seed, step).
+
+The indices come from `sampler.py`; augmentation keys are `(seed, epoch, index, view)` for the
+views and `(seed, epoch, position, stream)` for class partners, so the same example gets the
+same augmentation however the global batch is split across processes. `iterate(start)` yields
+exactly `batch(start), batch(start + 1), ...`, built ahead by background threads.
+"""
+import functools
+import sys
+from typing import Callable, Dict, Iterator
+
+import grain
+import numpy as np
+
+from sdd_jax.data.augment import check_image_shape, make_augment_fn
+from sdd_jax.data.sampler import (PARTNER_STREAM, batch_positions, create_class_index,
+                                  epoch_permutation, sample_partners)
+from sdd_jax.data.sources import DataError, Source
+
+Batch = Dict[str, np.ndarray]
+
+
+def prefetch(batch_fn: Callable[[int], Batch], start: int, stop: int,
+             data_config) -> Iterator[Batch]:
+  """Yields batch_fn(i) for i in [start, stop) in order; `num_workers` threads (at least one)
+  build up to `prefetch` batches ahead (prefetch=0: built on demand in the caller's thread)."""
+  options = grain.ReadOptions(num_threads=max(1, data_config.num_workers) if data_config.prefetch
+                              else 0, prefetch_buffer_size=data_config.prefetch)
+  return iter(grain.MapDataset.range(start, stop).map(batch_fn).to_iter_dataset(options))
+
+
+def check_batch_split(global_batch: int, process_index: int, process_count: int) -> int:
+  """-> the host-local batch `global_batch // process_count`; DataError if it does not divide."""
+  if global_batch <= 0 or global_batch % process_count:
+    raise DataError(f'the global batch {global_batch} must be a positive multiple of the '
+                    f'process count {process_count}; change config.batch_size')
+  if not 0 <= process_index < process_count:
+    raise DataError(f'process index {process_index} is not in [0, {process_count})')
+  return global_batch // process_count
+
+
+def _keys(seed: int, epoch: int, ids: np.ndarray, stream: int) -> np.ndarray:
+  """int64 [n, 4]: rows (seed, epoch, ids[i], stream)."""
+  n = len(ids)
+  return np.stack([np.full(n, seed), np.full(n, epoch), ids, np.full(n, stream)], axis=1)
+
+
+class TrainLoader:
+  """Host-local training batches of `source` for process `process_index` of `process_count`.
+
+  `batch(step)` -> {'images': float32 [b, S, S, C], 'labels': int32 [b], 'index': int32 [b]},
+  b = global_batch // process_count, plus 'second_view' float32 [b, S, S, C] (views=2) and
+  'pair_images' float32 [b, S, S, C], 'pair_index' int32 [b] (pairs=True: an example of the same
+  class as each anchor, for CS-KD).
+  """
+
+  def __init__(self, source: Source, data_config, *, global_batch: int, seed: int,
+               process_index: int = 0, process_count: int = 1, views: int = 1,
+               pairs: bool = False):
+    self.local_batch = check_batch_split(global_batch, process_index, process_count)
+    if seed < 0:
+      raise DataError(f'the data seed must be >= 0, got {seed}')
+    if views not in (1, 2):
+      raise DataError(f'views must be 1 or 2, got {views}')
+    self.steps_per_epoch = len(source) // global_batch
+    if not self.steps_per_epoch:
+      raise DataError(f'the training split has {len(source)} examples, fewer than one global '
+                      f'batch of {global_batch}; lower config.batch_size')
+    check_image_shape(data_config, source[0]['image'].shape)
+    self.source, self.global_batch, self.seed = source, global_batch, seed
+    self.process_index, self.process_count = process_index, process_count
+    self.views, self.pairs = views, pairs
+    self._data_config = data_config
+    self._augment_fn = make_augment_fn(data_config, train=True)
+    self._class_index = (create_class_index(source.labels(), source.num_classes) if pairs
+                         else None)
+    self.permutation = functools.lru_cache(maxsize=2)(self._permutation)
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    """int64 [N], read-only: the order of epoch `epoch` (`permutation` caches two epochs)."""
+    order = epoch_permutation(self.seed, epoch, len(self.source))
+    order.flags.writeable = False
+    return order
+
+  def batch(self, step: int) -> Batch:
+    epoch, positions = batch_positions(step, self.steps_per_epoch, self.global_batch,
+                                       self.process_index, self.process_count)
+    indices = self.permutation(epoch)[positions]
+    examples = self.source.get_batch(indices)
+    batch = {'images': self._augment_fn(examples['images'], _keys(self.seed, epoch, indices, 0)),
+             'labels': np.asarray(examples['labels'], np.int32),
+             'index': indices.astype(np.int32)}
+    if self.views == 2:
+      batch['second_view'] = self._augment_fn(examples['images'],
+                                              _keys(self.seed, epoch, indices, 1))
+    if self.pairs:
+      partners = sample_partners(self._class_index, batch['labels'],
+                                 _keys(self.seed, epoch, positions, PARTNER_STREAM))
+      batch['pair_images'] = self._augment_fn(self.source.get_batch(partners)['images'],
+                                              _keys(self.seed, epoch, positions,
+                                                    PARTNER_STREAM + 1))
+      batch['pair_index'] = partners.astype(np.int32)
+    return batch
+
+  def iterate(self, start_step: int = 0) -> Iterator[Batch]:
+    """batch(start_step), batch(start_step + 1), ... without end, built ahead in the background."""
+    return prefetch(self.batch, start_step, sys.maxsize, self._data_config)
