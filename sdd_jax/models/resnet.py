@@ -1,0 +1,171 @@
+"""ResNets as torchvision (ImageNet stem) and as the CIFAR papers (3x3 stem, no max-pool).
+
+- `BasicBlock`, `Bottleneck`: He et al. 2016, "Deep Residual Learning"; Bottleneck is
+  torchvision's v1.5 (stride on the 3x3 conv). Shortcut = 1x1 conv (stride) + BN when
+  the shape changes.
+- `PreActBlock`: He et al. 2016, "Identity Mappings in Deep Residual Networks", as in
+  the CS-KD / PS-KD code: BN-ReLU-conv, shortcut conv on the pre-activated input, a 3x3
+  stem conv without BN and a final BN-ReLU before pooling (here the end of stage 4, so
+  that `from_stage` stays consistent).
+
+BatchNorm as PyTorch: momentum 0.1 (flax momentum 0.9), epsilon 1e-5, global-batch
+statistics (no `axis_name`). Conv kernels He-normal fan-out without bias (torchvision).
+Padding is explicit and symmetric as in PyTorch (flax 'SAME' differs at stride 2).
+"""
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sdd_jax.models import heads
+
+# PyTorch BatchNorm2d defaults: running = 0.9 * running + 0.1 * batch, eps 1e-5.
+BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5, param_dtype=jnp.float32)
+
+# torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu'), std sqrt(2 / fan_out).
+conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def conv(features: int, kernel: int, strides: int, dtype: Any, name: str | None,
+         kernel_init=conv_kernel_init) -> nn.Conv:
+  """Bias-free square conv with PyTorch's symmetric padding `kernel // 2`."""
+  pad = kernel // 2
+  return nn.Conv(
+      features, (kernel, kernel), (strides, strides),
+      padding=((pad, pad), (pad, pad)),
+      use_bias=False,
+      kernel_init=kernel_init,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      name=name)
+
+
+class BasicBlock(nn.Module):
+  """3x3 conv-BN-ReLU, 3x3 conv-BN, + shortcut, ReLU. Output `features` channels."""
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+  expansion = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
+    y = conv(self.features, 3, self.strides, self.dtype, 'conv1')(x)
+    y = nn.relu(norm(name='bn1')(y))
+    y = conv(self.features, 3, 1, self.dtype, 'conv2')(y)
+    y = norm(name='bn2')(y)
+    shortcut = x
+    if self.strides != 1 or x.shape[-1] != self.features:
+      shortcut = conv(self.features, 1, self.strides, self.dtype, 'downsample_conv')(x)
+      shortcut = norm(name='downsample_bn')(shortcut)
+    return nn.relu(y + shortcut)
+
+
+class Bottleneck(nn.Module):
+  """1x1 conv, 3x3 conv (stride), 1x1 conv to `4 * features`, each with BN (v1.5)."""
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+  expansion = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
+    out_features = self.features * self.expansion
+    y = conv(self.features, 1, 1, self.dtype, 'conv1')(x)
+    y = nn.relu(norm(name='bn1')(y))
+    y = conv(self.features, 3, self.strides, self.dtype, 'conv2')(y)
+    y = nn.relu(norm(name='bn2')(y))
+    y = conv(out_features, 1, 1, self.dtype, 'conv3')(y)
+    y = norm(name='bn3')(y)
+    shortcut = x
+    if self.strides != 1 or x.shape[-1] != out_features:
+      shortcut = conv(out_features, 1, self.strides, self.dtype, 'downsample_conv')(x)
+      shortcut = norm(name='downsample_bn')(shortcut)
+    return nn.relu(y + shortcut)
+
+
+class PreActBlock(nn.Module):
+  """BN-ReLU-3x3 conv (stride), BN-ReLU-3x3 conv, + shortcut; no activation after."""
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+  expansion = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
+    y = nn.relu(norm(name='bn1')(x))
+    shortcut = x
+    if self.strides != 1 or x.shape[-1] != self.features:
+      shortcut = conv(self.features, 1, self.strides, self.dtype, 'shortcut_conv')(y)
+    y = conv(self.features, 3, self.strides, self.dtype, 'conv1')(y)
+    y = nn.relu(norm(name='bn2')(y))
+    y = conv(self.features, 3, 1, self.dtype, 'conv2')(y)
+    return y + shortcut
+
+
+class ResNetStage(nn.Module):
+  """`num_blocks` blocks, the first with `strides`; optionally a final BN-ReLU (pre-act)."""
+  block_cls: Any
+  num_blocks: int
+  features: int
+  strides: int
+  final_norm: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    """`[batch, H, W, C]` -> `[batch, H / strides, W / strides, features * expansion]`."""
+    for i in range(self.num_blocks):
+      strides = self.strides if i == 0 else 1
+      x = self.block_cls(self.features, strides, self.dtype, name=f'block{i}')(x, train)
+    if self.final_norm:
+      x = BatchNorm(use_running_average=not train, dtype=self.dtype, name='final_bn')(x)
+      x = nn.relu(x)
+    return x
+
+
+class ResNet(heads.StagedNetwork):
+  """ResNet with a CIFAR stem (3x3/1 conv) or an ImageNet stem (7x7/2 conv + max-pool).
+
+  Stage k (k = 1..4) has `stage_sizes[k-1]` blocks of width `width * 2**(k-1)`
+  (times 4 output channels for `Bottleneck`); stages 2-4 halve the resolution.
+  Pooled features: D = 8 * width * expansion (512 for ResNet-18/34, 2048 for 50+).
+
+  Attributes (besides `num_classes`, `head_hidden`, `dtype`):
+    stage_sizes: blocks per stage, e.g. (2, 2, 2, 2) for ResNet-18.
+    block_cls: `BasicBlock`, `Bottleneck` or `PreActBlock`. With `PreActBlock` the stem
+      has no BN/ReLU and stage 4 ends with BN-ReLU.
+    width: channels of the stem and of stage 1 (64 in the papers).
+    stem: 'cifar' (3x3 stride-1 conv, no pool) or 'imagenet' (torchvision).
+  """
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  block_cls: Any = BasicBlock
+  width: int = 64
+  stem: str = 'cifar'
+
+  def setup(self):
+    if self.stem not in ('cifar', 'imagenet'):
+      raise ValueError(f"ResNet stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+    preact = self.block_cls is PreActBlock
+    kernel, strides = (3, 1) if self.stem == 'cifar' else (7, 2)
+    self.stem_conv = conv(self.width, kernel, strides, self.dtype, None)
+    self.stem_bn = None if preact else BatchNorm(dtype=self.dtype)
+    last = len(self.stage_sizes) - 1
+    self.layers = [
+        ResNetStage(
+            self.block_cls, num_blocks, self.width * 2**i, strides=1 if i == 0 else 2,
+            final_norm=preact and i == last, dtype=self.dtype)
+        for i, num_blocks in enumerate(self.stage_sizes)]
+    self.classifier = self._make_head()
+
+  def _stem(self, images: jax.Array, train: bool) -> jax.Array:
+    x = self.stem_conv(images)
+    if self.stem_bn is not None:
+      x = nn.relu(self.stem_bn(x, use_running_average=not train))
+    if self.stem == 'imagenet':
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    return x

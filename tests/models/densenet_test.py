@@ -1,0 +1,96 @@
+"""DenseNet specifics: layout of stages and transitions, initialisers, BatchNorm, bfloat16."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sdd_jax import models
+
+TINY = dict(growth_rate=4, num_init_features=8, stage_sizes=(1, 1, 1, 1))
+INIT_KEY = functools.partial(jax.random.key, impl='rbg')  # fast CPU compile; see resnet_test
+
+
+def _init_shapes(model, size):
+  return jax.eval_shape(
+      functools.partial(model.init, train=False), jax.random.key(0),
+      jnp.zeros((1, size, size, 3)))
+
+
+def test_densenet121_layout():
+  """Blocks 6-12-24-16, growth 32, bottleneck 128, compression 0.5, 1024 features."""
+  params = _init_shapes(models.get_model('densenet121', num_classes=10), 32)['params']
+  assert [len([k for k in params[f'layers_{i}'] if k.startswith('layer')]) for i in range(4)] == [
+      6, 12, 24, 16]
+  first = params['layers_0']['layer0']
+  assert first['conv1']['kernel'].shape == (1, 1, 64, 128)
+  assert first['conv2']['kernel'].shape == (3, 3, 128, 32)
+  # Transitions: 64 + 6 * 32 = 256 -> 128; 128 + 12 * 32 = 512 -> 256; 256 + 768 -> 512.
+  assert params['layers_0']['transition_conv']['kernel'].shape == (1, 1, 256, 128)
+  assert params['layers_1']['transition_conv']['kernel'].shape == (1, 1, 512, 256)
+  assert params['layers_2']['transition_conv']['kernel'].shape == (1, 1, 1024, 512)
+  assert 'transition_conv' not in params['layers_3']
+  assert params['layers_3']['norm']['scale'].shape == (1024,)  # torchvision's norm5
+  assert params['stem_conv']['kernel'].shape == (7, 7, 3, 64)
+  assert 'stem_bn' in params
+
+
+def test_cifar_stem_is_one_3x3_conv():
+  params = _init_shapes(models.get_model('densenet121_cifar', num_classes=10), 32)['params']
+  assert params['stem_conv']['kernel'].shape == (3, 3, 3, 64)
+  assert 'stem_bn' not in params
+
+
+def test_conv_init_is_he_normal_fan_in():
+  """torchvision's DenseNet uses kaiming_normal_ with its default mode='fan_in'."""
+  model = models.get_model(
+      'densenet121_cifar', num_classes=10, stage_sizes=(1, 1, 1, 1))
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      INIT_KEY(0), jnp.zeros((1, 8, 8, 3)))
+  kernel = np.asarray(variables['params']['layers_0']['layer0']['conv2']['kernel'])
+  assert kernel.shape == (3, 3, 128, 32)  # fan_in 1152, fan_out 288: clearly different
+  np.testing.assert_allclose(kernel.std(), np.sqrt(2 / (3 * 3 * 128)), rtol=0.03)
+
+
+@pytest.mark.parametrize('name, kernel_size, strides, bn_path', [
+    # CIFAR stem has no BN: the first dense layer's norm1 sees the stem conv output.
+    ('densenet121_cifar', 3, 1, ('layers_0', 'layer0', 'norm1')),
+    ('densenet121', 7, 2, ('stem_bn',)),
+])
+def test_batch_norm_running_stats_follow_pytorch_momentum(
+    name, kernel_size, strides, bn_path, random_variables, numpy_conv):
+  model = models.get_model(name, num_classes=3, **TINY)
+  images = np.random.default_rng(0).normal(1.0, 2.0, (4, 16, 16, 3)).astype(np.float32)
+  variables = random_variables(model, images)
+  _, state = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(
+      variables, images)
+  conv_out = numpy_conv(
+      images, variables['params']['stem_conv']['kernel'], strides, kernel_size // 2)
+  old = functools.reduce(lambda tree, key: tree[key], bn_path, variables['batch_stats'])
+  new = functools.reduce(lambda tree, key: tree[key], bn_path, state['batch_stats'])
+  np.testing.assert_allclose(
+      new['mean'], 0.9 * old['mean'] + 0.1 * conv_out.mean(axis=(0, 1, 2)),
+      rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+      new['var'], 0.9 * old['var'] + 0.1 * conv_out.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+
+
+def test_stage_4_ends_with_relu_and_bfloat16_outputs_float32(random_variables):
+  model = models.get_model('densenet121_cifar', num_classes=5, dtype=jnp.bfloat16, **TINY)
+  images = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  variables = random_variables(model, images)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
+
+  @jax.jit
+  def run(variables, images):
+    logits, state = model.apply(variables, images, train=True, mutable=['batch_stats'])
+    stages = model.apply(variables, images, train=False, method=model.stages)
+    return logits, state, stages
+
+  logits, state, stages = run(variables, images)
+  assert logits.dtype == jnp.float32
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state))
+  assert all(s.dtype == jnp.bfloat16 for s in stages)
+  assert bool(jnp.all(stages[3] >= 0))  # final BN-ReLU
+  assert bool(jnp.any(stages[0] < 0))  # transition: conv after the ReLU, then avg-pool
