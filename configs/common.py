@@ -1,0 +1,145 @@
+"""The paper recipe (Lee et al. 2022, §4.1.1) as a function, and the shared `arg` parsing.
+
+Every experiment config is `get_config(arg)` built on `recipe()`; `arg` is the text after the
+colon in `--config=configs/x.py:ARG`, a comma-separated list of tokens:
+
+- `smoke`: a tiny model and a few steps on synthetic data of the same shape, offline
+  (the tests run every config file this way);
+- `seed=N`: the seed.
+
+Durations are epochs; `sdd_jax/optim.py` turns them into steps once, from the steps per epoch
+the data really gives.
+"""
+from typing import Dict, Tuple
+
+import ml_collections
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # the SD-Dropout authors use these for CIFAR-100 too
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Paper defaults of each method (methods_spec.md); a config takes the ones it needs.
+SD_DROPOUT = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2,
+                  position=4)
+
+
+def data_config(name: str = 'cifar100', **overrides) -> ml_collections.ConfigDict:
+  """`config.data`: which examples, and how they are augmented and normalised."""
+  data = ml_collections.ConfigDict(dict(
+      source='tfds',  # tfds | npz | folder | synthetic | digits
+      name=name,  # tfds name
+      data_dir=ml_collections.FieldReference(None, field_type=str),
+      manual_dir=ml_collections.FieldReference(None, field_type=str),
+      download=True,  # tfds: download_and_prepare when missing (needs internet)
+      path='',  # npz: folder with <split>.npz; folder: root with <split>/<class>/<image>
+      train_split='train',
+      eval_split='test',
+      image_key='image',
+      label_key='label',
+      augment='cifar',  # cifar | imagenet | none
+      image_size=32,
+      crop_padding=4,
+      flip=True,
+      eval_resize=256,
+      mean=CIFAR10_MEAN,
+      std=CIFAR10_STD,
+      num_classes=100,
+      num_examples=0,  # synthetic only
+      synthetic_shape=(32, 32, 3),
+      prefetch=2,
+      num_workers=0,
+  ))
+  data.update(overrides)
+  return data
+
+
+def recipe() -> ml_collections.ConfigDict:
+  """CIFAR-100, ResNet-18 (3x3 stem), SGD 0.1/0.9/wd 1e-4, 200 epochs, x0.1 at 100 and 150,
+  batch 128, plain cross-entropy. Add methods under `config.methods`."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.model = ml_collections.ConfigDict(dict(
+      name='resnet18_cifar',
+      head_hidden=(),
+      dtype='float32',  # compute dtype: bfloat16 on accelerators; parameters stay float32
+      kwargs={},  # extra constructor options (e.g. width for tiny models)
+  ))
+  config.data = data_config('cifar100')
+  config.batch_size = 128  # global, over all devices and hosts
+  config.eval_batch_size = 500
+  config.num_epochs = 200
+  config.optim = ml_collections.ConfigDict(dict(
+      lr=0.1,
+      momentum=0.9,
+      nesterov=False,
+      weight_decay=1e-4,  # PyTorch-style: added to the gradient before momentum
+      lr_boundaries=(100, 150),  # epochs
+      lr_decay=0.1,
+      warmup_epochs=0,
+  ))
+  config.methods = ml_collections.ConfigDict()  # name -> hyper-parameters; empty = CE only
+  config.eval_every_epochs = 1
+  config.checkpoint_every_epochs = 10
+  config.max_to_keep = 3
+  config.log_every_steps = 50
+  return config
+
+
+def parse_arg(arg) -> Tuple[Dict[str, str], set]:
+  """'smoke,seed=3' -> ({'seed': '3'}, {'smoke'})."""
+  values, flags = {}, set()
+  for token in (arg or '').split(','):
+    token = token.strip()
+    if not token:
+      continue
+    if '=' in token:
+      key, value = token.split('=', 1)
+      values[key.strip()] = value.strip()
+    else:
+      flags.add(token)
+  return values, flags
+
+
+def apply_arg(config: ml_collections.ConfigDict, arg, known_flags=()) -> ml_collections.ConfigDict:
+  """Applies the shared tokens of `arg` (`smoke`, `seed=N`); unknown tokens are an error."""
+  values, flags = parse_arg(arg)
+  unknown = (flags - {'smoke', *known_flags}) | (set(values) - {'seed'})
+  if unknown:
+    raise ValueError(f'unknown config argument(s) {sorted(unknown)}; known: smoke, seed=N'
+                     + ''.join(f', {f}' for f in known_flags))
+  if 'seed' in values:
+    config.seed = int(values['seed'])
+  if 'smoke' in flags:
+    smoke(config)
+  return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks `config` to a tiny model and a few steps on synthetic data of the same shape."""
+  data = config.data
+  if data.source != 'digits':
+    channels = len(data.mean)
+    data.source = 'synthetic'
+    if data.augment == 'imagenet':  # random-resized crops from larger images, eval 36 -> 32
+      data.image_size, data.eval_resize, data.synthetic_shape = 32, 36, (40, 40, channels)
+    else:
+      data.synthetic_shape = (data.image_size, data.image_size, channels)
+  data.num_examples = 64
+  data.prefetch = 1
+  data.num_classes = min(data.num_classes, 10)
+  kwargs = dict(config.model.kwargs)
+  if config.model.name.startswith('densenet'):
+    kwargs.update(growth_rate=4, num_init_features=8)
+  else:
+    kwargs.update(width=4)
+  kwargs['stage_sizes'] = (1, 1, 1, 1)
+  config.model.kwargs = kwargs
+  config.batch_size = 16
+  config.eval_batch_size = 24
+  config.num_epochs = 2
+  config.optim.lr_boundaries = (1,)
+  config.optim.warmup_epochs = 0
+  config.checkpoint_every_epochs = 1
+  config.log_every_steps = 2
+  return config

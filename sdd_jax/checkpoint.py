@@ -1,0 +1,72 @@
+"""Checkpoints with orbax's CheckpointManager: asynchronous saves, `max_to_keep`, and a
+fallback to the previous checkpoint when the latest one cannot be read."""
+import logging
+import os
+import shutil
+from typing import Any, Optional, Tuple
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+  """No checkpoint of the workdir could be restored."""
+
+
+class Checkpointer:
+  """Saves and restores the train state under `<workdir>/checkpoints/<step>`."""
+
+  def __init__(self, workdir: str, max_to_keep: int):
+    self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    self._max_to_keep = max_to_keep
+    self._manager = self._create_manager()
+
+  def _create_manager(self) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True,
+                                           enable_async_checkpointing=True)
+    return ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> Optional[int]:
+    return self._manager.latest_step()
+
+  def save(self, state: Any) -> None:
+    """Starts an asynchronous save of `state` at `state.step` (a no-op if it exists)."""
+    step = int(jax.device_get(state.step))
+    if step in self._manager.all_steps():
+      return
+    self._manager.save(step, args=ocp.args.StandardSave(state))
+
+  def restore(self, target: Any) -> Tuple[Optional[Any], Optional[int]]:
+    """Restores the newest readable checkpoint into the structure and shardings of `target`.
+
+    An unreadable checkpoint is moved to `<workdir>/unreadable_checkpoints/` with a warning
+    and the previous one is tried. Returns (None, None) when the workdir has no checkpoint.
+    """
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    for step in steps:
+      try:
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning('checkpoint %d in %s cannot be read (%s: %s); trying the previous one',
+                        step, self.directory, type(e).__name__, str(e).splitlines()[0][:200])
+        self._set_aside(step)
+    if steps:
+      raise CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps});'
+                            ' they were moved to unreadable_checkpoints/: start a new --workdir')
+    return None, None
+
+  def _set_aside(self, step: int) -> None:
+    if jax.process_index() == 0:
+      aside = os.path.join(os.path.dirname(self.directory), 'unreadable_checkpoints')
+      os.makedirs(aside, exist_ok=True)
+      shutil.move(os.path.join(self.directory, str(step)), os.path.join(aside, str(step)))
+    self._manager.close()
+    self._manager = self._create_manager()
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()

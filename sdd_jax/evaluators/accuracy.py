@@ -1,0 +1,43 @@
+"""`accuracy`: top-1, top-5, NLL and 10-bin ECE over every example of the split.
+
+The batches are padded and carry a `mask`; each batch reduces to sums on the device, so the
+result does not depend on the batch size and counts all N examples (eval_spec.md §0.5, §1-2).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sdd_jax import metrics
+from sdd_jax.evaluators import base
+
+
+@jax.jit
+def batch_sums(logits, labels, mask):
+  """Sums over the masked rows of one batch: counts, correct top-1/top-5, NLL, ECE bins."""
+  mask = mask.astype(jnp.float32)
+  confidences, correct = metrics.confidence_and_correct(logits, labels)
+  return {
+      'count': jnp.sum(mask),
+      'top1': jnp.sum(metrics.topk_correct(logits, labels, 1) * mask),
+      'top5': jnp.sum(metrics.topk_correct(logits, labels, min(5, logits.shape[-1])) * mask),
+      'nll': jnp.sum(metrics.nll(logits, labels) * mask),
+      'bins': metrics.calibration_bin_stats(confidences, correct, mask, num_bins=10),
+  }
+
+
+class Accuracy(base.Evaluator):
+  name = 'accuracy'
+
+  def __call__(self, batches, predict):
+    total = None
+    for batch in batches:
+      sums = batch_sums(predict.logits_fn(batch['images']), batch['labels'], batch['mask'])
+      sums = jax.tree.map(lambda x: np.asarray(x, np.float64), jax.device_get(sums))
+      total = sums if total is None else jax.tree.map(np.add, total, sums)
+    count = float(total['count'])
+    ece, _ = metrics.ece_from_bin_stats(total['bins'])
+    return {f'{self.prefix}/top1': 100 * float(total['top1']) / count,
+            f'{self.prefix}/top5': 100 * float(total['top5']) / count,
+            f'{self.prefix}/nll': float(total['nll']) / count,
+            f'{self.prefix}/ece': 100 * ece,
+            f'{self.prefix}/count': count}

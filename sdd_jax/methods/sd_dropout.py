@@ -1,0 +1,52 @@
+"""SD-Dropout (Lee et al. 2022, "Self-Knowledge Distillation via Dropout").
+
+Two inverted-dropout masks u, v on the pooled features f give z_u = h(u*f), z_v = h(v*f); the
+term is KL(p_u || p_v) + KL(p_v || p_u) at temperature T with gradients through both sides
+(paper Eq. 4-5; `direction='forward'` / `'reverse'` are Eqs. 6 / 7). The cross-entropy uses
+the un-dropped logits. With `position=k < 4` the masks act on the stage-k feature map and the
+remaining stages run on each masked copy (paper Table 12). `num_samples=K > 2` averages the
+term over the K(K-1)/2 pairs of masks (beyond the paper; K = 2 is exactly the paper's).
+"""
+import dataclasses
+from typing import ClassVar
+
+from sdd_jax import losses
+from sdd_jax.methods import base
+
+DIRECTIONS = ('both', 'forward', 'reverse')
+
+
+@dataclasses.dataclass(frozen=True)
+class SDDropout(base.Method):
+  weight: float = 1.0
+  temperature: float = 3.0
+  rate: float = 0.5
+  direction: str = 'both'
+  num_samples: int = 2
+  position: int = 4
+
+  name: ClassVar[str] = 'sd_dropout'
+
+  def validate(self):
+    super().validate()
+    if not 0 <= self.rate < 1:
+      raise ValueError(f'rate: must be in [0, 1), got {self.rate}')
+    if self.direction not in DIRECTIONS:
+      raise ValueError(f'direction: must be one of {DIRECTIONS}, got {self.direction!r}')
+    if not (isinstance(self.num_samples, int) and self.num_samples >= 2):
+      raise ValueError(f'num_samples: must be an integer >= 2, got {self.num_samples}')
+    if self.position not in (1, 2, 3, 4):
+      raise ValueError(f'position: must be 1, 2, 3 or 4 (stage after which the masks act), '
+                       f'got {self.position}')
+
+  def loss(self, ctx, key):
+    if self.position == 4:
+      inputs, head_fn = ctx.features, ctx.head_fn()
+    else:
+      stage_outputs = ctx.model.apply(ctx.variables, ctx.batch['images'], train=ctx.train,
+                                       method=ctx.model.stages, mutable=['batch_stats'])[0]
+      inputs = stage_outputs[self.position - 1]
+      head_fn = losses.stage_head_fn(ctx.model, ctx.variables, self.position, train=ctx.train)
+    term = losses.sd_dropout(head_fn, inputs, key, rate=self.rate, temperature=self.temperature,
+                             direction=self.direction, num_samples=self.num_samples)
+    return term, {}

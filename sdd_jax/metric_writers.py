@@ -1,0 +1,137 @@
+"""Where metrics go: TensorBoard event files, `metrics.jsonl`, and a console progress line.
+
+Writers share clu's `write_scalars(step, scalars)` / `flush()` / `close()` shape; clu itself
+is not used because its `metric_writers` package imports TensorFlow. The TensorBoard writer uses
+the `tensorboard` package's own event-file writer. Only process 0 writes files.
+"""
+import json
+import os
+import sys
+import time
+from typing import Any, Mapping, Optional
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.summary.writer import event_file_writer
+
+
+class ScalarWriter:
+  """Base writer: scalars only (sdd_jax logs no images or histograms)."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    raise NotImplementedError
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    self.flush()
+
+
+class MultiWriter(ScalarWriter):
+  """Forwards every call to each of `writers`."""
+
+  def __init__(self, writers):
+    self._writers = list(writers)
+
+  def write_scalars(self, step, scalars):
+    for writer in self._writers:
+      writer.write_scalars(step, scalars)
+
+  def flush(self):
+    for writer in self._writers:
+      writer.flush()
+
+  def close(self):
+    for writer in self._writers:
+      writer.close()
+
+
+class TensorBoardWriter(ScalarWriter):
+  """Scalars as TensorBoard events in `logdir`."""
+
+  def __init__(self, logdir: str):
+    self._writer = event_file_writer.EventFileWriter(logdir)
+
+  def write_scalars(self, step, scalars):
+    summary = summary_pb2.Summary(value=[
+        summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+        for tag, value in scalars.items()])
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                           summary=summary))
+
+  def flush(self):
+    self._writer.flush()
+
+  def close(self):
+    self._writer.close()
+
+
+class JsonlWriter(ScalarWriter):
+  """One JSON object per write: {"step": s, "<section>/<name>": value, ...}."""
+
+  def __init__(self, path: str):
+    self._file = open(path, 'a', encoding='utf-8')
+
+  def write_scalars(self, step, scalars):
+    record = {'step': int(step), **{k: float(v) for k, v in scalars.items()}}
+    self._file.write(json.dumps(record) + '\n')
+
+  def flush(self):
+    self._file.flush()
+
+  def close(self):
+    self._file.close()
+
+
+class ProgressWriter(ScalarWriter):
+  """A console progress bar with rate and ETA, redrawn at every write."""
+
+  def __init__(self, total_steps: int, stream=None, width: int = 24):
+    self._total = max(total_steps, 1)
+    self._stream = stream or sys.stderr
+    self._width = width
+    self._start: Optional[tuple] = None
+
+  def write_scalars(self, step, scalars):
+    now = time.time()
+    if self._start is None:
+      self._start = (now, step)
+    start_time, start_step = self._start
+    rate = (step - start_step) / max(now - start_time, 1e-9)
+    eta = (self._total - step) / rate if rate > 0 else float('nan')
+    done = int(self._width * step / self._total)
+    shown = ' '.join(f'{k.split("/")[-1]} {v:.4g}' for k, v in scalars.items()
+                     if k in ('train/loss', 'train/top1', 'test/top1', 'train/images_per_sec'))
+    self._stream.write(f'[{"#" * done}{"." * (self._width - done)}] step {step}/{self._total} '
+                       f'{shown} ETA {_duration(eta)}\n')
+    self._stream.flush()
+
+
+def _duration(seconds: float) -> str:
+  if not np.isfinite(seconds):
+    return '?'
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
+
+
+def create_writer(workdir: str, total_steps: int, is_main: bool) -> ScalarWriter:
+  """TensorBoard + metrics.jsonl + progress on process 0; nothing on the others."""
+  if not is_main:
+    return MultiWriter([])
+  return MultiWriter([
+      TensorBoardWriter(os.path.join(workdir, 'tensorboard')),
+      JsonlWriter(os.path.join(workdir, 'metrics.jsonl')),
+      ProgressWriter(total_steps),
+  ])
+
+
+def read_jsonl(path: str) -> list:
+  with open(path, encoding='utf-8') as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def scalars_of(metrics: Mapping[str, Any]) -> dict:
+  return {k: float(np.asarray(v)) for k, v in metrics.items()}

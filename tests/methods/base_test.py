@@ -1,0 +1,78 @@
+"""combine: CE + sum weight * T**2 * mean(term) (paper Eq. 5), on hand-made numbers."""
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sdd_jax import methods
+from sdd_jax.methods import base
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fixed(base.Method):
+  """A fake method whose term is fixed: [1, 3] -> mean 2."""
+  name: ClassVar[str] = 'fixed'
+
+  def loss(self, ctx, key):
+    return jnp.array([1.0, 3.0]), {'train/fixed_extra': jnp.array(7.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _KeyEcho(base.Method):
+  """A fake method whose term is a uniform draw from its key."""
+  name: ClassVar[str] = 'echo'
+
+  def loss(self, ctx, key):
+    return jax.random.uniform(key, (2,)), {}
+
+
+def test_combine_adds_weight_times_temperature_squared_times_mean_term():
+  ce = jnp.array([0.5, 1.5])  # mean 1.0
+  total, metrics = base.combine([_Fixed(weight=0.1, temperature=3.0)], None,
+                                jax.random.key(0), ce)
+  # 1.0 + 0.1 * 9 * 2.0 = 2.8
+  np.testing.assert_allclose(total, 2.8, rtol=1e-6)
+  np.testing.assert_allclose(metrics['train/loss'], 2.8, rtol=1e-6)
+  np.testing.assert_allclose(metrics['train/loss_ce'], 1.0)
+  np.testing.assert_allclose(metrics['train/loss_fixed'], 2.0)
+  assert metrics['train/fixed_extra'] == 7.0
+
+
+def test_combine_without_methods_is_mean_cross_entropy():
+  total, metrics = base.combine([], None, jax.random.key(0), jnp.array([1.0, 2.0, 6.0]))
+  np.testing.assert_allclose(total, 3.0)
+  assert set(metrics) == {'train/loss', 'train/loss_ce'}
+
+
+def test_each_method_draws_from_its_own_stable_key():
+  key = jax.random.key(3)
+  _, m1 = base.combine([_KeyEcho()], None, key, jnp.zeros(2))
+  _, m2 = base.combine([_Fixed(), _KeyEcho()], None, key, jnp.zeros(2))
+  # Adding another method does not change this method's randomness.
+  np.testing.assert_array_equal(m1['train/loss_echo'], m2['train/loss_echo'])
+  expected = jnp.mean(jax.random.uniform(base.method_key(key, 'echo'), (2,)))
+  np.testing.assert_array_equal(m1['train/loss_echo'], expected)
+  assert not np.array_equal(jax.random.key_data(base.method_key(key, 'echo')),
+                            jax.random.key_data(base.method_key(key, 'fixed')))
+
+
+def test_create_methods_names_the_field_and_the_fix():
+  with pytest.raises(ValueError, match=r"unknown method 'sd_dropuot'; known methods: .*sd_dropout"):
+    methods.create_methods({'sd_dropuot': {}})
+  with pytest.raises(ValueError, match=r"methods.sd_dropout: unknown field\(s\) \['rat'\]; known: "
+                                       r"weight, temperature, rate"):
+    methods.create_methods({'sd_dropout': {'rat': 0.5}})
+  with pytest.raises(ValueError, match=r'methods.sd_dropout.rate: must be in \[0, 1\), got 1.0'):
+    methods.create_methods({'sd_dropout': {'rate': 1.0}})
+  created = methods.create_methods({'sd_dropout': {'rate': 0.3}})
+  assert created[0].rate == 0.3 and created[0].temperature == 3.0
+
+
+@pytest.mark.parametrize('name', methods.METHODS.names())
+def test_every_registered_method_has_paper_defaults_that_validate(name):
+  method = methods.METHODS.get(name)()
+  method.validate()
+  assert method.name == name and method.temperature > 0

@@ -1,0 +1,50 @@
+r"""Trains a config: `python train.py --config configs/<experiment>.py[:ARG] --workdir DIR`.
+
+Overrides: `--config.optim.lr=0.05 --config.methods.sd_dropout.rate=0.3`. Re-running the same
+command resumes from the newest checkpoint in DIR. On a multi-host pod add
+`--jax_distributed` (calls `jax.distributed.initialize()`).
+"""
+import logging
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from sdd_jax import checkpoint
+from sdd_jax import config_validation
+from sdd_jax import data
+from sdd_jax import parallel
+from sdd_jax import trainer
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and results go.')
+_DISTRIBUTED = flags.DEFINE_bool('jax_distributed', False,
+                                 'Call jax.distributed.initialize() (multi-host runs).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+# Errors a user fixes by changing a flag, a config value, a file or the workdir: one line each.
+USER_ERRORS = (config_validation.ConfigError, data.DataError, trainer.WorkdirError,
+               trainer.NonFiniteLossError, checkpoint.CheckpointError)
+
+
+def main(argv):
+  del argv
+  logging.getLogger('absl').setLevel(logging.WARNING)
+  if _DISTRIBUTED.value:
+    parallel.maybe_initialize_distributed(force=True)
+  try:
+    summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except USER_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  if summary:
+    print('final: ' + '  '.join(f'{k} {summary[k]:.4g}' for k in
+                                ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds')
+                                if k in summary))
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)
