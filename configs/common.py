@@ -79,7 +79,8 @@ def recipe() -> ml_collections.ConfigDict:
       warmup_epochs=0,
   ))
   config.methods = ml_collections.ConfigDict()  # name -> hyper-parameters; empty = CE only
-  config.eval_every_epochs = 1
+  # Evaluators by name; `every_epochs` sets the cadence during training (0: only at the end).
+  config.evals = ml_collections.ConfigDict({'accuracy': {'every_epochs': 1}})
   config.checkpoint_every_epochs = 10
   config.max_to_keep = 3
   config.log_every_steps = 50

@@ -5,11 +5,12 @@ Each problem raises `ConfigError` with one line: the field, what is allowed, wha
 import numbers
 
 from sdd_jax import data as data_lib
+from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import models as models_lib
 
 TOP_LEVEL = ('seed', 'model', 'data', 'batch_size', 'eval_batch_size', 'num_epochs', 'optim',
-             'methods', 'eval_every_epochs', 'checkpoint_every_epochs', 'max_to_keep',
+             'methods', 'evals', 'checkpoint_every_epochs', 'max_to_keep',
              'log_every_steps')
 DTYPES = ('float32', 'bfloat16', 'float16')
 AUGMENTS = ('cifar', 'imagenet', 'none')
@@ -49,8 +50,7 @@ def validate(config) -> None:
   if unknown:
     raise ConfigError(f'config: unknown field(s) {unknown}; known: {", ".join(TOP_LEVEL)}')
   _require(_is_int(config.seed) and config.seed >= 0, 'seed', 'an integer >= 0', config.seed)
-  for field in ('batch_size', 'eval_batch_size', 'num_epochs', 'eval_every_epochs',
-                'checkpoint_every_epochs', 'max_to_keep', 'log_every_steps'):
+  for field in ('batch_size', 'eval_batch_size', 'num_epochs', 'checkpoint_every_epochs', 'max_to_keep', 'log_every_steps'):
     _positive_int(config, field)
   _validate_model(config.model)
   _validate_data(config.data)
@@ -59,6 +59,17 @@ def validate(config) -> None:
     methods_lib.create_methods(config.methods)
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
+  _validate_evals(config.evals)
+
+
+def _validate_evals(evals) -> None:
+  for name in evals:
+    _require(name in evaluators_lib.EVALUATORS, 'evals',
+             f'a section per evaluator, named one of {evaluators_lib.EVALUATORS.names()}',
+             name)
+    every = evals[name].get('every_epochs', 0)
+    _require(_is_int(every) and every >= 0, f'evals.{name}.every_epochs',
+             'an integer >= 0 (0: only after training)', every)
 
 
 def _validate_model(model) -> None:

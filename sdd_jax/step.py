@@ -68,3 +68,20 @@ def make_logits_fn(model, mesh):
 
   return jax.jit(logits_fn, in_shardings=(parallel.replicated_sharding(mesh), data),
                  out_shardings=data)
+
+
+def make_input_grad_fn(model, mesh):
+  """Returns jitted `input_grad_fn(variables, images, labels, temperature)`: the gradient with
+  respect to `images` of sum_i CE(logits_i / temperature, labels_i), evaluation mode, float32
+  (the sum, not the mean, so that tiny ODIN gradients do not underflow; eval_spec §0.5)."""
+  data = parallel.data_sharding(mesh)
+
+  def input_grad_fn(variables, images, labels, temperature):
+    def total(x):
+      logits = model.apply(variables, x, train=False).astype(jnp.float32)
+      return jnp.sum(losses.cross_entropy(logits / temperature, labels))
+    return jax.grad(total)(images.astype(jnp.float32))
+
+  return jax.jit(input_grad_fn,
+                 in_shardings=(parallel.replicated_sharding(mesh), data, data, None),
+                 out_shardings=data)

@@ -34,9 +34,10 @@ from sdd_jax import parallel
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
 
-# Fields that may change between a run and its resumption (they do not change the results).
-RESUMABLE_FIELDS = ('log_every_steps', 'eval_every_epochs', 'checkpoint_every_epochs',
-                    'max_to_keep', 'data.prefetch', 'data.num_workers')
+# Fields that may change between a run and its resumption (they do not change the training);
+# a name ending in '.' covers the whole section.
+RESUMABLE_FIELDS = ('log_every_steps', 'checkpoint_every_epochs', 'max_to_keep',
+                    'data.prefetch', 'data.num_workers', 'evals.')
 
 
 class NonFiniteLossError(RuntimeError):
@@ -74,7 +75,8 @@ def _claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
       saved = json.load(f)
     old, new = _flatten(saved), _flatten(current)
     differ = sorted(k for k in set(old) | set(new)
-                    if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS)
+                    if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_FIELDS)
+                    and k not in RESUMABLE_FIELDS)
     if differ:
       shown = '; '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in differ[:3])
       raise WorkdirError(f'--workdir {workdir} holds a run of a different config ({shown}); '
@@ -140,6 +142,34 @@ class _PendingMetrics:
     self._time = time.time()
 
 
+def make_evaluate(config, model, mesh, eval_source, workdir: str):
+  """Returns `evaluate(state, epoch) -> metrics`: runs the evaluators of `config.evals` whose
+  cadence includes `epoch` (all of them when `epoch` is None, i.e. after training). An
+  evaluator whose data is missing is skipped with one logged line."""
+  evaluators = evaluators_lib.create_evaluators(config.evals)
+  logits_fn = step_lib.make_logits_fn(model, mesh)
+  input_grad_fn = step_lib.make_input_grad_fn(model, mesh)
+  ctx = evaluators_lib.EvalContext(data_config=config.data, batch_size=config.eval_batch_size,
+                                   mesh=mesh, source=eval_source, workdir=workdir)
+
+  def evaluate(state, epoch=None) -> Dict[str, float]:
+    predict = evaluators_lib.Predictors(
+        logits_fn=functools.partial(logits_fn, state.variables),
+        input_grad_fn=functools.partial(input_grad_fn, state.variables))
+    results = {}
+    for name, evaluator in evaluators.items():
+      if epoch is not None and not (evaluator.every_epochs and epoch % evaluator.every_epochs == 0):
+        continue
+      try:
+        results.update(evaluator(ctx, predict))
+      except evaluators_lib.Skipped as e:
+        logging.warning('evaluator %s skipped: %s', name, e)
+        results[f'skipped/{name}'] = 1.0
+    return results
+
+  return evaluate
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, float]:
   """Trains `config` in `workdir` (resuming from its newest checkpoint); returns the summary."""
   start_time = time.time()
@@ -177,16 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
   train_step = step_lib.make_train_step(model, tx, methods, seed=config.seed,
                                         lr_schedule=lr_schedule, mesh=mesh)
-  logits_fn = step_lib.make_logits_fn(model, mesh)
-  evaluator = evaluators_lib.EVALUATORS.get('accuracy')(workdir=workdir, prefix='test')
-
-  def evaluate(state) -> Dict[str, float]:
-    batches = data_lib.create_eval_batches(
-        eval_source, config.data, global_batch=config.eval_batch_size,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    batches = (parallel.to_global(b, mesh) for b in batches)
-    predict = evaluators_lib.Predictors(logits_fn=functools.partial(logits_fn, state.variables))
-    return evaluator(batches, predict)
+  evaluate = make_evaluate(config, model, mesh, eval_source, workdir)
 
   is_main = jax.process_index() == 0
   writer = metric_writers.create_writer(workdir, total_steps, is_main)
@@ -205,9 +226,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
           last_train = pending.flush(config.batch_size)
           writer.write_scalars(step + 1, {**last_train, 'train/epoch': (step + 1) /
                                           steps_per_epoch})
-        if epoch_done and (epoch % config.eval_every_epochs == 0 or last):
-          last_test = evaluate(state)
-          writer.write_scalars(step + 1, last_test)
+        if epoch_done:
+          results = evaluate(state, epoch=None if last else epoch)
+          last_test.update(results)
+          if results:
+            writer.write_scalars(step + 1, results)
         if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
           checkpointer.save(state)
         if epoch_done:
@@ -219,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
           stopped = True
           break
     if not stopped and not last_test:  # resumed a finished run: evaluate its final state
-      last_test = evaluate(state)
+      last_test = evaluate(state, epoch=None)
   finally:
     checkpointer.close()
     writer.close()

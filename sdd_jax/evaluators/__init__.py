@@ -1,4 +1,4 @@
-"""Registered evaluators, chosen by name."""
+"""Registered evaluators, chosen by name from `config.evals`."""
 from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base
 from sdd_jax.registry import Registry
@@ -7,4 +7,11 @@ EVALUATORS = Registry('evaluator')
 for _cls in (accuracy.Accuracy,):
   EVALUATORS.register(_cls.name)(_cls)
 
+EvalContext = base.EvalContext
 Predictors = base.Predictors
+Skipped = base.Skipped
+
+
+def create_evaluators(evals_config) -> dict:
+  """{'accuracy': {...}, ...} -> {name: evaluator}, in name order."""
+  return {name: EVALUATORS.get(name)(evals_config[name]) for name in sorted(evals_config or {})}

@@ -1,7 +1,8 @@
-"""`accuracy`: top-1, top-5, NLL and 10-bin ECE over every example of the split.
+"""`accuracy`: top-1, top-5, NLL and 10-bin ECE over every example of the eval split.
 
 The batches are padded and carry a `mask`; each batch reduces to sums on the device, so the
 result does not depend on the batch size and counts all N examples (eval_spec.md §0.5, §1-2).
+Keys: `test/top1`, `test/top5`, `test/nll`, `test/ece` (percent), `test/count`.
 """
 import jax
 import jax.numpy as jnp
@@ -25,19 +26,26 @@ def batch_sums(logits, labels, mask):
   }
 
 
+def accumulate_sums(ctx, predict, source=None):
+  """Sums of `batch_sums` over every batch of `source`, float64 on the host."""
+  total = None
+  for batch in ctx.batches(source):
+    sums = batch_sums(predict.logits_fn(batch['images']), batch['labels'], batch['mask'])
+    sums = jax.tree.map(lambda x: np.asarray(x, np.float64), jax.device_get(sums))
+    total = sums if total is None else jax.tree.map(np.add, total, sums)
+  return total
+
+
 class Accuracy(base.Evaluator):
   name = 'accuracy'
+  defaults = {'every_epochs': 1, 'prefix': 'test'}
 
-  def __call__(self, batches, predict):
-    total = None
-    for batch in batches:
-      sums = batch_sums(predict.logits_fn(batch['images']), batch['labels'], batch['mask'])
-      sums = jax.tree.map(lambda x: np.asarray(x, np.float64), jax.device_get(sums))
-      total = sums if total is None else jax.tree.map(np.add, total, sums)
-    count = float(total['count'])
+  def __call__(self, ctx, predict):
+    total = accumulate_sums(ctx, predict)
+    prefix, count = self.section['prefix'], float(total['count'])
     ece, _ = metrics.ece_from_bin_stats(total['bins'])
-    return {f'{self.prefix}/top1': 100 * float(total['top1']) / count,
-            f'{self.prefix}/top5': 100 * float(total['top5']) / count,
-            f'{self.prefix}/nll': float(total['nll']) / count,
-            f'{self.prefix}/ece': 100 * ece,
-            f'{self.prefix}/count': count}
+    return {f'{prefix}/top1': 100 * float(total['top1']) / count,
+            f'{prefix}/top5': 100 * float(total['top5']) / count,
+            f'{prefix}/nll': float(total['nll']) / count,
+            f'{prefix}/ece': 100 * ece,
+            f'{prefix}/count': count}

@@ -1,32 +1,81 @@
 """The evaluator contract.
 
-An evaluator is built by name from its config section and called with padded + masked global
-eval batches and named predict functions, never the parameter tree. Counts reduce to sums on
-the device; metrics that need every score are gathered to the host and use `metrics.py`.
-Artefacts go to `<workdir>/evals/<key>/`.
+An evaluator is built by name from its config section (`config.evals.<name>`) and called with
+an `EvalContext` (padded + masked global eval batches of any source) and named predict
+functions (`Predictors`), never the parameter tree. Counts reduce to sums on the device;
+metrics that need every score are gathered to the host and use `metrics.py`. Artefacts go to
+`<workdir>/evals/<name>/`. Every section has `every_epochs` (0: only after training).
 """
 import dataclasses
-from typing import Callable, Dict, Iterable, Optional
+import os
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import jax
+
+from sdd_jax import data as data_lib
+from sdd_jax import parallel
+
+
+class Skipped(Exception):
+  """An evaluator cannot run (e.g. its data set is missing); the message says what to fetch."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Predictors:
-  """What an evaluator may call. `logits_fn(images [batch, H, W, C]) -> logits [batch, C]`."""
+  """What an evaluator may call (jitted over the mesh, evaluation mode, float32).
+
+  logits_fn(images [batch, H, W, C]) -> logits [batch, classes].
+  input_grad_fn(images, labels [batch], temperature) -> d/d images of
+      sum_i CE(logits_i / temperature, labels_i), [batch, H, W, C] (eval_spec §0.5: the sum).
+  """
   logits_fn: Callable[[jax.Array], jax.Array]
-  input_grad_fn: Optional[Callable] = None
+  input_grad_fn: Optional[Callable[..., jax.Array]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalContext:
+  """Where evaluation data comes from.
+
+  Attributes:
+    data_config: `config.data` (preprocessing, normalisation constants, splits).
+    batch_size: the global eval batch size.
+    mesh: the device mesh; batches come sharded over 'data'.
+    source: the in-distribution evaluation split.
+    workdir: the run's workdir (artefacts go to `<workdir>/evals/<name>/`).
+  """
+  data_config: Any
+  batch_size: int
+  mesh: Any
+  source: Any
+  workdir: str
+
+  def batches(self, source=None) -> Iterator[Dict[str, jax.Array]]:
+    """Global padded batches (`images`, `labels`, `index`, `mask`) covering `source` (default:
+    the eval split) exactly once."""
+    host_batches = data_lib.create_eval_batches(
+        self.source if source is None else source, self.data_config,
+        global_batch=self.batch_size, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    return (parallel.to_global(b, self.mesh) for b in host_batches)
+
+  def artefact_dir(self, name: str) -> str:
+    path = os.path.join(self.workdir, 'evals', name)
+    if jax.process_index() == 0:
+      os.makedirs(path, exist_ok=True)
+    return path
 
 
 class Evaluator:
-  """Base class: `__call__(batches, predict) -> {'<section>/<name>': float}`."""
+  """Base class: `__call__(ctx, predict) -> {'<section>/<name>': float}`."""
   name = ''
+  defaults: Dict[str, Any] = {'every_epochs': 0}
 
-  def __init__(self, section=None, *, workdir: str = '', prefix: str = 'test'):
-    self.section = section
-    self.workdir = workdir
-    self.prefix = prefix
+  def __init__(self, section=None):
+    self.section = {**self.defaults, **dict(section or {})}
 
-  def __call__(self, batches: Iterable[Dict[str, jax.Array]],
-               predict: Predictors) -> Dict[str, float]:
+  @property
+  def every_epochs(self) -> int:
+    return int(self.section['every_epochs'])
+
+  def __call__(self, ctx: EvalContext, predict: Predictors) -> Dict[str, float]:
     raise NotImplementedError
