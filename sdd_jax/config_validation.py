@@ -55,6 +55,9 @@ def validate(config) -> None:
   _validate_model(config.model)
   _validate_data(config.data)
   _validate_optim(config.optim, config.num_epochs)
+  for name in config.methods:
+    _require(name in methods_lib.METHODS, 'methods',
+             f'a section per method, named one of {methods_lib.METHODS.names()}', name)
   try:
     methods_lib.create_methods(config.methods)
   except ValueError as e:
@@ -114,3 +117,13 @@ def _validate_optim(optim, num_epochs: int) -> None:
            f'increasing epochs inside (0, num_epochs={num_epochs})', optim.lr_boundaries)
   _require(_is_number(optim.warmup_epochs) and 0 <= optim.warmup_epochs < num_epochs,
            'optim.warmup_epochs', f'in [0, num_epochs={num_epochs})', optim.warmup_epochs)
+
+
+def validate_for_devices(config, num_devices: int, num_processes: int) -> None:
+  """The global batches must split evenly over the devices and the processes."""
+  for field in ('batch_size', 'eval_batch_size'):
+    value = config[field]
+    if value % num_devices or value % num_processes:
+      raise ConfigError(f'config.{field}: {value} does not divide over {num_devices} devices '
+                        f'and {num_processes} processes; use a multiple of '
+                        f'{max(num_devices, num_processes)} (set --config.{field}=...)')

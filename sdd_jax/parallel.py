@@ -39,14 +39,6 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def check_batch_size(batch_size: int, mesh: Mesh, field: str) -> None:
-  """A global batch must split evenly over the devices and the processes."""
-  devices, processes = mesh.devices.size, jax.process_count()
-  if batch_size % devices or batch_size % processes:
-    raise ValueError(f'{field}: {batch_size} does not divide over {devices} devices / '
-                     f'{processes} processes; use a multiple of {devices}')
-
-
 def to_global(batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
   """Host-local numpy batch (this process's rows) -> global arrays sharded over 'data'."""
   sharding = data_sharding(mesh)

@@ -170,13 +170,17 @@ def make_evaluate(config, model, mesh, eval_source, workdir: str):
   return evaluate
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, float]:
-  """Trains `config` in `workdir` (resuming from its newest checkpoint); returns the summary."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       stop_after_step: int = 0) -> Dict[str, float]:
+  """Trains `config` in `workdir` (resuming from its newest checkpoint); returns the summary.
+
+  `stop_after_step=k > 0` stops after step k exactly as SIGTERM would (checkpoint, return {}):
+  for time-sliced jobs and for the resume tests.
+  """
   start_time = time.time()
   config_validation.validate(config)
   mesh = parallel.create_mesh()
-  parallel.check_batch_size(config.batch_size, mesh, 'config.batch_size')
-  parallel.check_batch_size(config.eval_batch_size, mesh, 'config.eval_batch_size')
+  config_validation.validate_for_devices(config, mesh.devices.size, jax.process_count())
   methods = methods_lib.create_methods(config.methods)
   train_source = data_lib.create_source(config.data, config.data.train_split)
   eval_source = data_lib.create_source(config.data, config.data.eval_split)
@@ -235,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
           checkpointer.save(state)
         if epoch_done:
           pending.restart_clock()
-        if stop_requested() and not last:
+        if (stop_requested() or step + 1 == stop_after_step) and not last:
           last_train = pending.flush(config.batch_size) or last_train
           checkpointer.save(state)
           logging.warning('SIGTERM: saved the checkpoint at step %d and stopped', step + 1)

@@ -1,0 +1,48 @@
+"""Every config file loads, validates, and passes its `smoke` run."""
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from sdd_jax import config_validation
+from sdd_jax import trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))
+                      if os.path.basename(p) not in ('common.py', '__init__.py'))
+
+
+def load(path, arg=None):
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)
+def test_full_config_validates_and_documents_its_command(path):
+  config = load(path)
+  config_validation.validate(config)
+  with open(path) as f:
+    text = f.read()
+  name = os.path.relpath(path, ROOT)
+  assert f'python train.py --config {name}' in text, 'the docstring gives the exact command'
+
+
+@pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)
+def test_smoke_run(path, tmp_path):
+  config = load(path, 'smoke')
+  summary = trainer.train_and_evaluate(config, str(tmp_path))
+  assert summary['steps'] >= 2 and 0 <= summary['test/top1'] <= 100
+
+
+def test_demo_ce_is_the_baseline_without_methods():
+  demo = os.path.join(ROOT, 'configs', 'demo.py')
+  assert list(load(demo).methods) == ['sd_dropout']
+  assert not list(load(demo, 'ce').methods)
+
+
+def test_an_unknown_config_argument_is_refused():
+  with pytest.raises(ValueError, match=r"unknown config argument\(s\) \['smoek'\]; known: smoke"):
+    load(os.path.join(ROOT, 'configs', 'cifar100_resnet18_ce.py'), 'smoek')

@@ -1,0 +1,40 @@
+"""train.py: a bad input gives one line on stderr, exit code 1, and no workdir."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train(workdir, *overrides, config='configs/cifar100_resnet18_sdd.py:smoke'):
+  command = [sys.executable, 'train.py', '--config', config, '--workdir', workdir, *overrides]
+  return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                        env=dict(os.environ))  # conftest's 8 simulated devices
+
+
+@pytest.mark.parametrize('overrides,message', [
+    (['--config.optim.lr=-1.0'], 'error: config.optim.lr: must be > 0, got -1.0'),
+    (['--config.batch_size=12'], 'error: config.batch_size: 12 does not divide over 8 devices'),
+    (['--config.methods.sd_dropout.rate=1.0'],
+     'error: config.methods.sd_dropout.rate: must be in [0, 1), got 1.0'),
+    (['--config.data.source=npz', '--config.data.path=/nonexistent'], 'error: '),
+])
+def test_bad_input_is_one_line_and_leaves_no_workdir(tmp_path, overrides, message):
+  workdir = str(tmp_path / 'run')
+  result = _train(workdir, *overrides)
+  assert result.returncode == 1, result.stderr[-2000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and errors[0].startswith(message), result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr
+  assert not os.path.exists(workdir)
+
+
+def test_a_run_prints_final_top1_nll_and_ece(tmp_path):
+  result = _train(str(tmp_path / 'run'), config='configs/demo.py:smoke')
+  assert result.returncode == 0, result.stderr[-2000:]
+  final = [line for line in result.stdout.splitlines() if line.startswith('final:')]
+  assert len(final) == 1
+  for key in ('test/top1', 'test/nll', 'test/ece'):
+    assert key in final[0]
