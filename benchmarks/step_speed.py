@@ -1,0 +1,96 @@
+r"""Images/s of the train step for CE and for each method configuration, interleaved in one
+process so that machine noise hits every variant alike; prints each ratio to CE.
+
+  python benchmarks/step_speed.py --model resnet18_cifar --batch 128 --rounds 5
+
+Every variant is compiled first; then each round times `--steps` steps of every variant in
+turn. Reported: median images/s over rounds, and the ratio of the medians to CE.
+"""
+import functools
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import common
+from sdd_jax import methods as methods_lib
+from sdd_jax import models
+from sdd_jax import optim
+from sdd_jax import parallel
+from sdd_jax import state as state_lib
+from sdd_jax import step as step_lib
+
+_MODEL = flags.DEFINE_string('model', 'resnet18_cifar', 'Registered model name.')
+_BATCH = flags.DEFINE_integer('batch', 128, 'Global batch size.')
+_IMAGE = flags.DEFINE_integer('image_size', 32, 'Image side.')
+_CLASSES = flags.DEFINE_integer('classes', 100, 'Number of classes.')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed rounds.')
+_STEPS = flags.DEFINE_integer('steps', 3, 'Steps per variant per round.')
+_DTYPE = flags.DEFINE_string('dtype', 'float32', 'Compute dtype.')
+
+# name -> config.methods; extend as methods are registered.
+VARIANTS = {
+    'ce': {},
+    'sd_dropout': {'sd_dropout': dict(common.SD_DROPOUT)},
+}
+
+
+def build(method_config, model, mesh, images):
+  config = common.recipe()
+  schedule = optim.make_lr_schedule(config.optim, steps_per_epoch=391)
+  tx = optim.make_optimizer(config.optim, schedule)
+  state = jax.jit(functools.partial(state_lib.create_train_state, model, tx),
+                  out_shardings=parallel.replicated_sharding(mesh))(
+                      state_lib.init_key(0), images[:1])
+  step_fn = step_lib.make_train_step(model, tx, methods_lib.create_methods(method_config),
+                                     seed=0, lr_schedule=schedule, mesh=mesh)
+  return state, step_fn
+
+
+def main(argv):
+  del argv
+  mesh = parallel.create_mesh()
+  model = models.get_model(_MODEL.value, num_classes=_CLASSES.value,
+                           dtype=jnp.dtype(_DTYPE.value))
+  rng = np.random.default_rng(0)
+  batch = parallel.to_global({
+      'images': rng.normal(size=(_BATCH.value, _IMAGE.value, _IMAGE.value, 3)).astype(np.float32),
+      'labels': rng.integers(0, _CLASSES.value, _BATCH.value).astype(np.int32)}, mesh)
+  runners = {}
+  for name, method_config in VARIANTS.items():
+    state, step_fn = build(method_config, model, mesh, batch['images'])
+    start = time.time()
+    state, metrics = step_fn(state, batch)
+    jax.block_until_ready(metrics)
+    print(f'{name}: compiled and ran one step in {time.time() - start:.1f} s', flush=True)
+    runners[name] = [state, step_fn]
+  rates = {name: [] for name in runners}
+  for _ in range(_ROUNDS.value):
+    for name, runner in runners.items():
+      state, step_fn = runner
+      start = time.time()
+      for _ in range(_STEPS.value):
+        state, metrics = step_fn(state, batch)
+      jax.block_until_ready((state, metrics))
+      rates[name].append(_STEPS.value * _BATCH.value / (time.time() - start))
+      runner[0] = state
+  base = np.median(rates['ce'])
+  print(f'\n{_MODEL.value}, batch {_BATCH.value}, {_IMAGE.value}px, {_DTYPE.value}, '
+        f'{jax.device_count()} x {jax.devices()[0].device_kind}, '
+        f'{_ROUNDS.value} rounds x {_STEPS.value} steps')
+  print(f'{"variant":<24}{"images/s (median)":>18}{"min":>10}{"max":>10}{"ratio to CE":>13}')
+  for name, values in rates.items():
+    median = np.median(values)
+    print(f'{name:<24}{median:>18.1f}{min(values):>10.1f}{max(values):>10.1f}'
+          f'{median / base:>13.3f}')
+
+
+if __name__ == '__main__':
+  app.run(main)
