@@ -2,12 +2,14 @@ r"""Trains a config: `python train.py --config configs/<experiment>.py[:ARG] --w
 
 Overrides: `--config.optim.lr=0.05 --config.methods.sd_dropout.rate=0.3`. Re-running the same
 command resumes from the newest checkpoint in DIR. On a multi-host pod add
-`--jax_distributed` (calls `jax.distributed.initialize()`).
+`--jax_distributed` (calls `jax.distributed.initialize()`; add `--coordinator_address=HOST:PORT
+--num_processes=N --process_id=I` where JAX cannot find the cluster itself).
 """
 import logging
 import sys
 
 from absl import app
+import jax
 from absl import flags
 from ml_collections import config_flags
 
@@ -22,6 +24,10 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config fil
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints, logs and results go.')
 _DISTRIBUTED = flags.DEFINE_bool('jax_distributed', False,
                                  'Call jax.distributed.initialize() (multi-host runs).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0, where JAX cannot find it itself.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s id.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 # Errors a user fixes by changing a flag, a config value, a file or the workdir: one line each.
@@ -32,14 +38,14 @@ USER_ERRORS = (config_validation.ConfigError, data.DataError, trainer.WorkdirErr
 def main(argv):
   del argv
   logging.getLogger('absl').setLevel(logging.WARNING)
-  if _DISTRIBUTED.value:
-    parallel.maybe_initialize_distributed(force=True)
+  if _DISTRIBUTED.value or _COORDINATOR.value:
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except USER_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
-  if summary:
+  if summary and jax.process_index() == 0:
     print('final: ' + '  '.join(f'{k} {summary[k]:.4g}' for k in
                                 ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds')
                                 if k in summary))

@@ -70,3 +70,20 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def read_checkpoint(workdir: str, step: Optional[int] = None) -> Any:
+  """The state saved at `step` (default: the newest) as nested dicts of arrays on one local
+  device, whatever mesh or process count wrote it: for analysis, reports and tests."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if step is None:
+    steps = [int(s) for s in os.listdir(directory) if s.isdigit()]
+    if not steps:
+      raise CheckpointError(f'no checkpoint in {directory}')
+    step = max(steps)
+  path = os.path.join(directory, str(step), 'default')
+  checkpointer = ocp.StandardCheckpointer()
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          checkpointer.metadata(path).item_metadata)
+  return checkpointer.restore(path, abstract)

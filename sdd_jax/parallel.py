@@ -5,7 +5,7 @@ and BatchNorm sees the global batch (XLA inserts the reductions). The same code 
 CPU, N GPUs, or a multi-host TPU pod once `jax.distributed.initialize()` has run.
 """
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import jax
 import numpy as np
@@ -14,16 +14,21 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = 'data'
 
 
-def maybe_initialize_distributed(force: bool = False) -> None:
-  """Calls `jax.distributed.initialize()` when asked or when a coordinator address is set.
+def initialize_distributed(coordinator_address: Optional[str] = None,
+                           num_processes: Optional[int] = None,
+                           process_id: Optional[int] = None) -> None:
+  """Calls `jax.distributed.initialize()` once, before any computation.
 
-  On Cloud TPU pods and SLURM clusters JAX finds the coordinator itself; elsewhere set
-  JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+  On Cloud TPU pods, SLURM and other supported clusters JAX finds the coordinator itself (no
+  arguments); elsewhere pass the coordinator address, the process count and this process's id.
+  CPU processes talk through gloo, so several CPU processes on one machine can stand in for a
+  pod in tests.
   """
   if jax.distributed.is_initialized():
     return
-  if force or os.environ.get('JAX_COORDINATOR_ADDRESS'):
-    jax.distributed.initialize()
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
 
 
 def create_mesh(devices=None) -> Mesh:
