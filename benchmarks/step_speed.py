@@ -2,9 +2,15 @@ r"""Images/s of the train step for CE and for each method configuration, interle
 process so that machine noise hits every variant alike; prints each ratio to CE.
 
   python benchmarks/step_speed.py --model resnet18_cifar --batch 128 --rounds 5
+  python benchmarks/step_speed.py --batch 32 --rounds 3 --steps 2 --variants=dml,byot
+
+Variants: CE, every registered method alone and with SD-Dropout (weight 0.1); `--variants`
+picks some (CE always runs: the ratios are to it). The batch carries every key a method may need
+(`index`, `second_view`, `pair_images`), so CS-KD and DDGSD forward 2B images per step.
 
 Every variant is compiled first; then each round times `--steps` steps of every variant in
-turn. Reported: median images/s over rounds, and the ratio of the medians to CE.
+turn. Reported: median images/s over rounds, its ratio to CE's, and the step time as a
+multiple of CE's (the inverse: same global batch of B anchors / examples per step).
 """
 import functools
 import os
@@ -35,22 +41,38 @@ _ROUNDS = flags.DEFINE_integer('rounds', 5, 'Timed rounds.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Steps per variant per round.')
 _DTYPE = flags.DEFINE_string('dtype', 'float32', 'Compute dtype.')
 
-# name -> config.methods; extend as methods are registered.
+# name -> config.methods: every registered method alone, and with SD-Dropout (weight 0.1).
 VARIANTS = {
     'ce': {},
     'sd_dropout': {'sd_dropout': dict(common.SD_DROPOUT)},
+    'cs_kd': {'cs_kd': dict(common.CS_KD)},
+    'ps_kd': {'ps_kd': dict(common.PS_KD)},
+    'ddgsd': {'ddgsd': dict(common.DDGSD)},
+    'byot': {'byot': dict(common.BYOT)},
+    'dml': {'dml': dict(common.DML)},
+    'label_smoothing': {'label_smoothing': dict(common.LABEL_SMOOTHING)},
 }
+VARIANTS.update({f'{name}+sd_dropout': {**VARIANTS[name],
+                                        'sd_dropout': dict(common.SD_DROPOUT_COMBINED)}
+                 for name in list(VARIANTS) if name not in ('ce', 'sd_dropout')})
+_ONLY = flags.DEFINE_list('variants', None, 'Variants to time (default: all); ce is always run.')
+STEPS_PER_EPOCH = 391
 
 
 def build(method_config, model, mesh, images):
   config = common.recipe()
-  schedule = optim.make_lr_schedule(config.optim, steps_per_epoch=391)
+  schedule = optim.make_lr_schedule(config.optim, steps_per_epoch=STEPS_PER_EPOCH)
   tx = optim.make_optimizer(config.optim, schedule)
-  state = jax.jit(functools.partial(state_lib.create_train_state, model, tx),
-                  out_shardings=parallel.replicated_sharding(mesh))(
+  methods = methods_lib.create_methods(method_config)
+  run = methods_lib.RunInfo(num_examples=STEPS_PER_EPOCH * _BATCH.value,
+                            num_classes=_CLASSES.value, steps_per_epoch=STEPS_PER_EPOCH,
+                            num_epochs=config.num_epochs, num_devices=mesh.devices.size)
+  state = jax.jit(functools.partial(state_lib.create_train_state, model, tx, methods=methods,
+                                    run=run),
+                  out_shardings=state_lib.shardings(mesh, methods))(
                       state_lib.init_key(0), images[:1])
-  step_fn = step_lib.make_train_step(model, tx, methods_lib.create_methods(method_config),
-                                     seed=0, lr_schedule=schedule, mesh=mesh)
+  step_fn = step_lib.make_train_step(model, tx, methods, seed=0, lr_schedule=schedule,
+                                     mesh=mesh, run=run)
   return state, step_fn
 
 
@@ -60,11 +82,17 @@ def main(argv):
   model = models.get_model(_MODEL.value, num_classes=_CLASSES.value,
                            dtype=jnp.dtype(_DTYPE.value))
   rng = np.random.default_rng(0)
-  batch = parallel.to_global({
-      'images': rng.normal(size=(_BATCH.value, _IMAGE.value, _IMAGE.value, 3)).astype(np.float32),
-      'labels': rng.integers(0, _CLASSES.value, _BATCH.value).astype(np.int32)}, mesh)
+  images = rng.normal(size=(_BATCH.value, _IMAGE.value, _IMAGE.value, 3)).astype(np.float32)
+  batch = parallel.to_global({  # every key a method may need; each variant takes its own
+      'images': images,
+      'labels': rng.integers(0, _CLASSES.value, _BATCH.value).astype(np.int32),
+      'index': np.arange(_BATCH.value, dtype=np.int32),
+      'second_view': images[:, :, ::-1].copy(),
+      'pair_images': np.roll(images, 1, axis=0),
+      'pair_index': np.roll(np.arange(_BATCH.value, dtype=np.int32), 1)}, mesh)
   runners = {}
-  for name, method_config in VARIANTS.items():
+  variants = {name: VARIANTS[name] for name in ['ce'] + (_ONLY.value or list(VARIANTS))}
+  for name, method_config in variants.items():
     state, step_fn = build(method_config, model, mesh, batch['images'])
     start = time.time()
     state, metrics = step_fn(state, batch)
@@ -85,11 +113,12 @@ def main(argv):
   print(f'\n{_MODEL.value}, batch {_BATCH.value}, {_IMAGE.value}px, {_DTYPE.value}, '
         f'{jax.device_count()} x {jax.devices()[0].device_kind}, '
         f'{_ROUNDS.value} rounds x {_STEPS.value} steps')
-  print(f'{"variant":<24}{"images/s (median)":>18}{"min":>10}{"max":>10}{"ratio to CE":>13}')
+  print(f'{"variant":<28}{"images/s (median)":>18}{"min":>10}{"max":>10}{"ratio to CE":>13}'
+        f'{"step time / CE":>16}')
   for name, values in rates.items():
     median = np.median(values)
-    print(f'{name:<24}{median:>18.1f}{min(values):>10.1f}{max(values):>10.1f}'
-          f'{median / base:>13.3f}')
+    print(f'{name:<28}{median:>18.1f}{min(values):>10.1f}{max(values):>10.1f}'
+          f'{median / base:>13.3f}{base / median:>16.2f}')
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ import os
 from typing import Any, Dict, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -52,3 +53,53 @@ def to_global(batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def padded_rows(num_rows: int, num_devices: int, block: int = 1024) -> int:
+  """Rows of a row-sharded table holding `num_rows`: rounded up to a multiple of
+  `lcm(block, num_devices)`, so it splits evenly over the devices; for any power-of-two device
+  count up to `block` the shape (and so the checkpoint) does not depend on the count."""
+  multiple = np.lcm(block, max(1, num_devices))
+  return int(-(-max(num_rows, 1) // multiple) * multiple)
+
+
+def _row_range(table_shard: jax.Array):
+  rows = table_shard.shape[0]
+  return jax.lax.axis_index(DATA_AXIS) * rows, rows
+
+
+def gather_rows(table: jax.Array, index: jax.Array, mesh: Mesh = None) -> jax.Array:
+  """`table[index]` for a table sharded by rows over 'data' (`P('data', None)`), without ever
+  assembling the table on one device: the `[n]` indices are all-gathered, each device looks up
+  the rows it holds (zeros elsewhere) and a `psum` over 'data' adds the `[n, C]` pieces.
+  Communication per call: n indices and n x C values. `mesh=None`: plain indexing."""
+  if mesh is None:
+    return table[index]
+
+  def local(table_shard, index):
+    start, rows = _row_range(table_shard)
+    offset = index - start
+    inside = (offset >= 0) & (offset < rows)
+    values = table_shard[jnp.clip(offset, 0, rows - 1)]
+    return jax.lax.psum(jnp.where(inside[:, None], values, 0), DATA_AXIS)
+
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(DATA_AXIS, None), P()),
+                       out_specs=P())(table, index)
+
+
+def set_rows(table: jax.Array, index: jax.Array, values: jax.Array,
+             mesh: Mesh = None) -> jax.Array:
+  """`table.at[index].set(values)` for a table sharded by rows over 'data': indices and `[n, C]`
+  values are all-gathered and each device writes the rows it holds; the result keeps the
+  sharding `P('data', None)`. Indices must be distinct. `mesh=None`: plain scatter."""
+  if mesh is None:
+    return table.at[index].set(values.astype(table.dtype))
+
+  def local(table_shard, index, values):
+    start, rows = _row_range(table_shard)
+    offset = index - start
+    offset = jnp.where((offset >= 0) & (offset < rows), offset, rows)  # rows: dropped
+    return table_shard.at[offset].set(values.astype(table_shard.dtype), mode='drop')
+
+  return jax.shard_map(local, mesh=mesh, in_specs=(P(DATA_AXIS, None), P(), P()),
+                       out_specs=P(DATA_AXIS, None))(table, index, values)

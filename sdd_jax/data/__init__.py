@@ -13,8 +13,8 @@ the background prefetch (`MapDataset.range(...).map(batch).to_iter_dataset`, thr
 """
 from sdd_jax.data import tfds_source  # registers 'tfds'  # pylint: disable=unused-import
 from sdd_jax.data.eval_batches import create_eval_batches, num_eval_batches
-from sdd_jax.data.loader import TrainLoader
+from sdd_jax.data.loader import TrainLoader, loader_options
 from sdd_jax.data.sources import SOURCES, DataError, Source, create_source
 
 __all__ = ['DataError', 'SOURCES', 'Source', 'TrainLoader', 'create_eval_batches',
-           'create_source', 'num_eval_batches']
+           'create_source', 'loader_options', 'num_eval_batches']

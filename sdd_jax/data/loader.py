@@ -45,6 +45,23 @@ def _keys(seed: int, epoch: int, ids: np.ndarray, stream: int) -> np.ndarray:
   return np.stack([np.full(n, seed), np.full(n, epoch), ids, np.full(n, stream)], axis=1)
 
 
+# Batch keys a method may need -> the TrainLoader options that provide them.
+BATCH_KEYS = {'index': {}, 'second_view': {'views': 2}, 'pair_images': {'pairs': True},
+              'pair_index': {'pairs': True}}
+
+
+def loader_options(needs) -> Dict[str, object]:
+  """Batch keys (the union of the methods' needs) -> TrainLoader keyword arguments
+  (`views`, `pairs`). Raises DataError naming a key the pipeline cannot provide."""
+  options = {}
+  for key in sorted(needs):
+    if key not in BATCH_KEYS:
+      raise DataError(f'batch key {key!r} is not provided by the input pipeline (it provides '
+                      f'images, labels, {", ".join(BATCH_KEYS)})')
+    options.update(BATCH_KEYS[key])
+  return options
+
+
 class TrainLoader:
   """Host-local training batches of `source` for process `process_index` of `process_count`.
 

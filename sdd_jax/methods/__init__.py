@@ -2,21 +2,40 @@
 from typing import List
 
 from sdd_jax.methods import base
+from sdd_jax.methods import byot
+from sdd_jax.methods import cs_kd
+from sdd_jax.methods import ddgsd
+from sdd_jax.methods import dml
+from sdd_jax.methods import label_smoothing
+from sdd_jax.methods import ps_kd
 from sdd_jax.methods import sd_dropout
 from sdd_jax.registry import Registry
 
 METHODS = Registry('method')
-for _cls in (sd_dropout.SDDropout,):
+for _cls in (sd_dropout.SDDropout, cs_kd.CSKD, ps_kd.PSKD, ddgsd.DDGSD, byot.BYOT, dml.DML,
+             label_smoothing.LabelSmoothing):
   METHODS.register(_cls.name)(_cls)
 
-combine = base.combine
 StepContext = base.StepContext
+RunInfo = base.RunInfo
+batch_needs = base.batch_needs
+base_loss = base.base_loss
+check_combination = base.check_combination
+combine = base.combine
+eval_logits = base.eval_logits
+inference_variables = base.inference_variables
+init_states = base.init_states
+init_variables = base.init_variables
+prepare = base.prepare
+state_partitions = base.state_partitions
+update_states = base.update_states
 
 
 def create_methods(methods_config) -> List[base.Method]:
   """{'sd_dropout': {...}, ...} -> validated method objects, in name order.
 
-  Raises ValueError('methods.<name>.<field>: ...') naming the field and what is allowed.
+  Raises ValueError('methods.<name>.<field>: ...') naming the field and what is allowed, and
+  ValueError('methods: <a> + <b> cannot be combined: <why>; ...') for impossible combinations.
   """
   created = []
   for name in sorted(methods_config or {}):
@@ -32,4 +51,5 @@ def create_methods(methods_config) -> List[base.Method]:
     except ValueError as e:
       raise ValueError(f'methods.{name}.{e}') from None
     created.append(method)
+  base.check_combination(created)
   return created

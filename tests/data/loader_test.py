@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs.common import data_config
-from sdd_jax.data import DataError, TrainLoader, create_source
+from sdd_jax.data import DataError, TrainLoader, create_source, loader_options
 from sdd_jax.data.augment import draw_crop_and_flip
 
 CONFIG = data_config('synthetic', source='synthetic', num_examples=100, num_classes=7,
@@ -137,3 +137,12 @@ def test_second_view_is_another_augmentation_of_the_same_examples():
 def test_bad_arguments_say_what_to_change(kwargs, match):
   with pytest.raises(DataError, match=match):
     _loader(**kwargs)
+
+
+def test_loader_options_follow_the_methods_needs():
+  assert loader_options(()) == {}
+  assert loader_options(('index',)) == {}
+  assert loader_options(('pair_images', 'second_view')) == {'pairs': True, 'views': 2}
+  with pytest.raises(DataError, match=r"batch key 'third_view' is not provided by the input "
+                                      r'pipeline \(it provides images, labels, index, '):
+    loader_options(('third_view',))

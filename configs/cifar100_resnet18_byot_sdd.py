@@ -1,0 +1,25 @@
+r"""CIFAR-100, ResNet-18 (3x3 stem), BYOT + SD-Dropout (paper Table 1, "+SD-Dropout" column).
+
+BYOT defaults (methods_spec.md): auxiliary classifiers after stages 1-3 (training only; the
+evaluated network is the plain ResNet-18); weight 1 x [0.9 sum CE(aux) + 0.1 T^2 sum
+KL(final || aux) + 1e-6 sum ||f_aux - f_final||^2], T = 3, final logits and features detached.
+SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (methods_spec: the authors' setting when
+combined with another method).
+
+Command:
+  python train.py --config configs/cifar100_resnet18_byot_sdd.py --workdir /tmp/c100_r18_byot_sdd
+  (add `:seed=1` etc. for other seeds; `:smoke` for a tiny offline run)
+
+Expected final-epoch top-1: paper 77.7 (Table 1, CIFAR-100, mean of 3 seeds;
+BYOT alone: 77.2).
+Hardware: one modern GPU (A100/H100 class); the auxiliary heads add some convolutions to every
+step (benchmarks/step_speed.py); not measured here end to end.
+"""
+from configs import common
+
+
+def get_config(arg=None):
+  config = common.recipe()
+  config.methods.byot = dict(common.BYOT)
+  config.methods.sd_dropout = dict(common.SD_DROPOUT_COMBINED)
+  return common.apply_arg(config, arg)
