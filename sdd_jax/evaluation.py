@@ -1,0 +1,185 @@
+"""Evaluating a finished (or still training) workdir: what `evaluate.py` runs.
+
+1. read `<workdir>/config.json` (written by the trainer), lists back to tuples;
+2. set `config.evals` to every registered evaluator's defaults, updated by the workdir's own
+   sections, then by the command-line overrides; validate;
+3. rebuild the model (`trainer.create_model`) and restore the newest checkpoint's network
+   variables, replicated over the mesh (any device count);
+4. run the chosen evaluators on the eval split (a missing data set is skipped with its
+   one-line reason), record every metric in `<workdir>/evals/<name>/results.json`, and write
+   `<workdir>/evals/report.md`.
+"""
+import dataclasses
+import functools
+import json
+import logging
+import os
+from typing import Any, Dict, Optional, Sequence
+
+import jax
+import ml_collections
+
+from sdd_jax import checkpoint as checkpoint_lib
+from sdd_jax import config_validation
+from sdd_jax import data as data_lib
+from sdd_jax import evaluators as evaluators_lib
+from sdd_jax import methods as methods_lib
+from sdd_jax import parallel
+from sdd_jax import step as step_lib
+from sdd_jax import trainer
+from sdd_jax.evaluators import report as report_lib
+from sdd_jax.evaluators import results as results_lib
+
+
+class EvaluationError(ValueError):
+  """The workdir cannot be evaluated (no config, no checkpoint); the message says why."""
+
+
+@dataclasses.dataclass
+class Outcome:
+  metrics: Dict[str, float]  # every key the evaluators returned
+  skipped: Dict[str, str]  # evaluator (or evaluator/set) -> one-line reason
+  step: int  # the checkpoint's step
+  report: str  # path of report.md
+
+
+def _tuples(value: Any) -> Any:
+  """JSON lists -> tuples, recursively (the configs use tuples: shapes, mean/std, lists)."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with."""
+  if not os.path.isdir(workdir):
+    raise EvaluationError(f'--workdir {workdir} is not a folder; give the --workdir of a '
+                          'train.py run')
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise EvaluationError(f'{path} not found; --workdir must be a folder written by train.py')
+  with open(path, encoding='utf-8') as f:
+    return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+def evals_template() -> ml_collections.ConfigDict:
+  """What `--config.*` may override: `eval_batch_size` (0: the workdir's) and every
+  registered evaluator's section, with its defaults."""
+  return ml_collections.ConfigDict({
+      'eval_batch_size': 0,
+      'evals': {name: dict(evaluators_lib.EVALUATORS.get(name).defaults)
+                for name in evaluators_lib.EVALUATORS.names()}})
+
+
+def merge_evals(config: ml_collections.ConfigDict, overrides: Optional[Dict[str, Any]] = None,
+                names: Optional[Sequence[str]] = None) -> ml_collections.ConfigDict:
+  """`config` with `evals` = defaults <- the workdir's sections <- `overrides` for `names`
+  (default: every registered evaluator). `overrides`: {'evals.odin.sets': (...), ...} and/or
+  {'eval_batch_size': 100}."""
+  overrides = dict(overrides or {})
+  names = list(names or evaluators_lib.EVALUATORS.names())
+  for name in names:
+    if name not in evaluators_lib.EVALUATORS:
+      raise EvaluationError(f'--evals: unknown evaluator {name!r}; known: '
+                            f'{", ".join(evaluators_lib.EVALUATORS.names())}')
+  saved = config.evals.to_dict() if 'evals' in config else {}
+  evals = {}
+  for name in names:
+    section = dict(evaluators_lib.EVALUATORS.get(name).defaults)
+    section.update(saved.get(name, {}))
+    evals[name] = section
+  for key, value in overrides.items():
+    parts = key.split('.')
+    if parts[0] == 'evals' and len(parts) == 3 and parts[1] in evals:
+      evals[parts[1]][parts[2]] = value
+    elif parts[0] == 'evals' and len(parts) == 3:
+      continue  # an override of an evaluator that is not run
+    elif key == 'eval_batch_size':
+      pass
+    else:
+      raise EvaluationError(f'--config.{key}: only --config.evals.<name>.<field> and '
+                            '--config.eval_batch_size can change at evaluation')
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.evals = ml_collections.ConfigDict(evals)
+  if overrides.get('eval_batch_size'):
+    config.eval_batch_size = int(overrides['eval_batch_size'])
+  return config
+
+
+def restore_variables(config, workdir: str, mesh):
+  """-> (variables of the plain network, step) from the newest readable checkpoint,
+  replicated over `mesh`.
+
+  The checkpoint is restored as saved (no target tree), so evaluation needs neither the
+  optimizer nor the methods' own state (PS-KD's table, sized by the training set) and works on
+  any number of devices; the methods then pick the plain network's variables
+  (`methods.inference_variables`, e.g. without BYOT's auxiliary heads).
+  """
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory) or not os.listdir(directory):
+    raise EvaluationError(f'no checkpoint in {directory}; train first (train.py --workdir '
+                          f'{workdir})')
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep, read_only=True)
+  try:
+    restored, step = checkpointer.restore(None)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise EvaluationError(f'no checkpoint in {directory}; train first')
+  variables = {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}
+  variables = parallel.replicate(variables, mesh)
+  methods = methods_lib.create_methods(config.methods)
+  return methods_lib.inference_variables(methods, variables), step
+
+
+def _data_name(data_config) -> str:
+  if data_config.source == 'tfds':
+    return f'tfds {data_config.name}'
+  return f'{data_config.source} {data_config.path}'.strip()
+
+
+def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
+                     names: Optional[Sequence[str]] = None) -> Outcome:
+  """Runs the evaluators `names` (default: all) on the newest checkpoint of `workdir`."""
+  config = merge_evals(load_config(workdir), overrides, names)
+  config_validation.validate(config)
+  mesh = parallel.create_mesh()
+  config_validation.validate_for_devices(config, mesh.devices.size, jax.process_count())
+  eval_source = data_lib.create_source(config.data, config.data.eval_split)
+  model = trainer.create_model(config)
+  variables, step = restore_variables(config, workdir, mesh)
+  logging.info('evaluating %s at step %d', workdir, step)
+
+  evaluators = evaluators_lib.create_evaluators(config.evals)
+  logits_fn = step_lib.make_logits_fn(model, mesh)
+  input_grad_fn = step_lib.make_input_grad_fn(model, mesh)
+  ctx = evaluators_lib.EvalContext(data_config=config.data, batch_size=config.eval_batch_size,
+                                   mesh=mesh, source=eval_source, workdir=workdir)
+  predict = evaluators_lib.Predictors(
+      logits_fn=functools.partial(logits_fn, variables),
+      input_grad_fn=functools.partial(input_grad_fn, variables))
+  metrics, skipped = {}, {}
+  for name, evaluator in evaluators.items():
+    try:
+      values = evaluator(ctx, predict)
+    except evaluators_lib.Skipped as e:
+      skipped[name] = str(e)
+      results_lib.merge_metrics(workdir, name, data_config=config.data, metrics={},
+                                skipped=str(e))
+      continue
+    metrics.update(values)
+    results_lib.merge_metrics(workdir, name, data_config=config.data, metrics=values)
+    partly = [key[len('skipped/'):] for key in values if key.startswith('skipped/')]
+    if partly:  # e.g. skipped/odin/isun: one OOD set's data is missing, the others ran
+      record = results_lib.read_results(workdir, name) or {}
+      reasons = (record.get('details') or {}).get('skipped_sets') or {}
+      for key in partly:
+        skipped[key] = reasons.get(key.split('/')[-1], 'its data is missing (see the log)')
+  header = {'checkpoint step': step, 'model': config.model.name,
+            'data': f'{_data_name(config.data)} split {config.data.eval_split!r} '
+                    f'({len(eval_source)} examples)',
+            'evaluators': ', '.join(evaluators)}
+  path = report_lib.write_report(workdir, header)
+  return Outcome(metrics=metrics, skipped=skipped, step=step, report=path)
