@@ -22,6 +22,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Paper defaults of each method (methods_spec.md); a config takes the ones it needs.
 SD_DROPOUT = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2,
                   position=4)
+# SD-Dropout combined with another method: weight 0.1 (the authors' setting).
+SD_DROPOUT_COMBINED = dict(SD_DROPOUT, weight=0.1)
+CS_KD = dict(weight=1.0, temperature=4.0)
+PS_KD = dict(alpha=0.8)
+DDGSD = dict(weight=1.0, temperature=3.0, mmd_weight=0.005)
+BYOT = dict(weight=1.0, temperature=3.0, ce_weight=0.9, kl_weight=0.1, feature_weight=1e-6)
+DML = dict(weight=1.0, temperature=3.0)
+LABEL_SMOOTHING = dict(epsilon=0.1)
 
 
 def data_config(name: str = 'cifar100', **overrides) -> ml_collections.ConfigDict:
@@ -80,7 +88,10 @@ def recipe() -> ml_collections.ConfigDict:
   ))
   config.methods = ml_collections.ConfigDict()  # name -> hyper-parameters; empty = CE only
   # Evaluators by name; `every_epochs` sets the cadence during training (0: only at the end).
-  config.evals = ml_collections.ConfigDict({'accuracy': {'every_epochs': 1}})
+  # FGSM, CIFAR-100-C and ODIN need their data sets: run them with evaluate.py
+  # (`--config.evals.fgsm.every_epochs=0` etc. adds them to training).
+  config.evals = ml_collections.ConfigDict({'accuracy': {'every_epochs': 1},
+                                            'calibration': {'every_epochs': 0}})
   config.checkpoint_every_epochs = 10
   config.max_to_keep = 3
   config.log_every_steps = 50

@@ -16,14 +16,22 @@ class CheckpointError(ValueError):
 class Checkpointer:
   """Saves and restores the train state under `<workdir>/checkpoints/<step>`."""
 
-  def __init__(self, workdir: str, max_to_keep: int):
+  def __init__(self, workdir: str, max_to_keep: int, read_only: bool = False):
+    """`read_only=True` (evaluation of a workdir that may still be training): nothing is
+    created, cleaned up or set aside."""
     self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
     self._max_to_keep = max_to_keep
+    self._read_only = read_only
     self._manager = self._create_manager()
 
   def _create_manager(self) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True,
-                                           enable_async_checkpointing=True)
+    # cleanup_tmp_directories: a save cut short by SIGKILL leaves a temporary folder that
+    # orbax never commits; it is removed on the next start.
+    options = ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep,
+                                           create=not self._read_only,
+                                           enable_async_checkpointing=True,
+                                           cleanup_tmp_directories=not self._read_only,
+                                           read_only=self._read_only)
     return ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> Optional[int]:
@@ -57,6 +65,8 @@ class Checkpointer:
     return None, None
 
   def _set_aside(self, step: int) -> None:
+    if self._read_only:
+      return
     if jax.process_index() == 0:
       aside = os.path.join(os.path.dirname(self.directory), 'unreadable_checkpoints')
       os.makedirs(aside, exist_ok=True)

@@ -59,10 +59,22 @@ def validate(config) -> None:
     _require(name in methods_lib.METHODS, 'methods',
              f'a section per method, named one of {methods_lib.METHODS.names()}', name)
   try:
-    methods_lib.create_methods(config.methods)
+    methods = methods_lib.create_methods(config.methods)
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
+  _validate_method_needs(methods, config)
   _validate_evals(config.evals)
+
+
+def _validate_method_needs(methods, config) -> None:
+  """Each method's needs: batch keys the input pipeline provides, and what it asks of the rest
+  of the config (`Method.check_config`)."""
+  for method in methods:
+    try:
+      data_lib.loader_options(method.needs)
+      method.check_config(config)
+    except ValueError as e:
+      raise ConfigError(f'config.methods.{method.name}: {e}') from None
 
 
 def _validate_evals(evals) -> None:
@@ -70,6 +82,11 @@ def _validate_evals(evals) -> None:
     _require(name in evaluators_lib.EVALUATORS, 'evals',
              f'a section per evaluator, named one of {evaluators_lib.EVALUATORS.names()}',
              name)
+    known = evaluators_lib.EVALUATORS.get(name).defaults
+    unknown = sorted(set(evals[name]) - set(known))
+    if unknown:
+      raise ConfigError(f'config.evals.{name}: unknown field(s) {unknown}; known: '
+                        f'{", ".join(sorted(known))}')
     every = evals[name].get('every_epochs', 0)
     _require(_is_int(every) and every >= 0, f'evals.{name}.every_epochs',
              'an integer >= 0 (0: only after training)', every)

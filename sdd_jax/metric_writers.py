@@ -77,6 +77,7 @@ class JsonlWriter(ScalarWriter):
   def write_scalars(self, step, scalars):
     record = {'step': int(step), **{k: float(v) for k, v in scalars.items()}}
     self._file.write(json.dumps(record) + '\n')
+    self._file.flush()  # readable while the run goes on (and complete up to a SIGKILL)
 
   def flush(self):
     self._file.flush()

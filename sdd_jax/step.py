@@ -3,9 +3,12 @@
 Loss = CE(head(features(x)), y) + sum over the configured methods of weight * T**2 * term
 (paper Eq. 5, `methods.combine`). The step key is `fold_in(key(seed), step)`, each method folds
 in its own number, so one device and eight, a straight run and a resumed one, draw the same
-masks. The state is replicated and the batch sharded over the mesh's 'data' axis.
+masks. The batch is sharded over the mesh's 'data' axis and the state replicated, except the
+method states a method shards (`state.shardings`). What goes through the network, the CE
+targets and the method states' updates come from the methods' hooks (`methods.prepare`,
+`methods.base_loss`, `methods.update_states`); this module names no method.
 """
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +17,7 @@ import optax
 from sdd_jax import losses
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
+from sdd_jax import state as state_lib
 
 
 def step_key(seed: int, step: jax.Array) -> jax.Array:
@@ -22,49 +26,59 @@ def step_key(seed: int, step: jax.Array) -> jax.Array:
 
 def make_train_step(model, tx: optax.GradientTransformation,
                     methods: Sequence[methods_lib.base.Method], *, seed: int, lr_schedule,
-                    mesh):
+                    mesh, run: Optional[methods_lib.RunInfo] = None):
   """Returns `train_step(state, batch) -> (state, metrics)`, jitted over `mesh`.
 
   `batch` holds global arrays sharded on 'data': `images` [batch, H, W, C], `labels` [batch],
   plus what the methods need. `metrics` are replicated scalars (`train/...`). The input state
-  is donated.
+  is donated. `run` gives the methods the facts of the run (steps per epoch, ...).
   """
+  run = run or methods_lib.RunInfo(num_devices=mesh.devices.size)
 
   def train_step(state, batch):
     key = step_key(seed, state.step)
 
     def loss_fn(params):
       variables = {'params': params, 'batch_stats': state.batch_stats}
-      features, updates = model.apply(variables, batch['images'], train=True,
-                                      method=model.features, mutable=['batch_stats'])
-      logits = model.apply(variables, features, method=model.head)
-      ctx = methods_lib.StepContext(model=model, variables=variables, batch=batch,
-                                    features=features, logits=logits)
-      base_loss = losses.cross_entropy(logits, batch['labels'])
-      total, metrics = methods_lib.combine(methods, ctx, key, base_loss)
-      return total, (updates['batch_stats'], logits, metrics)
+      ctx, batch_stats = methods_lib.prepare(methods, model, variables, batch, step=state.step,
+                                             run=run, mesh=mesh,
+                                             method_states=state.method_states)
+      total, metrics = methods_lib.combine(methods, ctx, key, methods_lib.base_loss(ctx))
+      method_states = methods_lib.update_states(methods, ctx)
+      return total, (batch_stats, ctx.logits, metrics, method_states)
 
-    grads, (batch_stats, logits, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads, (batch_stats, logits, metrics, method_states) = jax.grad(
+        loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics['train/top1'] = 100 * jnp.mean(jnp.argmax(logits, -1) == batch['labels'])
     metrics['train/lr'] = lr_schedule(state.step)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state)
+                              opt_state=opt_state,
+                              method_states={**state.method_states, **method_states})
     return new_state, metrics
 
   replicated = parallel.replicated_sharding(mesh)
-  return jax.jit(train_step, in_shardings=(replicated, parallel.data_sharding(mesh)),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+  state_sharding = state_lib.shardings(mesh, methods)
+  return jax.jit(train_step, in_shardings=(state_sharding, parallel.data_sharding(mesh)),
+                 out_shardings=(state_sharding, replicated), donate_argnums=(0,))
 
 
-def make_logits_fn(model, mesh):
+def plain_logits(model, variables, images):
+  """The network's logits in evaluation mode, float32."""
+  return model.apply(variables, images, train=False).astype(jnp.float32)
+
+
+def make_logits_fn(model, mesh, apply_fn: Optional[Callable] = None):
   """Returns jitted `logits_fn(variables, images) -> logits` in evaluation mode (running
-  BatchNorm statistics, no dropout), float32, sharded like the images."""
+  BatchNorm statistics, no dropout), float32, sharded like the images. `apply_fn(model,
+  variables, images)` replaces the plain network's logits (e.g. a method's `eval_logits`)."""
   data = parallel.data_sharding(mesh)
+  apply_fn = apply_fn or plain_logits
 
   def logits_fn(variables, images):
-    return model.apply(variables, images, train=False).astype(jnp.float32)
+    with jax.default_matmul_precision('float32'):  # no TF32 in evaluation (eval_spec §0.2)
+      return apply_fn(model, variables, images).astype(jnp.float32)
 
   return jax.jit(logits_fn, in_shardings=(parallel.replicated_sharding(mesh), data),
                  out_shardings=data)
@@ -78,7 +92,8 @@ def make_input_grad_fn(model, mesh):
 
   def input_grad_fn(variables, images, labels, temperature):
     def total(x):
-      logits = model.apply(variables, x, train=False).astype(jnp.float32)
+      with jax.default_matmul_precision('float32'):  # no TF32 in evaluation (eval_spec §0.2)
+        logits = model.apply(variables, x, train=False).astype(jnp.float32)
       return jnp.sum(losses.cross_entropy(logits / temperature, labels))
     return jax.grad(total)(images.astype(jnp.float32))
 

@@ -26,6 +26,8 @@ from sdd_jax import checkpoint as checkpoint_lib
 from sdd_jax import config_validation
 from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
+from sdd_jax.evaluators import report as eval_report
+from sdd_jax.evaluators import results as eval_results
 from sdd_jax import methods as methods_lib
 from sdd_jax import metric_writers
 from sdd_jax import models as models_lib
@@ -33,60 +35,20 @@ from sdd_jax import optim
 from sdd_jax import parallel
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
-
-# Fields that may change between a run and its resumption (they do not change the training);
-# a name ending in '.' covers the whole section.
-RESUMABLE_FIELDS = ('log_every_steps', 'checkpoint_every_epochs', 'max_to_keep',
-                    'data.prefetch', 'data.num_workers', 'evals.')
-
+from sdd_jax import throughput
+from sdd_jax import workdir as workdir_lib
 
 class NonFiniteLossError(RuntimeError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class WorkdirError(ValueError):
-  """The workdir cannot be used for this config."""
+WorkdirError = workdir_lib.WorkdirError
 
 
 def create_model(config: ml_collections.ConfigDict):
   return models_lib.get_model(config.model.name, num_classes=config.data.num_classes,
                               head_hidden=tuple(config.model.head_hidden),
                               dtype=jnp.dtype(config.model.dtype), **config.model.kwargs)
-
-
-def _flatten(tree, prefix='') -> Dict[str, object]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
-def _claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Creates the workdir and writes config.json, or checks that it holds this config's run."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise WorkdirError(f'--workdir {workdir} is a file; give a directory path')
-  path = os.path.join(workdir, 'config.json')
-  current = json.loads(config.to_json())
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      saved = json.load(f)
-    old, new = _flatten(saved), _flatten(current)
-    differ = sorted(k for k in set(old) | set(new)
-                    if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_FIELDS)
-                    and k not in RESUMABLE_FIELDS)
-    if differ:
-      shown = '; '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in differ[:3])
-      raise WorkdirError(f'--workdir {workdir} holds a run of a different config ({shown}); '
-                         'use a new --workdir, or the same config to resume')
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(path + '.tmp', 'w', encoding='utf-8') as f:
-      json.dump(current, f, indent=2, sort_keys=True)
-    os.replace(path + '.tmp', path)
-  multihost_utils.sync_global_devices('sdd_jax workdir claimed')
 
 
 @contextlib.contextmanager
@@ -116,11 +78,12 @@ class _PendingMetrics:
   def __init__(self):
     self._items: List[Tuple[int, dict]] = []
     self._time = time.time()
+    self.steps_timed, self.seconds = 0, 0.0  # over the whole run, evaluation excluded
 
   def add(self, step: int, metrics: dict) -> None:
     self._items.append((step, metrics))
 
-  def flush(self, batch_size: int) -> Dict[str, float]:
+  def flush(self, batch_size: int, flops_per_step=None) -> Dict[str, float]:
     """Means over the steps since the last flush; raises NonFiniteLossError naming the step."""
     if not self._items:
       return {}
@@ -133,7 +96,11 @@ class _PendingMetrics:
             'is kept: lower config.optim.lr or a method weight, or use model.dtype=float32')
     now = time.time()
     means = {k: float(np.mean([m[k] for m in values])) for k in values[0]}
-    means['train/images_per_sec'] = len(steps) * batch_size / max(now - self._time, 1e-9)
+    steps_per_sec = len(steps) / max(now - self._time, 1e-9)
+    self.steps_timed += len(steps)
+    self.seconds += now - self._time
+    means['train/images_per_sec'] = steps_per_sec * batch_size
+    means.update(throughput.throughput_metrics(flops_per_step, steps_per_sec))
     self._items, self._time = [], now
     return means
 
@@ -142,29 +109,50 @@ class _PendingMetrics:
     self._time = time.time()
 
 
-def make_evaluate(config, model, mesh, eval_source, workdir: str):
+def make_evaluate(config, model, mesh, eval_source, workdir: str, methods=()):
   """Returns `evaluate(state, epoch) -> metrics`: runs the evaluators of `config.evals` whose
   cadence includes `epoch` (all of them when `epoch` is None, i.e. after training). An
-  evaluator whose data is missing is skipped with one logged line."""
+  evaluator whose data is missing is skipped with one logged line. The evaluators see the
+  plain network (`methods.inference_variables`); the methods' extra predictors
+  (`methods.eval_logits`, e.g. DML's second network) get the `accuracy` evaluator, at its
+  cadence, with their own metric prefix."""
   evaluators = evaluators_lib.create_evaluators(config.evals)
   logits_fn = step_lib.make_logits_fn(model, mesh)
+  extra_logits_fns = {prefix: step_lib.make_logits_fn(model, mesh, fn)
+                      for prefix, fn in methods_lib.eval_logits(methods).items()}
   input_grad_fn = step_lib.make_input_grad_fn(model, mesh)
   ctx = evaluators_lib.EvalContext(data_config=config.data, batch_size=config.eval_batch_size,
                                    mesh=mesh, source=eval_source, workdir=workdir)
 
+  def due(evaluator, epoch) -> bool:
+    return epoch is None or bool(evaluator.every_epochs and epoch % evaluator.every_epochs == 0)
+
   def evaluate(state, epoch=None) -> Dict[str, float]:
+    variables = methods_lib.inference_variables(methods, state.variables)
     predict = evaluators_lib.Predictors(
-        logits_fn=functools.partial(logits_fn, state.variables),
-        input_grad_fn=functools.partial(input_grad_fn, state.variables))
+        logits_fn=functools.partial(logits_fn, variables),
+        input_grad_fn=functools.partial(input_grad_fn, variables))
     results = {}
+    accuracy = evaluators.get('accuracy')
+    for prefix, fn in extra_logits_fns.items():
+      if accuracy is not None and due(accuracy, epoch):
+        extra = type(accuracy)({**accuracy.section, 'prefix': prefix})
+        results.update(extra(ctx, evaluators_lib.Predictors(
+            logits_fn=functools.partial(fn, state.variables))))
     for name, evaluator in evaluators.items():
-      if epoch is not None and not (evaluator.every_epochs and epoch % evaluator.every_epochs == 0):
+      if not due(evaluator, epoch):
         continue
       try:
-        results.update(evaluator(ctx, predict))
+        values = evaluator(ctx, predict)
+        results.update(values)
+        eval_results.merge_metrics(workdir, name, data_config=config.data, metrics=values)
       except evaluators_lib.Skipped as e:
         logging.warning('evaluator %s skipped: %s', name, e)
         results[f'skipped/{name}'] = 1.0
+        eval_results.merge_metrics(workdir, name, data_config=config.data, metrics={},
+                                   skipped=str(e))
+    if epoch is None:
+      eval_report.write_report(workdir, {'checkpoint step': int(jax.device_get(state.step))})
     return results
 
   return evaluate
@@ -186,22 +174,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   eval_source = data_lib.create_source(config.data, config.data.eval_split)
   loader = data_lib.TrainLoader(train_source, config.data, global_batch=config.batch_size,
                                 seed=config.seed, process_index=jax.process_index(),
-                                process_count=jax.process_count())
+                                process_count=jax.process_count(),
+                                **data_lib.loader_options(methods_lib.batch_needs(methods)))
   steps_per_epoch = loader.steps_per_epoch
   if steps_per_epoch < 1:
     raise config_validation.ConfigError(
         f'config.batch_size: {config.batch_size} is larger than the {len(train_source)} '
         'training examples; lower it')
-  total_steps = steps_per_epoch * config.num_epochs
+  with workdir_lib.Claim(workdir, config):
+    return _train(config, workdir, mesh, methods, loader, eval_source, start_time,
+                  stop_after_step)
 
-  _claim_workdir(workdir, config)
+
+def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
+           stop_after_step) -> Dict[str, float]:
+  """The body of `train_and_evaluate`, run while the workdir is claimed."""
+  steps_per_epoch = loader.steps_per_epoch
+  total_steps = steps_per_epoch * config.num_epochs
   lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch)
   tx = optim.make_optimizer(config.optim, lr_schedule)
   model = create_model(config)
   sample = jnp.zeros((1, *loader.batch(0)['images'].shape[1:]), jnp.float32)
-  replicated = parallel.replicated_sharding(mesh)
-  state = jax.jit(functools.partial(state_lib.create_train_state, model, tx),
-                  out_shardings=replicated)(state_lib.init_key(config.seed), sample)
+  run = methods_lib.RunInfo(num_examples=len(loader.source), num_classes=config.data.num_classes,
+                            steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs,
+                            num_devices=mesh.devices.size)
+  state = jax.jit(functools.partial(state_lib.create_train_state, model, tx, methods=methods,
+                                    run=run),
+                  out_shardings=state_lib.shardings(mesh, methods))(
+                      state_lib.init_key(config.seed), sample)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep)
   restored, restored_step = checkpointer.restore(state)
   if restored is not None:
@@ -210,8 +210,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   start_step = int(jax.device_get(state.step))
 
   train_step = step_lib.make_train_step(model, tx, methods, seed=config.seed,
-                                        lr_schedule=lr_schedule, mesh=mesh)
-  evaluate = make_evaluate(config, model, mesh, eval_source, workdir)
+                                        lr_schedule=lr_schedule, mesh=mesh, run=run)
+  evaluate = make_evaluate(config, model, mesh, eval_source, workdir, methods)
 
   is_main = jax.process_index() == 0
   writer = metric_writers.create_writer(workdir, total_steps, is_main)
@@ -220,27 +220,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   try:
     with _sigterm_flag() as stop_requested:
       batches = loader.iterate(start_step)
+      step_fn = flops_per_step = None
       for step in range(start_step, total_steps):
-        state, metrics = train_step(state, parallel.to_global(next(batches), mesh))
+        batch = parallel.to_global(next(batches), mesh)
+        if step_fn is None:  # compile ahead of time once, to read XLA's FLOP count
+          step_fn = train_step.lower(state, batch).compile()
+          flops_per_step = throughput.compiled_flops(step_fn)
+          pending.restart_clock()
+        state, metrics = step_fn(state, batch)
         pending.add(step + 1, metrics)
         epoch_done = (step + 1) % steps_per_epoch == 0
         epoch = (step + 1) // steps_per_epoch
         last = step + 1 == total_steps
         if (step + 1) % config.log_every_steps == 0 or epoch_done:
-          last_train = pending.flush(config.batch_size)
+          last_train = pending.flush(config.batch_size, flops_per_step)
           writer.write_scalars(step + 1, {**last_train, 'train/epoch': (step + 1) /
                                           steps_per_epoch})
+        if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
+          checkpointer.save(state)  # before evaluating: an evaluator error loses no training
         if epoch_done:
           results = evaluate(state, epoch=None if last else epoch)
           last_test.update(results)
           if results:
             writer.write_scalars(step + 1, results)
-        if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
-          checkpointer.save(state)
         if epoch_done:
           pending.restart_clock()
         if (stop_requested() or step + 1 == stop_after_step) and not last:
-          last_train = pending.flush(config.batch_size) or last_train
+          last_train = pending.flush(config.batch_size, flops_per_step) or last_train
           checkpointer.save(state)
           logging.warning('SIGTERM: saved the checkpoint at step %d and stopped', step + 1)
           stopped = True
@@ -252,7 +258,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     writer.close()
   if stopped:  # resumable; the summary comes with the run's end
     return {}
+  steps_per_sec = pending.steps_timed / max(pending.seconds, 1e-9)
   summary = {**last_test, 'train/loss': last_train.get('train/loss', float('nan')),
+             'train/images_per_sec': steps_per_sec * config.batch_size,
+             **throughput.throughput_metrics(flops_per_step, steps_per_sec),
              'steps': total_steps, 'epochs': config.num_epochs,
              'wall_seconds': time.time() - start_time}
   if is_main:

@@ -35,6 +35,7 @@ BAD = [
     ('methods.sd_dropout', {'temp': 3}, r"config.methods.sd_dropout: unknown field\(s\) \['temp'\]"),
     ('methods.cskd', {}, r"config.methods: must be a section per method, named one of \[.*'sd_dropout'\], got 'cskd'"),
     ('evals.acuracy', {}, r"config.evals: must be a section per evaluator, named one of"),
+    ('evals.fgsm', {'epsilon': 0.1}, r"config.evals.fgsm: unknown field\(s\) \['epsilon'\]; known: "),
     ('checkpoint_every_epochs', 0, r'config.checkpoint_every_epochs: must be an integer >= 1'),
 ]
 
@@ -54,3 +55,48 @@ def test_the_recipe_is_valid_and_unknown_fields_are_named():
   config.lr = 0.1
   with pytest.raises(config_validation.ConfigError, match=r"config: unknown field\(s\) \['lr'\]"):
     config_validation.validate(config)
+
+
+METHOD_PROBLEMS = [
+    ({'cs_kd': {}, 'ddgsd': {}},
+     r'config.methods: cs_kd \+ ddgsd cannot be combined: each changes what goes through the '
+     r'network \(cs_kd: anchors \+ class partners as one batch; ddgsd: two augmented views as '
+     r'one batch\); keep one of them'),
+    ({'label_smoothing': {}, 'ps_kd': {}},
+     r'config.methods: label_smoothing \+ ps_kd cannot be combined: both replace the '
+     r'cross-entropy targets'),
+    ({'dml': {}, 'ps_kd': {}},
+     r"config.methods: ps_kd \+ dml cannot be combined: ps_kd's table holds one network's past "
+     r'predictions and dml trains two'),
+    ({'byot': {'kl_weight': -1.0}}, r'config.methods.byot.kl_weight: must be >= 0'),
+    ({'ps_kd': {'weight': 0.5}}, r'config.methods.ps_kd.weight: ps_kd adds no weighted term'),
+]
+
+
+@pytest.mark.parametrize('methods,message', METHOD_PROBLEMS,
+                         ids=['+'.join(m) for m, _ in METHOD_PROBLEMS])
+def test_impossible_method_combinations_say_which_and_why(methods, message):
+  config = common.recipe()
+  config.methods = methods
+  with pytest.raises(config_validation.ConfigError, match=message) as info:
+    config_validation.validate(config)
+  assert '\n' not in str(info.value)
+
+
+def test_unmet_method_needs_name_the_fix():
+  config = common.recipe()
+  config.methods.ddgsd = {}
+  config.data.crop_padding, config.data.flip = 0, False
+  with pytest.raises(config_validation.ConfigError,
+                     match=r'config.methods.ddgsd: ddgsd needs two differently augmented views'):
+    config_validation.validate(config)
+
+
+@pytest.mark.parametrize('methods', [
+    {'sd_dropout': {}, 'cs_kd': {}}, {'sd_dropout': {}, 'ps_kd': {}, 'byot': {}},
+    {'label_smoothing': {}, 'dml': {}, 'sd_dropout': {}}, {'ps_kd': {}, 'ddgsd': {}},
+    {'label_smoothing': {}, 'cs_kd': {}}])
+def test_combinations_that_make_sense_validate(methods):
+  config = common.recipe()
+  config.methods = methods
+  config_validation.validate(config)

@@ -53,6 +53,8 @@ def test_two_processes_equal_one_process_and_only_process_zero_logs(tmp_path):
     assert p.returncode == 0, err[-3000:]
   # Process 0 alone prints the result and writes logs; both wrote the checkpoints together.
   assert 'final:' in outputs[0][0] and 'final:' not in outputs[1][0]
+  final = [l for l in outputs[0][0].splitlines() if l.startswith('final:')][0]
+  assert all(key in final for key in ('test/top1', 'test/nll', 'test/ece'))
   assert sorted(os.listdir(os.path.join(multi, 'checkpoints'))) == ['4', '8']
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
                _params(single, 8), _params(multi, 8))

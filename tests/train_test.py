@@ -30,11 +30,3 @@ def test_bad_input_is_one_line_and_leaves_no_workdir(tmp_path, overrides, messag
   assert 'Traceback' not in result.stderr
   assert not os.path.exists(workdir)
 
-
-def test_a_run_prints_final_top1_nll_and_ece(tmp_path):
-  result = _train(str(tmp_path / 'run'), config='configs/demo.py:smoke')
-  assert result.returncode == 0, result.stderr[-2000:]
-  final = [line for line in result.stdout.splitlines() if line.startswith('final:')]
-  assert len(final) == 1
-  for key in ('test/top1', 'test/nll', 'test/ece'):
-    assert key in final[0]

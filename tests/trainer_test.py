@@ -56,7 +56,8 @@ def straight_run(tmp_path_factory):
 def test_a_run_writes_summary_logs_tensorboard_and_checkpoints(straight_run):
   workdir, summary = straight_run
   for key in ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'train/loss', 'steps',
-              'wall_seconds'):
+              'wall_seconds', 'train/images_per_sec', 'train/flops_per_step',
+              'train/flops_per_sec'):
     assert key in summary, key
   assert summary['steps'] == 8 and summary['test/count'] == 64
   with open(os.path.join(workdir, 'summary.json')) as f:
