@@ -47,21 +47,28 @@ class Checkpointer:
   def restore(self, target: Any) -> Tuple[Optional[Any], Optional[int]]:
     """Restores the newest readable checkpoint into the structure and shardings of `target`.
 
-    An unreadable checkpoint is moved to `<workdir>/unreadable_checkpoints/` with a warning
-    and the previous one is tried. Returns (None, None) when the workdir has no checkpoint.
+    Newer checkpoints that cannot be read (or do not fit `target`) are moved to
+    `<workdir>/unreadable_checkpoints/` with a warning once an older one restores. If none can
+    be read, CheckpointError is raised and the workdir is left as it was. Returns (None, None)
+    when the workdir has no checkpoint.
     """
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    abstract = None if target is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     steps = sorted(self._manager.all_steps(), reverse=True)
+    unreadable = []
     for step in steps:
       try:
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract)), step
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('checkpoint %d in %s cannot be read (%s: %s); trying the previous one',
                         step, self.directory, type(e).__name__, str(e).splitlines()[0][:200])
-        self._set_aside(step)
+        unreadable.append(step)
+        continue
+      for bad in unreadable:
+        self._set_aside(bad)
+      return restored, step
     if steps:
-      raise CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps});'
-                            ' they were moved to unreadable_checkpoints/: start a new --workdir')
+      raise CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps}) '
+                            'or they do not fit this config\'s model: use a new --workdir')
     return None, None
 
   def _set_aside(self, step: int) -> None:

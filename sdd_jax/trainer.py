@@ -176,11 +176,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                 seed=config.seed, process_index=jax.process_index(),
                                 process_count=jax.process_count(),
                                 **data_lib.loader_options(methods_lib.batch_needs(methods)))
-  steps_per_epoch = loader.steps_per_epoch
-  if steps_per_epoch < 1:
-    raise config_validation.ConfigError(
-        f'config.batch_size: {config.batch_size} is larger than the {len(train_source)} '
-        'training examples; lower it')
   with workdir_lib.Claim(workdir, config):
     return _train(config, workdir, mesh, methods, loader, eval_source, start_time,
                   stop_after_step)

@@ -134,12 +134,18 @@ def create_npz_source(data_config, split: str) -> ArraySource:
   if not os.path.isfile(path):
     raise DataError(f'npz source: {path} does not exist; expected <config.data.path>/<split>.npz '
                     f'holding x (uint8 [N, H, W, C]) and y (int [N])')
-  with np.load(path, allow_pickle=False) as arrays:
-    if 'x' not in arrays or 'y' not in arrays:
-      raise DataError(f'npz source: {path} holds {sorted(arrays.files)}; it needs x (uint8 '
-                      f'[N, H, W, C]) and y (int [N])')
-    images, labels = arrays['x'], arrays['y']
-    names = arrays['label_names'] if 'label_names' in arrays else None
+  try:
+    with np.load(path, allow_pickle=False) as arrays:
+      if 'x' not in arrays or 'y' not in arrays:
+        raise DataError(f'npz source: {path} holds {sorted(arrays.files)}; it needs x (uint8 '
+                        f'[N, H, W, C]) and y (int [N])')
+      images, labels = arrays['x'], arrays['y']
+      names = arrays['label_names'] if 'label_names' in arrays else None
+  except DataError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # a truncated or foreign file
+    raise DataError(f'npz source: {path} cannot be read ({type(e).__name__}); write it again '
+                    'with np.savez(path, x=..., y=...)') from None
   if names is not None and len(names) != data_config.num_classes:
     raise DataError(f'npz source: {path} names {len(names)} classes but config.data.num_classes '
                     f'is {data_config.num_classes}; set num_classes={len(names)}')
