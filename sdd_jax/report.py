@@ -1,0 +1,190 @@
+r"""Paper-style tables over many runs: `python -m sdd_jax.report DIR... [--out report.md]`.
+
+Every workdir (a folder holding `config.json`) at or below each DIR is read with its
+`summary.json` and `evals/<name>/results.json`; runs whose configs differ only by `seed` are one
+group, and a cell is the mean ± sample std (ddof=1) over its seeds (`report_tables.py`).
+
+Sections (each only where some run has its numbers):
+- Table 1: top-1 of each method (CE = no method besides `sd_dropout`) per data set, base and
+  + SD-Dropout, in the paper's order (CE, CS-KD, DDGSD, BYOT, DML, LS, then the others).
+- Evaluations per data set and method, base vs + SD-Dropout: calibration (Table 2), FGSM
+  (Table 5), CIFAR-100-C mCA (Table 6), ODIN / MSP per OOD set (Table 7).
+- Ablations wherever the field varies: KL direction (Table 9), backbone (Table 10), dropout
+  position (Table 12), head hidden layers (Table 13), weight × rate (Table 14); each is a `pivot`
+  by one or two config fields with the other ablated fields at the paper's values.
+- Links to the reliability diagrams, and the workdirs behind every group.
+
+Tables 1-7 use only runs at the paper's settings (`report_tables.REFERENCE`: both directions,
+position 4, rate 0.5, no hidden head layer). Written to `--out` (default: `report.md` in the
+current folder); links are relative to it.
+"""
+import argparse
+import json
+import os
+import sys
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from sdd_jax.report_tables import (  # pylint: disable=unused-import  (the API lives here too)
+    BASE, PLUS_SDD, REFERENCE, STD_NOTE, Group, Run, at_reference, base_vs_sdd, group_seeds, label,
+    load_runs, metric_keys, pivot, table1)
+
+OOD_METRICS = (('FPR95 ↓', 'fpr95'), ('Detection error ↓', 'detection_error'),
+               ('AUROC ↑', 'auroc'), ('AUPR in ↑', 'aupr_in'), ('AUPR out ↑', 'aupr_out'))
+
+
+def _sdd_alone(free: Sequence[str]) -> Callable[[Group], bool]:
+  return lambda g: (g.field('method') == 'ce' and g.field('sd_dropout') == PLUS_SDD
+                    and at_reference(g, free))
+
+
+def _ce_family(free: Sequence[str]) -> Callable[[Group], bool]:
+  return lambda g: g.field('method') == 'ce' and at_reference(g, free)
+
+
+# (title, row field, column field or None, which groups, the fields that must vary)
+ABLATIONS = (
+    ('Table 9: KL direction of SD-Dropout', 'dataset', 'methods.sd_dropout.direction',
+     _sdd_alone(['methods.sd_dropout.direction']), ['methods.sd_dropout.direction']),
+    ('Table 10: backbone', 'model.name', 'sd_dropout', _ce_family([]), ['model.name']),
+    ('Table 12: dropout position (4 = after the last stage)', 'methods.sd_dropout.position',
+     'dataset', _sdd_alone(['methods.sd_dropout.position']), ['methods.sd_dropout.position']),
+    ('Table 13: hidden layers of the head', 'model.head_hidden', 'sd_dropout',
+     _ce_family(['model.head_hidden']), ['model.head_hidden']),
+    ('Table 14: weight λ (rows) × rate β (columns)', 'methods.sd_dropout.weight',
+     'methods.sd_dropout.rate', _sdd_alone(['methods.sd_dropout.rate']),
+     ['methods.sd_dropout.weight', 'methods.sd_dropout.rate']),
+)
+
+
+def evaluation_sections(groups: Sequence[Group], runs: Sequence[Run]) -> List[Tuple[str, str]]:
+  """[(heading, table)] for calibration, FGSM, corruption and ODIN/MSP, where present."""
+  sections = []
+  prefix = 'calibration' if metric_keys(runs, 'calibration/ece') else 'test'
+  calibration = base_vs_sdd(groups, [('ECE %', f'{prefix}/ece'), ('NLL', f'{prefix}/nll')])
+  if calibration:
+    sections.append((f'Calibration (Table 2; `{prefix}/ece`, `{prefix}/nll`)', calibration))
+  fgsm = [k for k in metric_keys(runs, 'fgsm/') if k != 'fgsm/count']
+  if fgsm:
+    sections.append(('FGSM top-1 % (Table 5)',
+                     base_vs_sdd(groups, [(k[len('fgsm/'):], k) for k in fgsm])))
+  corruption = [k for k in ('corruption/clean', 'corruption/mca15', 'corruption/mca19')
+                if metric_keys(runs, k)]
+  if corruption:
+    sections.append(('CIFAR-100-C mean corruption accuracy % (Table 6)',
+                     base_vs_sdd(groups, [(k[len('corruption/'):], k) for k in corruption])))
+  for detector in ('odin', 'msp'):
+    sets = sorted({k.split('/')[1] for k in metric_keys(runs, f'{detector}/')
+                   if k.count('/') == 2})
+    for ood_set in sets:
+      table = base_vs_sdd(groups, [(name, f'{detector}/{ood_set}/{key}')
+                                   for name, key in OOD_METRICS])
+      if table:
+        sections.append((f'{detector.upper()} vs {ood_set} (Table 7), %', table))
+  return sections
+
+
+def ablation_sections(groups: Sequence[Group], metric: str = 'test/top1') -> List[Tuple[str, str]]:
+  """[(heading, pivot)] for every ablation whose fields vary among its groups."""
+  sections = []
+  for title, row, col, keep, varying in ABLATIONS:
+    kept = [g for g in groups if keep(g)]
+    if all(len({repr(g.field(f)) for g in kept if g.field(f) is not None}) > 1 for f in varying):
+      sections.append((f'{title}: `{metric}`', pivot(kept, row, col, metric, title=row)))
+  return sections
+
+
+def _reference_text() -> str:
+  return ', '.join(f'{k}={json.dumps(v)}' for k, v in REFERENCE.items())
+
+
+def _rel(path: str, out_dir: str) -> str:
+  return os.path.relpath(path, out_dir).replace(os.sep, '/')
+
+
+def _group_name(g: Group) -> str:
+  return f'{g.field("dataset")}, {label("method", g.field("method"))} {g.field("sd_dropout")}'
+
+
+def reliability_links(groups: Sequence[Group], out_dir: str) -> str:
+  lines = []
+  for g in groups:
+    for run in g.runs:
+      record = run.evals.get('calibration') or {}
+      for plot in record.get('plots') or ():
+        path = os.path.join(run.workdir, 'evals', 'calibration', plot)
+        lines.append(f'- [{_group_name(g)}, seed {run.config.get("seed")}]'
+                     f'({_rel(path, out_dir)})')
+  return '\n'.join(lines)
+
+
+def _flat(config, prefix=''):
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    elif key != 'seed' or prefix:
+      out[prefix + key] = json.dumps(value)
+  return out
+
+
+def runs_list(groups: Sequence[Group], out_dir: str) -> str:
+  """One line per group: its name, the fields that set it apart from groups of the same name,
+  and links to its workdirs."""
+  flats = [_flat(g.runs[0].config) for g in groups]
+  lines = []
+  for g, flat in zip(groups, flats):
+    twins = [f for h, f in zip(groups, flats) if _group_name(h) == _group_name(g)]
+    differ = sorted(k for k in set().union(*twins) if len({t.get(k) for t in twins}) > 1)
+    extra = ' (' + ', '.join(f'{k}={flat.get(k, "–")}' for k in differ) + ')' if differ else ''
+    lines.append(f'- {_group_name(g)}{extra}, n={len(g.runs)}: ' + ', '.join(
+        f'[seed {r.config.get("seed")}]({_rel(r.workdir, out_dir)})' for r in g.runs))
+  return '\n'.join(lines)
+
+
+def render(runs: Sequence[Run], out_dir: str = '.') -> str:
+  """The whole report as markdown; links relative to `out_dir`."""
+  groups = group_seeds(runs)
+  parts = ['# SD-Dropout results', '',
+           f'{len(runs)} runs in {len(groups)} groups; cells: {STD_NOTE}; – : no run.', '',
+           '## Table 1: top-1 accuracy % (`test/top1`)', '', table1(groups) if any(
+               at_reference(g, ()) for g in groups) else
+           f'No run at the paper\'s settings ({_reference_text()}).', '']
+  evaluations = evaluation_sections(groups, runs)
+  if evaluations:
+    parts += ['## Evaluations: base vs + SD-Dropout', '']
+    for heading, table in evaluations:
+      parts += [f'### {heading}', '', table, '']
+  ablations = ablation_sections(groups)
+  if ablations:
+    parts += ['## Ablations', '']
+    for heading, table in ablations:
+      parts += [f'### {heading}', '', table, '']
+  links = reliability_links(groups, out_dir)
+  if links:
+    parts += ['## Reliability diagrams', '', links, '']
+  parts += ['## Runs', '', runs_list(groups, out_dir), '']
+  return '\n'.join(parts)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m sdd_jax.report',
+                                   description=__doc__.split('\n\n')[0])
+  parser.add_argument('dirs', nargs='+', help='workdirs, or folders with workdirs below them')
+  parser.add_argument('--out', default='report.md', help='the markdown file to write')
+  args = parser.parse_args(argv)
+  runs = load_runs(args.dirs)
+  if not runs:
+    print(f'error: no workdir (a folder with config.json) in {", ".join(args.dirs)}',
+          file=sys.stderr)
+    return 1
+  out_dir = os.path.dirname(os.path.abspath(args.out))
+  text = render(runs, out_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  with open(args.out, 'w', encoding='utf-8') as f:
+    f.write(text)
+  print(f'{args.out}: {len(runs)} runs')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,143 @@
+"""sdd_jax.report: paper-style tables over fake workdirs with hand-worked numbers."""
+import json
+import os
+
+import pytest
+
+from sdd_jax import report
+from sdd_jax import report_tables
+
+SDD = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2, position=4)
+
+
+def write_run(root, name, *, seed, top1, data='cifar100', methods=None, head_hidden=(),
+              calibration=None):
+  workdir = os.path.join(root, name)
+  os.makedirs(workdir)
+  config = {'seed': seed, 'data': {'source': 'tfds', 'name': data},
+            'model': {'name': 'resnet18_cifar', 'head_hidden': list(head_hidden)},
+            'methods': methods or {}}
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    json.dump(config, f)
+  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+    json.dump({'test/top1': top1, 'steps': 10}, f)
+  if calibration:  # only in evals/, as evaluate.py leaves it
+    os.makedirs(os.path.join(workdir, 'evals', 'calibration'))
+    with open(os.path.join(workdir, 'evals', 'calibration', 'results.json'), 'w') as f:
+      json.dump({'evaluator': 'calibration', 'metrics': dict(zip(
+          ('calibration/ece', 'calibration/nll'), calibration)), 'plots': ['reliability.png']}, f)
+
+
+@pytest.fixture(name='root')
+def fixture_root(tmp_path):
+  root = str(tmp_path / 'runs')
+  for seed, top1 in enumerate((74.0, 75.0, 76.5)):
+    write_run(root, f'ce/s{seed}', seed=seed, top1=top1,
+              calibration=(12.0, 1.1) if seed == 0 else None)
+  for seed, top1 in enumerate((77.0, 77.2, 76.8)):
+    write_run(root, f'sdd/s{seed}', seed=seed, top1=top1, methods={'sd_dropout': SDD},
+              calibration=(7.5, 0.9) if seed == 0 else None)
+  for seed, top1 in enumerate((77.3, 77.5)):
+    write_run(root, f'cs_kd/s{seed}', seed=seed, top1=top1, methods={'cs_kd': {'weight': 1.0}})
+  write_run(root, 'cub/ce', seed=0, top1=53.8, data='caltech_birds2011')
+  # Ablations: rate 0.1 and 0.3 at weight 1; rate 0.3 at weight 2; the forward direction.
+  write_run(root, 'abl/r01', seed=0, top1=76.3, methods={'sd_dropout': dict(SDD, rate=0.1)})
+  write_run(root, 'abl/r03', seed=0, top1=76.5, methods={'sd_dropout': dict(SDD, rate=0.3)})
+  write_run(root, 'abl/w2r03', seed=0, top1=76.79,
+            methods={'sd_dropout': dict(SDD, rate=0.3, weight=2.0)})
+  write_run(root, 'abl/fwd', seed=0, top1=76.6,
+            methods={'sd_dropout': dict(SDD, direction='forward')})
+  return root
+
+
+# CE on CIFAR-100: mean(74, 75, 76.5) = 75.1667; squared deviations 1.3611 + 0.0278 + 1.7778
+# = 3.1667, / (3 - 1) = 1.5833, sqrt = 1.2583. SD-Dropout: 77.0, std sqrt(0.08 / 2) = 0.20.
+# CS-KD: 77.4, std sqrt(0.02 / 1) = 0.1414, two seeds. CUB: one seed.
+TABLE1 = """\
+| Method | cifar100 base | cifar100 + SD-Dropout | caltech_birds2011 base | caltech_birds2011 + SD-Dropout |
+|---|---|---|---|---|
+| Cross-Entropy | 75.17 ± 1.26 | 77.00 ± 0.20 | 53.80 (n=1) | – |
+| CS-KD | 77.40 ± 0.14 (n=2) | – | – | – |"""
+
+CALIBRATION = """\
+| Data set | Method | ECE % base | ECE % + SD-Dropout | NLL base | NLL + SD-Dropout |
+|---|---|---|---|---|---|
+| cifar100 | Cross-Entropy | 12.00 (n=1) | 7.50 (n=1) | 1.10 (n=1) | 0.90 (n=1) |"""
+
+# Rows: weight λ; columns: rate β; the rate-0.5 cell is the 3-seed SD-Dropout group, marked
+# (n=3) because most cells of this table have one seed.
+TABLE14 = """\
+| methods.sd_dropout.weight | 0.1 | 0.3 | 0.5 |
+|---|---|---|---|
+| 1.0 | 76.30 (n=1) | 76.50 (n=1) | 77.00 ± 0.20 (n=3) |
+| 2.0 | – | 76.79 (n=1) | – |"""
+
+TABLE9 = """\
+| dataset | forward | both |
+|---|---|---|
+| cifar100 | 76.60 (n=1) | 77.00 ± 0.20 |"""
+
+
+def test_load_and_group(root):
+  runs = report.load_runs([root])
+  assert len(runs) == 13
+  groups = report.group_seeds(runs)
+  assert [(g.field('dataset'), g.field('method'), g.field('sd_dropout'), len(g.runs))
+          for g in groups] == [('cifar100', 'ce', 'base', 3)] + [
+              ('cifar100', 'ce', '+ SD-Dropout', n) for n in (1, 1, 1, 3, 1)] + [
+                  ('cifar100', 'cs_kd', 'base', 2), ('caltech_birds2011', 'ce', 'base', 1)]
+  assert [r.config['seed'] for r in groups[0].runs] == [0, 1, 2]
+  assert report.load_runs([os.path.join(root, 'ce', 's1')])[0].metric('test/top1') == 75.0
+
+
+def test_table1_exact(root):
+  assert report.table1(report.group_seeds(report.load_runs([root]))) == TABLE1
+
+
+def test_report_file_has_the_tables_and_links(root, tmp_path):
+  out = str(tmp_path / 'out' / 'report.md')
+  assert report.main([root, '--out', out]) == 0
+  with open(out, encoding='utf-8') as f:
+    text = f.read()
+  assert '\n' + TABLE1 + '\n' in text
+  assert '### Calibration (Table 2; `calibration/ece`, `calibration/nll`)\n\n' + CALIBRATION \
+      in text
+  assert ('### Table 14: weight λ (rows) × rate β (columns): `test/top1`\n\n' + TABLE14 + '\n'
+          in text)
+  assert TABLE9 in text
+  assert '- [cifar100, Cross-Entropy + SD-Dropout, seed 0](../runs/sdd/s0/evals/calibration/' \
+      'reliability.png)' in text
+  assert 'Table 12' not in text and 'Table 13' not in text  # nothing varies there
+  assert 'FGSM' not in text
+  assert ('- cifar100, Cross-Entropy + SD-Dropout (methods.sd_dropout.direction="forward", '
+          'methods.sd_dropout.rate=0.5, methods.sd_dropout.weight=1.0), n=1: '
+          '[seed 0](../runs/abl/fwd)\n') in text
+
+
+def test_no_run_at_the_paper_settings(tmp_path):
+  write_run(str(tmp_path), 'r', seed=0, top1=1.0, methods={'sd_dropout': dict(SDD, rate=0.3)})
+  text = report.render(report.load_runs([str(tmp_path)]), str(tmp_path))
+  assert "No run at the paper's settings (model.head_hidden=[]," in text
+
+
+def test_pivot_is_generic_and_flags_ambiguous_cells(root):
+  groups = report.group_seeds(report.load_runs([root]))
+  table = report.pivot(groups, 'method', 'sd_dropout', 'test/top1')
+  lines = table.splitlines()
+  assert lines[0] == '| method | base | + SD-Dropout |'
+  assert lines[2].startswith('| Cross-Entropy | 75.17 ± 1.26 | 77.00 ± 0.20 |')
+  # Ablation runs and CUB share a cell with the main groups: a footnote names them.
+  assert any(line.startswith('- Cross-Entropy / + SD-Dropout: 5 configurations') for line in lines)
+
+
+def test_cells():
+  cell = report_tables.Cell
+  assert cell(()).text(3) == '–'
+  assert cell((1.0, 2.0, 3.0)).text(3) == '2.00 ± 1.00'
+  assert cell((1.0, 2.0, 3.0, 4.0)).text(3) == '2.50 ± 1.29 (n=4)'
+  assert cell((5.0,)).text(1) == '5.00 (n=1)'
+
+
+def test_no_workdir_is_an_error(tmp_path, capsys):
+  assert report.main([str(tmp_path), '--out', str(tmp_path / 'r.md')]) == 1
+  assert 'no workdir' in capsys.readouterr().err
