@@ -238,8 +238,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
           last_test.update(results)
           if results:
             writer.write_scalars(step + 1, results)
-        if epoch_done:
-          pending.restart_clock()
+          pending.restart_clock()  # images/s counts training only
         if (stop_requested() or step + 1 == stop_after_step) and not last:
           last_train = pending.flush(config.batch_size, flops_per_step) or last_train
           checkpointer.save(state)
