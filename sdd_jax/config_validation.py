@@ -10,7 +10,7 @@ from sdd_jax import methods as methods_lib
 from sdd_jax import models as models_lib
 
 TOP_LEVEL = ('seed', 'model', 'data', 'batch_size', 'eval_batch_size', 'num_epochs', 'optim',
-             'methods', 'evals', 'checkpoint_every_epochs', 'max_to_keep',
+             'methods', 'evals', 'probe', 'checkpoint_every_epochs', 'max_to_keep',
              'log_every_steps')
 DTYPES = ('float32', 'bfloat16', 'float16')
 AUGMENTS = ('cifar', 'imagenet', 'none')
@@ -64,6 +64,16 @@ def validate(config) -> None:
     raise ConfigError(f'config.{e}') from None
   _validate_method_needs(methods, config)
   _validate_evals(config.evals)
+  _validate_probe(config.probe)
+
+
+def _validate_probe(probe) -> None:
+  _require(_is_int(probe.every_steps) and probe.every_steps >= 0, 'probe.every_steps',
+           'an integer >= 0 (0: off)', probe.every_steps)
+  _require(_is_number(probe.rate) and 0 <= probe.rate < 1, 'probe.rate', 'in [0, 1)',
+           probe.rate)
+  _require(_is_number(probe.temperature) and probe.temperature > 0, 'probe.temperature', '> 0',
+           probe.temperature)
 
 
 def _validate_method_needs(methods, config) -> None:

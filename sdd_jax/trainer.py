@@ -33,6 +33,7 @@ from sdd_jax import metric_writers
 from sdd_jax import models as models_lib
 from sdd_jax import optim
 from sdd_jax import parallel
+from sdd_jax import probe
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
 from sdd_jax import throughput
@@ -211,6 +212,10 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   is_main = jax.process_index() == 0
   writer = metric_writers.create_writer(workdir, total_steps, is_main)
   pending, last_train, last_test = _PendingMetrics(), {}, {}
+  probe_fn = None
+  if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
+    probe_fn = jax.jit(functools.partial(probe.probe_metrics, model, rate=config.probe.rate,
+                                         temperature=config.probe.temperature))
   stopped = False
   try:
     with _sigterm_flag() as stop_requested:
@@ -224,6 +229,10 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
           pending.restart_clock()
         state, metrics = step_fn(state, batch)
         pending.add(step + 1, metrics)
+        if probe_fn is not None and (step + 1) % config.probe.every_steps == 0:
+          probed = probe_fn(methods_lib.inference_variables(methods, state.variables),
+                            batch['images'], step_lib.step_key(config.seed, step))
+          writer.write_scalars(step + 1, metric_writers.scalars_of(jax.device_get(probed)))
         epoch_done = (step + 1) % steps_per_epoch == 0
         epoch = (step + 1) // steps_per_epoch
         last = step + 1 == total_steps

@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 # Fields that may change between a run and its resumption (they do not change the training);
 # a name ending in '.' covers the whole section.
 RESUMABLE_FIELDS = ('log_every_steps', 'checkpoint_every_epochs', 'max_to_keep',
-                    'data.prefetch', 'data.num_workers', 'evals.')
+                    'data.prefetch', 'data.num_workers', 'evals.', 'probe.')
 
 
 class WorkdirError(ValueError):

@@ -26,6 +26,7 @@ def _config(**overrides):
   config.data.synthetic_shape = (16, 16, 3)
   config.data.image_size = 16
   config.data.crop_padding = 2
+  config.probe.every_steps = 2  # the KL-direction probe rides along (it never changes training)
   for key, value in overrides.items():
     target = config
     *path, last = key.split('.')
@@ -71,6 +72,11 @@ def test_a_run_writes_summary_logs_tensorboard_and_checkpoints(straight_run):
   np.testing.assert_allclose([r['train/lr'] for r in train_records], [0.1, 0.1, 0.01, 0.01],
                              rtol=1e-6)  # lr_boundaries=(1,) epoch = 4 steps; logged mean of 2
   assert any('test/top1' in r for r in records)
+  probes = [r for r in records if 'probe/grad_cosine' in r]
+  assert [r['step'] for r in probes] == [2, 4, 6, 8]
+  for r in probes:
+    assert -1 <= r['probe/grad_cosine'] <= 1 and 0 <= r['probe/assumption1_fraction'] <= 1
+    assert r['probe/grad_l1_forward'] > 0 and r['probe/grad_l1_reverse'] > 0
   events = os.listdir(os.path.join(workdir, 'tensorboard'))
   assert events and events[0].startswith('events.out.tfevents')
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '8']
