@@ -24,6 +24,7 @@ import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from sdd_jax import report_probe
 from sdd_jax.report_tables import (  # pylint: disable=unused-import  (the API lives here too)
     BASE, PLUS_SDD, REFERENCE, STD_NOTE, Group, Run, at_reference, base_vs_sdd, group_seeds, label,
     load_runs, metric_keys, pivot, table1)
@@ -159,6 +160,7 @@ def render(runs: Sequence[Run], out_dir: str = '.') -> str:
     parts += ['## Ablations', '']
     for heading, table in ablations:
       parts += [f'### {heading}', '', table, '']
+  parts += report_probe.section(groups, _group_name, out_dir)
   links = reliability_links(groups, out_dir)
   if links:
     parts += ['## Reliability diagrams', '', links, '']

@@ -1,0 +1,84 @@
+"""The KL-direction analysis in the report: Table 8 and Figure 4 from the probe's logs.
+
+Runs trained with `config.probe.every_steps > 0` log `probe/...` scalars to `metrics.jsonl`
+(`sdd_jax/probe.py`). Table 8 gives, per run group, the mean over the logged steps of the
+Assumption-1 fraction, mean |r| and r1 (then mean ± std over seeds); Figure 4 plots the cosine
+similarity and the L1 norms of the forward and reverse KL gradients w.r.t. the head weights
+against the step (the first seed of each group).
+"""
+import json
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from sdd_jax import plotting
+from sdd_jax.report_tables import Cell, markdown
+
+TABLE8 = (('Assumption 1 holds', 'probe/assumption1_fraction'), ('mean |r|', 'probe/mean_abs_r'),
+          ('r1', 'probe/r1'))
+FIGURE4 = (('cosine(∇ forward KL, ∇ reverse KL)', ('probe/grad_cosine',)),
+           ('L1 norm of the gradient', ('probe/grad_l1_forward', 'probe/grad_l1_reverse')))
+
+
+def probe_records(workdir: str) -> List[Dict[str, float]]:
+  """The `probe/...` records of a workdir's metrics.jsonl, one per probed step, in step order
+  (a resumed run may log a step twice: the last record wins)."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  by_step = {}
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      record = json.loads(line)
+      if any(key.startswith('probe/') for key in record):
+        by_step[record['step']] = record
+  return [by_step[s] for s in sorted(by_step)]
+
+
+def table8(groups, name_fn) -> str:
+  """Rows: run groups with probe logs; cells: mean over steps, then over seeds."""
+  rows = []
+  for group in groups:
+    per_run = [probe_records(run.workdir) for run in group.runs]
+    if not any(per_run):
+      continue
+    rows.append([name_fn(group)] + [
+        Cell(tuple(float(np.mean([r[key] for r in records])) for records in per_run if records))
+        for _, key in TABLE8])
+  return markdown(['run'] + [title for title, _ in TABLE8], rows) if rows else ''
+
+
+def figure4(groups, name_fn, out_dir: str) -> List[Tuple[str, str]]:
+  """Writes the Figure 4 plots to `out_dir`; returns (title, png path) pairs."""
+  series: Dict[str, List[Dict[str, float]]] = {}
+  for group in groups:
+    records = next((probe_records(run.workdir) for run in group.runs
+                    if probe_records(run.workdir)), [])
+    if records:
+      series[name_fn(group)] = records
+  if not series:
+    return []
+  plots = []
+  for index, (title, keys) in enumerate(FIGURE4):
+    xs, ys = {}, {}
+    for name, records in series.items():
+      for key in keys:
+        label = name if len(keys) == 1 else f'{name}: {key.split("_")[-1]}'
+        xs[label] = [r['step'] for r in records]
+        ys[label] = [r[key] for r in records]
+    path = os.path.join(out_dir, f'figure4_{index}.png')
+    plotting.line_plot(xs, ys, path, xlabel='step', ylabel=title, title=f'Figure 4: {title}')
+    plots.append((title, path))
+  return plots
+
+
+def section(groups: Sequence, name_fn, out_dir: str) -> List[str]:
+  """Markdown lines of the KL-direction section, or [] when no run was probed."""
+  table = table8(groups, name_fn)
+  if not table:
+    return []
+  lines = ['## KL-direction analysis (Table 8, Figure 4)', '', table, '']
+  for title, path in figure4(groups, name_fn, out_dir):
+    lines += [f'![{title}]({os.path.relpath(path, out_dir)})', '']
+  return lines
