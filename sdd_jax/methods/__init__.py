@@ -6,6 +6,7 @@ from sdd_jax.methods import byot
 from sdd_jax.methods import cs_kd
 from sdd_jax.methods import ddgsd
 from sdd_jax.methods import dml
+from sdd_jax.methods import feature_dropout
 from sdd_jax.methods import label_smoothing
 from sdd_jax.methods import ps_kd
 from sdd_jax.methods import sd_dropout
@@ -13,7 +14,7 @@ from sdd_jax.registry import Registry
 
 METHODS = Registry('method')
 for _cls in (sd_dropout.SDDropout, cs_kd.CSKD, ps_kd.PSKD, ddgsd.DDGSD, byot.BYOT, dml.DML,
-             label_smoothing.LabelSmoothing):
+             label_smoothing.LabelSmoothing, feature_dropout.FeatureDropout):
   METHODS.register(_cls.name)(_cls)
 
 StepContext = base.StepContext
