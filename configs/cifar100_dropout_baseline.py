@@ -8,7 +8,9 @@ x0.1 at 100 and 150, batch 128).
 
 Tokens: `data=cifar100|cub200|dogs` (the other rows: the fine-grained recipe of
 configs/cub200_resnet18.py, 224 px ImageNet-style ResNet-18, batch 32), `rate=R` (dropout rate,
-default 0.5), plus the shared `seed=N`, `smoke`.
+default 0.5), `equal_steps` (the "standard [dagger]" column, below), `samples=K` (K masks per
+image and step; `equal_steps` is K = SD-Dropout's `num_samples` = 2), plus the shared `seed=N`,
+`smoke`.
 
 Commands (paper Table 11, final-epoch top-1; Base / +Dropout (standard) / +Dropout (standard,
 equal steps) / +SD-Dropout):
@@ -18,12 +20,16 @@ equal steps) / +SD-Dropout):
       # CUB-200-2011   53.8 / 64.6 / 60.3 / 66.6
   python train.py --config configs/cifar100_dropout_baseline.py:data=dogs --workdir /tmp/dogs_dropout
       # Stanford Dogs  64.1 / 69.5 / 68.0 / 69.8
+  python train.py --config configs/cifar100_dropout_baseline.py:equal_steps --workdir /tmp/c100_dropout_eq
+      # the "standard [dagger]" column (and :data=cub200,equal_steps, :data=dogs,equal_steps)
 Base and +SD-Dropout: configs/cifar100_resnet18_ce.py / cifar100_resnet18_sdd.py and
 configs/cub200_resnet18.py[:sdd], configs/dogs_resnet18.py[:sdd].
 
-Not reproduced: the "standard [dagger]" column, "standard dropout that equalizes the number of
-training steps compared to SD-Dropout". The paper does not say how the steps are equalised
-(more epochs? a CE term per extra head pass?), so we do not guess a recipe for it.
+The "standard [dagger]" column is "standard dropout that equalizes the number of training steps
+compared to SD-Dropout"; the paper does not say how. `equal_steps` reads it as the same number of
+trained dropped-out head passes per image and step as SD-Dropout (two masks): the loss is
+CE(head(m_1 * f)) + CE(head(m_2 * f)) (sdd_jax/methods/feature_dropout.py). The other reading,
+more epochs, is `--config.num_epochs=N --config.optim.lr_boundaries=...` on the plain variant.
 
 Hardware (estimates, not measured): as cross-entropy (one extra head pass): about 1 h on one
 A100/H100 for CIFAR-100, 1-1.5 h for CUB-200-2011, 2-3 h for Stanford Dogs.
@@ -41,6 +47,9 @@ def get_config(arg=None):
     raise ValueError(f'unknown data={data}; known: {", ".join(DATA)}')
   config = common.recipe() if DATA[data] is None else cub200_resnet18.fine_grained_config(
       *DATA[data])
-  config.methods.feature_dropout = dict(rate=float(values.pop('rate', 0.5)))
+  samples = int(values.pop('samples', common.SD_DROPOUT['num_samples'] if 'equal_steps' in flags
+                            else 1))
+  flags.discard('equal_steps')
+  config.methods.feature_dropout = dict(rate=float(values.pop('rate', 0.5)), samples=samples)
   rest = ','.join([*(f'{k}={v}' for k, v in values.items()), *flags])
   return common.apply_arg(config, rest)

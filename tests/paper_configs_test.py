@@ -95,10 +95,11 @@ def test_ablation_fine_grained_rows_and_errors():
     _valid(cifar100_ablations, 'position=5')
 
 
-@pytest.mark.parametrize('arg, name, rate', [(None, 'cifar100', 0.5),
-                                             ('data=cub200', 'caltech_birds2011', 0.5),
-                                             ('data=dogs,rate=0.3', 'stanford_dogs', 0.3)])
-def test_dropout_baseline_table11(arg, name, rate):
+@pytest.mark.parametrize('arg, name, rate, samples', [
+    (None, 'cifar100', 0.5, 1), ('data=cub200', 'caltech_birds2011', 0.5, 1),
+    ('data=dogs,rate=0.3', 'stanford_dogs', 0.3, 1), ('equal_steps', 'cifar100', 0.5, 2),
+    ('data=dogs,equal_steps,seed=2', 'stanford_dogs', 0.5, 2), ('samples=3', 'cifar100', 0.5, 3)])
+def test_dropout_baseline_table11(arg, name, rate, samples):
   config = _valid(cifar100_dropout_baseline, arg)
   assert config.data.name == name
-  assert config.methods.to_dict() == {'feature_dropout': {'rate': rate}}
+  assert config.methods.to_dict() == {'feature_dropout': {'rate': rate, 'samples': samples}}

@@ -4,12 +4,20 @@ The network is trained with cross-entropy on `head(m * f)`, where `f` [batch, D]
 features and `m` an inverted-dropout mask (`Bernoulli(1 - rate) / (1 - rate)`, as PyTorch's
 `nn.Dropout` before the classifier); evaluation uses `head(f)` (no dropout).
 
+`samples = K > 1` is Table 11's "standard [dagger]" column, "standard dropout that equalizes the
+number of training steps compared to SD-Dropout". The paper does not say how; we read it as the
+same number of dropped-out head passes, each trained, per image and step: SD-Dropout back-
+propagates through K = 2 masked heads (`num_samples`), so the equal-steps baseline trains
+`sum_k CE(head(m_k * f))` over K independent masks, i.e. K dropout gradient terms per image
+per optimizer step (summed, as K consecutive steps would add them). K = 1 is plain dropout.
+
 The hooks give a random key only to `loss`, so the method does not replace `ctx.ce_logits`;
 its term is the correction `CE(head(m * f)) - CE(head(f))` [batch], which `combine` adds with
 `weight * temperature**2 = 1` to the cross-entropy of the un-dropped logits. The total loss and
 its gradient are then exactly those of `CE(head(m * f))` (the un-dropped CE cancels), for the
 plain network and for each network of DML. `train/loss_ce` still reports the un-dropped CE;
-`train/loss_ce_dropout` reports the CE that is trained. The mask is drawn from the method's key
+`train/loss_ce_dropout` reports the CE that is trained (its mean over the K masks). The mask
+(with K > 1: `jax.random.split` of that key into K) is drawn from the method's key
 (`base.method_key(step_key, 'feature_dropout')`), so a resumed run repeats it.
 """
 import dataclasses
@@ -34,6 +42,7 @@ class FeatureDropout(base.Method):
   weight: float = 1.0
   temperature: float = 1.0
   rate: float = 0.5
+  samples: int = 1
 
   name: ClassVar[str] = 'feature_dropout'
   summary: ClassVar[str] = 'cross-entropy on head(dropout(features))'
@@ -47,10 +56,15 @@ class FeatureDropout(base.Method):
                          f'{value}')
     if not 0 <= self.rate < 1:
       raise ValueError(f'rate: must be in [0, 1), got {self.rate}')
+    if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+      raise ValueError(f'samples: the number of dropout masks per image and step, an integer '
+                       f'>= 1 (2 = Table 11\'s equal-steps variant), got {self.samples!r}')
 
   def loss(self, ctx, key):
-    mask = dropout_mask(key, ctx.features.shape, self.rate)
-    dropped_logits = ctx.head_fn()(ctx.features * mask.astype(ctx.features.dtype))
-    dropped_ce = ctx.cross_entropy(dropped_logits)
-    term = dropped_ce - ctx.cross_entropy(ctx.logits)
-    return term, {'train/loss_ce_dropout': jnp.mean(dropped_ce)}
+    keys = [key] if self.samples == 1 else list(jax.random.split(key, self.samples))
+    head = ctx.head_fn()
+    dropped_ce = [ctx.cross_entropy(head(
+        ctx.features * dropout_mask(k, ctx.features.shape, self.rate).astype(ctx.features.dtype)))
+                  for k in keys]
+    term = sum(dropped_ce) - ctx.cross_entropy(ctx.logits)
+    return term, {'train/loss_ce_dropout': jnp.mean(sum(dropped_ce)) / self.samples}

@@ -25,10 +25,10 @@ def _setup():
   return model, variables, {'images': images, 'labels': labels}
 
 
-def _total_loss(rate, params, key):
+def _total_loss(rate, params, key, samples=1):
   """The step's loss (prepare -> base_loss -> combine) with feature_dropout configured."""
   model, variables, batch = _setup()
-  chosen = methods.create_methods({'feature_dropout': {'rate': rate}})
+  chosen = methods.create_methods({'feature_dropout': {'rate': rate, 'samples': samples}})
   variables = {'params': params, 'batch_stats': variables['batch_stats']}
   ctx, _ = methods.prepare(chosen, model, variables, batch)
   total, metrics = methods.combine(chosen, ctx, key, methods.base_loss(ctx))
@@ -69,6 +69,25 @@ def test_loss_is_numpy_cross_entropy_of_head_of_masked_features(rate):
   np.testing.assert_allclose(metrics['train/loss_ce_dropout'], expected, rtol=2e-5)
 
 
+def test_equal_steps_variant_sums_the_cross_entropy_of_k_masks():
+  """samples=2 (Table 11's standard-dagger): sum over two masks from the split method key of
+  NumPy's CE(head(mask_k * f)), batch-averaged; the logged CE is their mean."""
+  _, variables, batch = _setup()
+  key, rate = jax.random.key(5), 0.5
+  total, (metrics, features) = jax.jit(functools.partial(_total_loss, rate, samples=2))(
+      variables['params'], key)
+  dense = variables['params']['classifier']['output']
+  w, b = np.asarray(dense['kernel'], np.float64), np.asarray(dense['bias'], np.float64)
+  ces = []
+  for k in jax.random.split(base.method_key(key, 'feature_dropout'), 2):
+    mask = np.asarray(jax.random.bernoulli(k, 1 - rate, features.shape), np.float64) / (1 - rate)
+    ces.append(_numpy_ce((mask * np.asarray(features, np.float64)) @ w + b,
+                         np.asarray(batch['labels'])).mean())
+  assert abs(ces[0] - ces[1]) > 1e-3  # two different masks
+  np.testing.assert_allclose(total, ces[0] + ces[1], rtol=2e-5)
+  np.testing.assert_allclose(metrics['train/loss_ce_dropout'], (ces[0] + ces[1]) / 2, rtol=2e-5)
+
+
 def test_gradient_is_that_of_the_dropped_cross_entropy():
   """The un-dropped CE cancels in the gradient as well: the head's gradient is NumPy's
   d CE(mask * f @ w + b) / d(w, b)."""
@@ -107,6 +126,8 @@ def test_no_dropout_at_evaluation():
     ({'rate': 1.0}, r'methods.feature_dropout.rate: must be in \[0, 1\), got 1.0'),
     ({'weight': 0.5}, r'methods.feature_dropout.weight: .* leave it at 1.0, got 0.5'),
     ({'temperature': 2.0}, r'methods.feature_dropout.temperature: .* leave it at 1.0'),
+    ({'samples': 0}, r'methods.feature_dropout.samples: .* integer >= 1 .*got 0'),
+    ({'samples': 1.5}, r'methods.feature_dropout.samples: .*got 1.5'),
 ])
 def test_bad_fields_are_refused(fields, match):
   with pytest.raises(ValueError, match=match):
