@@ -2,21 +2,26 @@ r"""Paper-style tables over many runs: `python -m sdd_jax.report DIR... [--out r
 
 Every workdir (a folder holding `config.json`) at or below each DIR is read with its
 `summary.json` and `evals/<name>/results.json`; runs whose configs differ only by `seed` are one
-group, and a cell is the mean ± sample std (ddof=1) over its seeds (`report_tables.py`).
+group (`report_runs.py`), and a cell is the mean ± sample std (ddof=1) over its seeds, the best
+of each comparison in bold (`report_tables.py`).
 
 Sections (each only where some run has its numbers):
-- Table 1: top-1 of each method (CE = no method besides `sd_dropout`) per data set, base and
-  + SD-Dropout, in the paper's order (CE, CS-KD, DDGSD, BYOT, DML, LS, then the others).
-- Evaluations per data set and method, base vs + SD-Dropout: calibration (Table 2), FGSM
+- Table 1: top-1 of each method (CE = no method besides `sd_dropout`) per data set, Base and
+  +SD-Dropout with the gain, in the paper's order (CE, CS-KD, DDGSD, BYOT, DML, LS, then the
+  others); DML's second network and ensemble in a table of their own.
+- Evaluations per data set and method, Base vs +SD-Dropout: calibration (Table 2), FGSM
   (Table 5), CIFAR-100-C mCA (Table 6), ODIN / MSP per OOD set (Table 7).
-- Ablations wherever the field varies: KL direction (Table 9), backbone (Table 10), dropout
-  position (Table 12), head hidden layers (Table 13), weight × rate (Table 14); each is a `pivot`
-  by one or two config fields with the other ablated fields at the paper's values.
-- Links to the reliability diagrams, and the workdirs behind every group.
+- Ablations wherever the field varies: KL direction with its Base (Table 9), backbone
+  (Table 10), standard dropout (Table 11), dropout position (Table 12), head hidden layers
+  (Table 13), weight × rate (Table 14); each is a `pivot` by one or two fields with the other
+  ablated fields at the paper's values.
+- The KL-direction probe (Table 8, Figure 4), links to the reliability diagrams, and the
+  workdirs behind every group.
 
-Tables 1-7 use only runs at the paper's settings (`report_tables.REFERENCE`: both directions,
-position 4, rate 0.5, no hidden head layer). Written to `--out` (default: `report.md` in the
-current folder); links are relative to it.
+Tables 1-7 use only runs at the paper's settings (`report_runs.REFERENCE`: both directions,
+position 4, rate 0.5, no hidden head layer) and leave out Table 11's standard-dropout
+baselines. Written to `--out` (default: `report.md` in the current folder); links are relative
+to it.
 """
 import argparse
 import json
@@ -25,9 +30,11 @@ import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from sdd_jax import report_probe
-from sdd_jax.report_tables import (  # pylint: disable=unused-import  (the API lives here too)
-    BASE, PLUS_SDD, REFERENCE, STD_NOTE, Group, Run, at_reference, base_vs_sdd, group_seeds, label,
-    load_runs, metric_keys, pivot, table1)
+from sdd_jax.report_runs import (  # pylint: disable=unused-import  (the API lives here too)
+    BASE, FEATURE_DROPOUT, PLUS_SDD, REFERENCE, Group, Run, at_reference, group_seeds, label,
+    load_runs, metric_keys)
+from sdd_jax.report_tables import (  # pylint: disable=unused-import
+    STD_NOTE, base_vs_sdd, dml_table, in_main_tables, pivot, table1)
 
 OOD_METRICS = (('FPR95 ↓', 'fpr95'), ('Detection error ↓', 'detection_error'),
                ('AUROC ↑', 'auroc'), ('AUPR in ↑', 'aupr_in'), ('AUPR out ↑', 'aupr_out'))
@@ -42,18 +49,32 @@ def _ce_family(free: Sequence[str]) -> Callable[[Group], bool]:
   return lambda g: g.field('method') == 'ce' and at_reference(g, free)
 
 
-# (title, row field, column field or None, which groups, the fields that must vary)
+def _with(field: str) -> Callable[[Group], bool]:
+  return lambda g: g.field(field) is not None and at_reference(g, [])
+
+
+def _varies(*fields: str) -> Callable[[Sequence[Group]], bool]:
+  return lambda kept: all(len({repr(g.field(f)) for g in kept if g.field(f) is not None}) > 1
+                          for f in fields)
+
+
+# (title, row field, column field or None, which groups, whether to show the table)
 ABLATIONS = (
-    ('Table 9: KL direction of SD-Dropout', 'dataset', 'methods.sd_dropout.direction',
-     _sdd_alone(['methods.sd_dropout.direction']), ['methods.sd_dropout.direction']),
-    ('Table 10: backbone', 'model.name', 'sd_dropout', _ce_family([]), ['model.name']),
+    ('Table 9: KL direction of SD-Dropout', 'dataset', 'kl_direction',
+     lambda g: g.field('kl_direction') is not None and at_reference(
+         g, ['methods.sd_dropout.direction']), _varies('methods.sd_dropout.direction')),
+    ('Table 10: backbone', 'model.name', 'sd_dropout', _ce_family([]), _varies('model.name')),
+    ('Table 11: standard dropout vs SD-Dropout (†: dropout with as many trained masks per step '
+     'as SD-Dropout)', 'dataset', 'dropout', _with('dropout'),
+     lambda kept: any(g.field(f'methods.{FEATURE_DROPOUT}') for g in kept)),
     ('Table 12: dropout position (4 = after the last stage)', 'methods.sd_dropout.position',
-     'dataset', _sdd_alone(['methods.sd_dropout.position']), ['methods.sd_dropout.position']),
+     'dataset', _sdd_alone(['methods.sd_dropout.position']),
+     _varies('methods.sd_dropout.position')),
     ('Table 13: hidden layers of the head', 'model.head_hidden', 'sd_dropout',
-     _ce_family(['model.head_hidden']), ['model.head_hidden']),
+     _ce_family(['model.head_hidden']), _varies('model.head_hidden')),
     ('Table 14: weight λ (rows) × rate β (columns)', 'methods.sd_dropout.weight',
      'methods.sd_dropout.rate', _sdd_alone(['methods.sd_dropout.rate']),
-     ['methods.sd_dropout.weight', 'methods.sd_dropout.rate']),
+     _varies('methods.sd_dropout.weight', 'methods.sd_dropout.rate')),
 )
 
 
@@ -87,9 +108,9 @@ def evaluation_sections(groups: Sequence[Group], runs: Sequence[Run]) -> List[Tu
 def ablation_sections(groups: Sequence[Group], metric: str = 'test/top1') -> List[Tuple[str, str]]:
   """[(heading, pivot)] for every ablation whose fields vary among its groups."""
   sections = []
-  for title, row, col, keep, varying in ABLATIONS:
+  for title, row, col, keep, shown in ABLATIONS:
     kept = [g for g in groups if keep(g)]
-    if all(len({repr(g.field(f)) for g in kept if g.field(f) is not None}) > 1 for f in varying):
+    if shown(kept):
       sections.append((f'{title}: `{metric}`', pivot(kept, row, col, metric, title=row)))
   return sections
 
@@ -103,7 +124,8 @@ def _rel(path: str, out_dir: str) -> str:
 
 
 def _group_name(g: Group) -> str:
-  return f'{g.field("dataset")}, {label("method", g.field("method"))} {g.field("sd_dropout")}'
+  return (f'{label("dataset", g.field("dataset"))}, {label("method", g.field("method"))} '
+          f'{g.field("sd_dropout")}')
 
 
 def reliability_links(groups: Sequence[Group], out_dir: str) -> str:
@@ -148,11 +170,15 @@ def render(runs: Sequence[Run], out_dir: str = '.') -> str:
   parts = ['# SD-Dropout results', '',
            f'{len(runs)} runs in {len(groups)} groups; cells: {STD_NOTE}; – : no run.', '',
            '## Table 1: top-1 accuracy % (`test/top1`)', '', table1(groups) if any(
-               at_reference(g, ()) for g in groups) else
+               in_main_tables(g) for g in groups) else
            f'No run at the paper\'s settings ({_reference_text()}).', '']
+  dml = dml_table(groups)
+  if dml:
+    parts += ['### DML: both networks and their ensemble, top-1 % (Table 1 shows network 0)', '',
+              dml, '']
   evaluations = evaluation_sections(groups, runs)
   if evaluations:
-    parts += ['## Evaluations: base vs + SD-Dropout', '']
+    parts += ['## Evaluations: Base vs +SD-Dropout', '']
     for heading, table in evaluations:
       parts += [f'### {heading}', '', table, '']
   ablations = ablation_sections(groups)

@@ -36,7 +36,7 @@ def test_table8_averages_steps_then_seeds_and_figure4_is_drawn(tmp_path):
   os.makedirs(out)
   text = report.render(report.load_runs([root]), out)
   section = text[text.index('## KL-direction analysis'):]
-  rows = [line for line in section.splitlines() if line.startswith('| cifar100')]
+  rows = [line for line in section.splitlines() if line.startswith('| CIFAR-100')]
   assert len(rows) == 1
   assert '0.70 ± 0.14' in rows[0] and '0.30 ± 0.14' in rows[0] and '0.20 ± 0.14' in rows[0]
   for index in (0, 1):

@@ -1,0 +1,212 @@
+"""Runs, seed groups, fields and labels for the report (`sdd_jax/report.py`).
+
+A run is one workdir (its `config.json`, `summary.json` and `evals/<name>/results.json`); runs
+whose configs differ only by `seed` are one group. Besides dotted config fields, a run has the
+pseudo fields `dataset`, `method`, `sd_dropout` (Base / +SD-Dropout), `kl_direction` (Table 9's
+columns) and `dropout` (Table 11's columns).
+"""
+import collections
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+# Paper Table 1 order, then the others alphabetically.
+METHOD_ORDER = ('ce', 'cs_kd', 'ddgsd', 'byot', 'dml', 'label_smoothing')
+METHOD_LABELS = {'ce': 'Cross-Entropy', 'cs_kd': 'CS-KD', 'ddgsd': 'DDGSD', 'byot': 'BYOT',
+                 'dml': 'DML', 'label_smoothing': 'LS', 'ps_kd': 'PS-KD',
+                 'feature_dropout': 'Dropout (standard)'}
+# Baselines of one ablation table (Table 11), not self-KD methods: left out of Tables 1-7.
+BASELINE_METHODS = ('feature_dropout',)
+DATASET_ORDER = ('cifar100', 'caltech_birds2011', 'stanford_dogs', 'imagenet2012')
+DATASET_LABELS = {'cifar100': 'CIFAR-100', 'caltech_birds2011': 'CUB-200-2011',
+                  'stanford_dogs': 'Stanford Dogs', 'imagenet2012': 'ImageNet'}
+SDD, FEATURE_DROPOUT = 'sd_dropout', 'feature_dropout'
+BASE, PLUS_SDD = 'Base', '+SD-Dropout'
+STANDARD, STANDARD_EQUAL = '+Dropout (standard)', '+Dropout (standard†)'
+# Values of the pseudo fields and of some config fields, in the paper's order.
+VALUE_ORDER = {'sd_dropout': (BASE, PLUS_SDD),
+               'kl_direction': (BASE, 'forward', 'reverse', 'both'),
+               'dropout': (BASE, STANDARD, STANDARD_EQUAL, PLUS_SDD),
+               'methods.sd_dropout.direction': ('forward', 'reverse', 'both')}
+# Paper values of the ablated fields: a table pivoting on some of them holds the others here.
+REFERENCE = {'model.head_hidden': [], 'methods.sd_dropout.direction': 'both',
+             'methods.sd_dropout.position': 4, 'methods.sd_dropout.rate': 0.5,
+             'methods.feature_dropout.rate': 0.5}
+# A run whose config has none of these fields (a data set without such a field) is not filtered.
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One workdir: its config, `summary.json` and evaluator results (`{name: record}`)."""
+  workdir: str
+  config: Dict[str, Any]
+  summary: Dict[str, Any]
+  evals: Dict[str, Dict[str, Any]]
+
+  def field(self, name: str, default: Any = None) -> Any:
+    """A dotted config field (`methods.sd_dropout.rate`) or a pseudo field: `dataset`,
+    `method`, `sd_dropout` (Base / +SD-Dropout), `kl_direction` (Base, or the direction of
+    SD-Dropout alone), `dropout` (Base / +Dropout (standard) / +Dropout (standard†) with K > 1
+    masks / +SD-Dropout alone); the last two are None for other method sets."""
+    methods = self.config.get('methods') or {}
+    if name == 'dataset':
+      return dataset_name(self.config)
+    if name == 'method':
+      return method_name(self.config)
+    if name == 'sd_dropout':
+      return PLUS_SDD if SDD in methods else BASE
+    if name == 'kl_direction':
+      if not methods:
+        return BASE
+      return methods[SDD].get('direction', 'both') if set(methods) == {SDD} else None
+    if name == 'dropout':
+      return _dropout_variant(methods)
+    value = self.config
+    for part in name.split('.'):
+      if not isinstance(value, dict) or part not in value:
+        return default
+      value = value[part]
+    return value
+
+  def metric(self, key: str) -> Optional[float]:
+    """`summary.json` first, then any evaluator's metrics; None when missing or null."""
+    value = self.summary.get(key)
+    if value is None:
+      for record in self.evals.values():
+        value = (record.get('metrics') or {}).get(key)
+        if value is not None:
+          break
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """Runs whose configs differ only by `seed` (sorted by seed)."""
+  runs: Tuple[Run, ...]
+
+  def field(self, name: str, default: Any = None) -> Any:
+    return self.runs[0].field(name, default)
+
+  def values(self, key: str) -> List[float]:
+    return [v for v in (run.metric(key) for run in self.runs) if v is not None]
+
+
+def _dropout_variant(methods: Dict[str, Any]) -> Optional[str]:
+  if not methods:
+    return BASE
+  if set(methods) == {SDD}:
+    return PLUS_SDD
+  if set(methods) == {FEATURE_DROPOUT}:
+    samples = int(methods[FEATURE_DROPOUT].get('samples', 1))
+    return {1: STANDARD, 2: STANDARD_EQUAL}.get(samples, f'+Dropout (standard†, K={samples})')
+  return None
+
+
+def dataset_name(config: Dict[str, Any]) -> str:
+  """`data.name` for tfds (and the built-in digits); `source:path` for local sources."""
+  data = config.get('data') or {}
+  source, name = data.get('source', 'tfds'), data.get('name', '?')
+  if source in ('tfds', 'digits'):
+    return str(name)
+  return f'{source}:{data.get("path") or name}'
+
+
+def method_name(config: Dict[str, Any]) -> str:
+  """'ce' when no method besides `sd_dropout`, else the others joined by '+'."""
+  others = sorted(m for m in (config.get('methods') or {}) if m != SDD)
+  return '+'.join(others) or 'ce'
+
+
+def _read_json(path: str) -> Dict[str, Any]:
+  if not os.path.isfile(path):
+    return {}
+  with open(path, encoding='utf-8') as f:
+    return json.load(f)
+
+
+def load_run(workdir: str) -> Run:
+  evals = {}
+  root = os.path.join(workdir, 'evals')
+  for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+    record = _read_json(os.path.join(root, name, 'results.json'))
+    if record:
+      evals[name] = record
+  return Run(workdir=workdir, config=_read_json(os.path.join(workdir, 'config.json')),
+             summary=_read_json(os.path.join(workdir, 'summary.json')), evals=evals)
+
+
+def find_workdirs(directory: str) -> List[str]:
+  """`directory` itself if it holds `config.json`, else every such folder below it (sorted)."""
+  if os.path.isfile(os.path.join(directory, 'config.json')):
+    return [directory]
+  found = []
+  for root, dirs, files in os.walk(directory):
+    dirs[:] = sorted(d for d in dirs if d not in ('checkpoints', 'tensorboard', 'evals'))
+    if 'config.json' in files:
+      found.append(root)
+      dirs[:] = []
+  return sorted(found)
+
+
+def load_runs(dirs: Sequence[str]) -> List[Run]:
+  workdirs = sorted({os.path.normpath(w) for d in dirs for w in find_workdirs(d)})
+  return [load_run(w) for w in workdirs]
+
+
+def _without_seed(config: Dict[str, Any]) -> str:
+  return json.dumps({k: v for k, v in config.items() if k != 'seed'}, sort_keys=True)
+
+
+def group_seeds(runs: Sequence[Run]) -> List[Group]:
+  """Groups of runs equal but for `seed`, in a fixed order (dataset, method, SDD, config)."""
+  by_config = collections.defaultdict(list)
+  for run in runs:
+    by_config[_without_seed(run.config)].append(run)
+  groups = [Group(tuple(sorted(rs, key=lambda r: (str(r.config.get('seed')), r.workdir))))
+            for rs in by_config.values()]
+  return sorted(groups, key=lambda g: (order_key('dataset', g.field('dataset')),
+                                       order_key('method', g.field('method')),
+                                       order_key('sd_dropout', g.field('sd_dropout')),
+                                       _without_seed(g.runs[0].config)))
+
+
+def order_key(field: str, value: Any) -> Tuple:
+  """Paper order where known, then numbers by value, then text."""
+  known = {'method': METHOD_ORDER, 'dataset': DATASET_ORDER}.get(field) or VALUE_ORDER.get(
+      field, ())
+  rank = known.index(value) if value in known else len(known)
+  if isinstance(value, bool) or value is None:
+    return (rank, 2, 0, str(value))
+  if isinstance(value, (int, float)):
+    return (rank, 0, value, '')
+  if isinstance(value, (list, tuple)):
+    return (rank, 1, len(value), json.dumps(value))
+  return (rank, 2, 0, str(value))
+
+
+def label(field: str, value: Any) -> str:
+  if field == 'method':
+    return '+'.join(METHOD_LABELS.get(m, m) for m in str(value).split('+'))
+  if field == 'dataset':
+    return DATASET_LABELS.get(value, str(value))
+  if isinstance(value, (list, tuple)):
+    return '(' + ', '.join(str(v) for v in value) + (',)' if len(value) == 1 else ')')
+  return str(value)
+
+
+def at_reference(g: 'Group', free: Sequence[str]) -> bool:
+  """The group holds every `REFERENCE` field not in `free` at its paper value (or lacks it)."""
+  for field, value in REFERENCE.items():
+    if field not in free and g.field(field, value) != value:
+      return False
+  return True
+
+
+def metric_keys(runs: Sequence[Run], prefix: str) -> List[str]:
+  """Every metric key starting with `prefix` in any run, sorted."""
+  keys = set(k for r in runs for k in r.summary if k.startswith(prefix))
+  keys |= {k for r in runs for rec in r.evals.values() for k in (rec.get('metrics') or {})
+           if k.startswith(prefix)}
+  return sorted(keys)
