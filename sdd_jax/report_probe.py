@@ -10,12 +10,10 @@ import json
 import os
 from typing import Dict, List, Sequence, Tuple
 
-import numpy as np
-
 from sdd_jax import plotting
 from sdd_jax.report_tables import Cell, markdown
 
-TABLE8 = (('Assumption 1 holds', 'probe/assumption1_fraction'), ('mean |r|', 'probe/mean_abs_r'),
+TABLE8 = (('P(Assumption 1)', 'probe/assumption1_fraction'), ('mean |r|', 'probe/mean_abs_r'),
           ('r1', 'probe/r1'))
 FIGURE4 = (('cosine(∇ forward KL, ∇ reverse KL)', ('probe/grad_cosine',)),
            ('L1 norm of the gradient', ('probe/grad_l1_forward', 'probe/grad_l1_reverse')))
@@ -36,17 +34,31 @@ def probe_records(workdir: str) -> List[Dict[str, float]]:
   return [by_step[s] for s in sorted(by_step)]
 
 
+PHASES = (0.0, 0.5, 1.0)  # fractions of training: the paper's epochs 0, 100 and 200 of 200
+
+
+def _nearest(records: List[Dict[str, float]], step: float) -> Dict[str, float]:
+  return min(records, key=lambda r: (abs(r['step'] - step), r['step']))
+
+
 def table8(groups, name_fn) -> str:
-  """Rows: run groups with probe logs; cells: mean over steps, then over seeds."""
+  """Rows: (run group, epoch) for the probed groups; cells: the record nearest each phase of
+  training, mean ± std over seeds. A run's length is its summary's `steps` (else its last
+  probed step); the epoch label is the phase times the configured `num_epochs`."""
   rows = []
   for group in groups:
-    per_run = [probe_records(run.workdir) for run in group.runs]
-    if not any(per_run):
+    per_run = [(run, probe_records(run.workdir)) for run in group.runs]
+    per_run = [(run, records) for run, records in per_run if records]
+    if not per_run:
       continue
-    rows.append([name_fn(group)] + [
-        Cell(tuple(float(np.mean([r[key] for r in records])) for records in per_run if records))
-        for _, key in TABLE8])
-  return markdown(['run'] + [title for title, _ in TABLE8], rows) if rows else ''
+    epochs = group.runs[0].summary.get('epochs', group.runs[0].config.get('num_epochs'))
+    for phase in PHASES:
+      picked = [_nearest(records, phase * run.summary.get('steps', records[-1]['step']))
+                for run, records in per_run]
+      when = f'{phase * epochs:g}' if isinstance(epochs, (int, float)) else f'{phase:.0%} of training'
+      rows.append([name_fn(group), when] + [Cell(tuple(float(r[key]) for r in picked))
+                                           for _, key in TABLE8])
+  return markdown(['run', 'epoch'] + [title for title, _ in TABLE8], rows) if rows else ''
 
 
 def figure4(groups, name_fn, out_dir: str) -> List[Tuple[str, str]]:

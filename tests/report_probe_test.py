@@ -5,7 +5,7 @@ import os
 from sdd_jax import report
 
 
-def _workdir(root, name, seed, direction, probes):
+def _workdir(root, name, seed, direction, probes, steps=None):
   path = os.path.join(root, name)
   os.makedirs(path)
   config = {'seed': seed, 'model': {'name': 'resnet18_cifar', 'head_hidden': []},
@@ -15,7 +15,7 @@ def _workdir(root, name, seed, direction, probes):
   with open(os.path.join(path, 'config.json'), 'w') as f:
     json.dump(config, f)
   with open(os.path.join(path, 'summary.json'), 'w') as f:
-    json.dump({'test/top1': 77.0}, f)
+    json.dump({'test/top1': 77.0, **({'steps': steps, 'epochs': 200} if steps else {})}, f)
   with open(os.path.join(path, 'metrics.jsonl'), 'w') as f:
     f.write(json.dumps({'step': 1, 'train/loss': 2.0}) + '\n')
     for step, (fraction, r, r1, cosine) in probes:
@@ -25,24 +25,40 @@ def _workdir(root, name, seed, direction, probes):
   return path
 
 
-def test_table8_averages_steps_then_seeds_and_figure4_is_drawn(tmp_path):
+def test_table8_in_the_paper_layout_and_figure4_is_drawn(tmp_path):
   root = str(tmp_path / 'runs')
-  # Seed 0: step means 0.6 / 0.2 / 0.1; seed 1: 0.8 / 0.4 / 0.3 -> means 0.70, 0.30, 0.20 and
-  # sample std 0.1414 for each.
-  _workdir(root, 'a', 0, 'both', [(2, (0.5, 0.1, 0.0, 0.9)), (4, (0.7, 0.3, 0.2, 0.8))])
-  _workdir(root, 'b', 1, 'both', [(2, (0.8, 0.4, 0.3, 0.9)), (4, (0.8, 0.4, 0.3, 0.7))])
+  # 6 steps = 200 epochs: epoch 0 -> the first probe (step 1), epoch 100 = step 3 -> step 3
+  # (seed 0) and step 2 (seed 1, nearest; 4 is as near: the earlier wins), epoch 200 -> step 6.
+  _workdir(root, 'a', 0, 'both', [(1, (0.5, 0.1, 0.0, 0.9)), (3, (0.6, 0.2, 0.1, 0.8)),
+                                  (6, (0.7, 0.3, 0.2, 0.7))], steps=6)
+  _workdir(root, 'b', 1, 'both', [(2, (0.7, 0.3, 0.2, 0.9)), (4, (0.9, 0.9, 0.9, 0.8)),
+                                  (6, (0.9, 0.5, 0.6, 0.7))], steps=6)
   _workdir(root, 'c', 0, 'forward', [])  # not probed: no row
   out = str(tmp_path / 'out')
   os.makedirs(out)
   text = report.render(report.load_runs([root]), out)
   section = text[text.index('## KL-direction analysis'):]
-  rows = [line for line in section.splitlines() if line.startswith('| CIFAR-100')]
-  assert len(rows) == 1
-  assert '0.70 ± 0.14' in rows[0] and '0.30 ± 0.14' in rows[0] and '0.20 ± 0.14' in rows[0]
+  assert '| run | epoch | P(Assumption 1) | mean |r| | r1 |' in section
+  rows = [line.split(' | ')[1:] for line in section.splitlines()
+          if line.startswith('| CIFAR-100')]
+  # Means over the two seeds; sample std of two values = |a - b| / sqrt(2).
+  assert rows == [['0', '0.60 ± 0.14 (n=2)', '0.20 ± 0.14 (n=2)', '0.10 ± 0.14 (n=2) |'],
+                  ['100', '0.65 ± 0.07 (n=2)', '0.25 ± 0.07 (n=2)', '0.15 ± 0.07 (n=2) |'],
+                  ['200', '0.80 ± 0.14 (n=2)', '0.40 ± 0.14 (n=2)', '0.40 ± 0.28 (n=2) |']]
   for index in (0, 1):
     png = os.path.join(out, f'figure4_{index}.png')
     assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
     assert f'](figure4_{index}.png)' in section
+
+
+def test_table8_without_a_summary_uses_the_last_probe_and_phases(tmp_path):
+  root = str(tmp_path / 'runs')
+  _workdir(root, 'a', 0, 'both', [(2, (0.5, 0.1, 0.0, 0.9)), (8, (0.7, 0.3, 0.2, 0.7))])
+  text = report.render(report.load_runs([root]), str(tmp_path))
+  rows = [line for line in text.splitlines() if line.startswith('| CIFAR-100')]
+  assert [r.split(' | ')[1:3] for r in rows] == [['0% of training', '0.50 (n=1)'],
+                                                 ['50% of training', '0.50 (n=1)'],
+                                                 ['100% of training', '0.70 (n=1)']]
 
 
 def test_no_probe_logs_no_section(tmp_path):
