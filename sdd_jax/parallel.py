@@ -4,7 +4,6 @@ The batch is sharded along its first dimension (`P('data')`), the train state is
 and BatchNorm sees the global batch (XLA inserts the reductions). The same code runs on one
 CPU, N GPUs, or a multi-host TPU pod once `jax.distributed.initialize()` has run.
 """
-import os
 from typing import Any, Dict, Optional
 
 import jax

@@ -10,7 +10,7 @@ Gimpel 2017) is T = 1, ε = 0. The in-distribution split is the positive class.
 Balanced protocol (§5.3): for each OOD set D, N_D = min(`max_examples`, |D|) (and at most the
 in-distribution size); in-distribution = eval-split positions [`holdout`, N_D) and OOD =
 positions [`holdout`, N_D) of D, both in canonical order (§0.6: TFDS `id` / `file_name`,
-sorted paths for folders). Metrics are the exact sweeps of `metrics.ood_metrics` (§5.4).
+sorted paths for folders). Metrics are the exact sweeps of `ood_metrics.ood_metrics` (§5.4).
 
 Section: `sets` (see `data/ood.py`: svhn, dtd, lsun, lsun_resize, isun, NAME=/folder,
 NAME=tfds:BUILDER[:SPLIT]), `folder_root` (holds LSUN/, LSUN_resize/, iSUN/), `data_dir`
@@ -32,6 +32,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from sdd_jax import metrics
+from sdd_jax import ood_metrics
 from sdd_jax.data import canonical
 from sdd_jax.data import ood
 from sdd_jax.evaluators import base
@@ -102,8 +103,8 @@ def source_scores(ctx, predict, source, temperature: float,
 
 def detection_metrics(scores_in, scores_out) -> Dict[str, float]:
   """The §5.4 metrics plus the secondary detection error at the FPR95 threshold (fractions)."""
-  out = metrics.ood_metrics(scores_in, scores_out)
-  out['detection_error_at_tpr95'] = metrics.detection_error_at_tpr(scores_in, scores_out, 0.95)
+  out = ood_metrics.ood_metrics(scores_in, scores_out)
+  out['detection_error_at_tpr95'] = ood_metrics.detection_error_at_tpr(scores_in, scores_out, 0.95)
   return out
 
 
