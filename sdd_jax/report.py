@@ -10,7 +10,8 @@ Sections (each only where some run has its numbers):
   +SD-Dropout with the gain, in the paper's order (CE, CS-KD, DDGSD, BYOT, DML, LS, then the
   others); DML's second network and ensemble in a table of their own.
 - Evaluations per data set and method, Base vs +SD-Dropout: calibration (Table 2), FGSM
-  (Table 5), CIFAR-100-C mCA (Table 6), ODIN / MSP per OOD set (Table 7).
+  (Table 5), CIFAR-100-C mCA (Table 6), and per data set and method Table 6's accuracy per
+  corruption and Table 7's ODIN / MSP metrics per OOD set with their average.
 - Ablations wherever the field varies: KL direction with its Base (Table 9), backbone
   (Table 10), standard dropout (Table 11), dropout position (Table 12), head hidden layers
   (Table 13), weight × rate (Table 14); each is a `pivot` by one or two fields with the other
@@ -29,15 +30,24 @@ import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from sdd_jax import metrics
 from sdd_jax import report_probe
 from sdd_jax.report_runs import (  # pylint: disable=unused-import  (the API lives here too)
     BASE, FEATURE_DROPOUT, PLUS_SDD, REFERENCE, Group, Run, at_reference, group_seeds, label,
-    load_runs, metric_keys)
+    load_runs, metric_keys, order_key)
 from sdd_jax.report_tables import (  # pylint: disable=unused-import
-    STD_NOTE, base_vs_sdd, dml_table, in_main_tables, pivot, table1)
+    STD_NOTE, base_vs_sdd, dml_table, in_main_tables, pair_grid, pivot, table1)
 
 OOD_METRICS = (('FPR95 ↓', 'fpr95'), ('Detection error ↓', 'detection_error'),
                ('AUROC ↑', 'auroc'), ('AUPR in ↑', 'aupr_in'), ('AUPR out ↑', 'aupr_out'))
+# Table 6's rows: (group, short name) per corruption, benchmark order, then the 4 extra ones.
+CORRUPTION_LABELS = dict(zip(metrics.ALL_CORRUPTIONS, (
+    'Noise: Gauss.', 'Noise: Shot', 'Noise: Impulse', 'Blur: Defocus', 'Blur: Glass',
+    'Blur: Motion', 'Blur: Zoom', 'Weather: Snow', 'Weather: Frost', 'Weather: Fog',
+    'Weather: Bright', 'Digital: Contrast', 'Digital: Elastic', 'Digital: Pixel', 'Digital: JPEG',
+    'Extra: Speckle', 'Extra: Gauss. blur', 'Extra: Spatter', 'Extra: Saturate')))
+CORRUPTION_ROWS = tuple((label_, [name]) for name, label_ in CORRUPTION_LABELS.items()) + (
+    ('mCA-15', ['mca15']), ('mCA-19', ['mca19']), ('Clean', ['clean']))
 
 
 def _sdd_alone(free: Sequence[str]) -> Callable[[Group], bool]:
@@ -78,6 +88,10 @@ ABLATIONS = (
 )
 
 
+def _pair_name(dataset: str, method: str) -> str:
+  return f'{label("dataset", dataset)}, {label("method", method)}'
+
+
 def evaluation_sections(groups: Sequence[Group], runs: Sequence[Run]) -> List[Tuple[str, str]]:
   """[(heading, table)] for calibration, FGSM, corruption and ODIN/MSP, where present."""
   sections = []
@@ -94,14 +108,25 @@ def evaluation_sections(groups: Sequence[Group], runs: Sequence[Run]) -> List[Tu
   if corruption:
     sections.append(('CIFAR-100-C mean corruption accuracy % (Table 6)',
                      base_vs_sdd(groups, [(k[len('corruption/'):], k) for k in corruption])))
+  pairs = sorted({(g.field('dataset'), g.field('method')) for g in groups if in_main_tables(g)},
+                 key=lambda p: (order_key('dataset', p[0]), order_key('method', p[1])))
+  for dataset, method in pairs if corruption else ():
+    table = pair_grid(groups, dataset, method, 'Corruption', CORRUPTION_ROWS,
+                      [('top-1 %', 'corruption/{}')])
+    if table:
+      sections.append((f'Table 6: accuracy per corruption (mean over severities), '
+                       f'{_pair_name(dataset, method)}', table))
   for detector in ('odin', 'msp'):
     sets = sorted({k.split('/')[1] for k in metric_keys(runs, f'{detector}/')
                    if k.count('/') == 2})
-    for ood_set in sets:
-      table = base_vs_sdd(groups, [(name, f'{detector}/{ood_set}/{key}')
-                                   for name, key in OOD_METRICS])
+    rows = [(ood_set, [ood_set]) for ood_set in sets] + ([('Average', sets)] if len(sets) > 1
+                                                         else [])
+    for dataset, method in pairs if sets else ():
+      table = pair_grid(groups, dataset, method, 'OOD set', rows,
+                        [(name, f'{detector}/{{}}/{key}') for name, key in OOD_METRICS])
       if table:
-        sections.append((f'{detector.upper()} vs {ood_set} (Table 7), %', table))
+        sections.append((f'Table 7: {detector.upper()} out-of-distribution detection %, '
+                         f'{_pair_name(dataset, method)} in-distribution', table))
   return sections
 
 

@@ -219,3 +219,41 @@ def dml_table(groups: Sequence[Group]) -> str:
   for r in range(len(rows)):
     embolden(rows, [(r, c) for c in range(2, 2 + len(DML_COLUMNS))])
   return markdown(['Data set', 'DML'] + [name for name, _ in DML_COLUMNS], rows) if rows else ''
+
+
+def _mean_cell(groups: Sequence[Group], keys: Sequence[str]) -> Cell:
+  """Per run the mean of `keys` (all present), over the seeds of the group with most such runs."""
+  best: Tuple[float, ...] = ()
+  for g in groups:
+    values = []
+    for run in g.runs:
+      got = [run.metric(k) for k in keys]
+      if got and all(v is not None for v in got):
+        values.append(sum(got) / len(got))
+    if len(values) > len(best):
+      best = tuple(values)
+  return Cell(best)
+
+
+def pair_grid(groups: Sequence[Group], dataset: str, method: str, row_title: str,
+              rows: Sequence[Tuple[str, Sequence[str]]],
+              columns: Sequence[Tuple[str, str]]) -> str:
+  """One data set and method in the paper's per-row layout (Tables 6 and 7): a row per
+  `(label, parts)`, a Base and a +SD-Dropout column per `(name, template)`; a cell is, per run,
+  the mean of `template.format(part)` over `parts` (an 'Average' row lists them all), then
+  mean ± std over seeds. Rows without a number are dropped; '' when none is left."""
+  by_sdd = collections.defaultdict(list)
+  for g in groups:
+    if in_main_tables(g) and g.field('dataset') == dataset and g.field('method') == method:
+      by_sdd[g.field('sd_dropout')].append(g)
+  table = []
+  for row_label, parts in rows:
+    row = [row_label]
+    for _, template in columns:
+      keys = [template.format(p) for p in parts]
+      row += _pair(_mean_cell(by_sdd[BASE], keys), _mean_cell(by_sdd[PLUS_SDD], keys),
+                   lower_is_better(keys[0]))
+    if any(c.values for c in row[1:]):
+      table.append(row)
+  header = [row_title] + [f'{name} {s}' for name, _ in columns for s in (BASE, PLUS_SDD)]
+  return markdown(header, table) if table else ''

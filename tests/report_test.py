@@ -182,6 +182,50 @@ def test_table11_dml_and_table1_without_the_baselines(tmp_path):
   assert 'Table 9' not in text  # no KL direction other than both
 
 
+def _evals(root, name, evaluator, values):
+  os.makedirs(os.path.join(root, name, 'evals', evaluator))
+  with open(os.path.join(root, name, 'evals', evaluator, 'results.json'), 'w') as f:
+    json.dump({'evaluator': evaluator, 'metrics': values}, f)
+
+
+# Two seeds each; sample std of two values a, b is |a - b| / sqrt(2). Rows without a number
+# (the other corruptions, mCA-19) are dropped; lower is better for FPR95 and an AUROC tie at
+# the printed precision bolds both cells.
+TABLE6 = """\
+| Corruption | top-1 % Base | top-1 % +SD-Dropout |
+|---|---|---|
+| Noise: Gauss. | **21.00 ± 1.41** (n=2) | 20.00 ± 1.41 (-1.00) (n=2) |
+| mCA-15 | 47.50 ± 0.71 (n=2) | **48.50 ± 0.71** (+1.00) (n=2) |
+| Clean | 75.50 ± 0.71 (n=2) | **77.00 ± 0.00** (+1.50) (n=2) |"""
+TABLE7 = """\
+| OOD set | FPR95 ↓ Base | FPR95 ↓ +SD-Dropout | Detection error ↓ Base | Detection error ↓ +SD-Dropout | AUROC ↑ Base | AUROC ↑ +SD-Dropout | AUPR in ↑ Base | AUPR in ↑ +SD-Dropout | AUPR out ↑ Base | AUPR out ↑ +SD-Dropout |
+|---|---|---|---|---|---|---|---|---|---|---|
+| lsun | 71.00 ± 1.41 (n=2) | **61.00 ± 1.41** (-10.00) (n=2) | – | – | 81.00 ± 1.41 (n=2) | **85.00 ± 0.00** (+4.00) (n=2) | – | – | – | – |
+| svhn | 82.00 ± 2.83 (n=2) | **76.00 ± 0.00** (-6.00) (n=2) | – | – | **78.00 ± 0.00** (n=2) | **78.00 ± 1.41** (+0.00) (n=2) | – | – | – | – |
+| Average | 76.50 ± 2.12 (n=2) | **68.50 ± 0.71** (-8.00) (n=2) | – | – | 79.50 ± 0.71 (n=2) | **81.50 ± 0.71** (+2.00) (n=2) | – | – | – | – |"""
+
+
+def test_tables_6_and_7_in_the_paper_layout(tmp_path):
+  root = str(tmp_path / 'runs')
+  runs = {  # name: (methods, gaussian_noise, mca15, clean, (lsun, svhn) FPR95, (...) AUROC)
+      'ce0': ({}, 20, 47, 75, (70, 80), (80, 78)),
+      'ce1': ({}, 22, 48, 76, (72, 84), (82, 78)),
+      'sdd0': ({'sd_dropout': SDD}, 19, 48, 77, (60, 76), (85, 77)),
+      'sdd1': ({'sd_dropout': SDD}, 21, 49, 77, (62, 76), (85, 79))}
+  for name, (methods, noise, mca15, clean, fpr, auroc) in runs.items():
+    write_run(root, name, seed=int(name[-1]), top1=70.0, methods=methods)
+    _evals(root, name, 'corruption', {'corruption/gaussian_noise': noise,
+                                      'corruption/mca15': mca15, 'corruption/clean': clean})
+    _evals(root, name, 'odin', {'odin/lsun/fpr95': fpr[0], 'odin/svhn/fpr95': fpr[1],
+                                'odin/lsun/auroc': auroc[0], 'odin/svhn/auroc': auroc[1]})
+  text = report.render(report.load_runs([root]), str(tmp_path))
+  assert ('### Table 6: accuracy per corruption (mean over severities), CIFAR-100, '
+          'Cross-Entropy\n\n' + TABLE6 + '\n') in text
+  assert ('### Table 7: ODIN out-of-distribution detection %, CIFAR-100, Cross-Entropy '
+          'in-distribution\n\n' + TABLE7 + '\n') in text
+  assert 'MSP' not in text
+
+
 def test_cells():
   cell = report_tables.Cell
   assert cell(()).text(3) == '–'
