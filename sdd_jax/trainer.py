@@ -190,7 +190,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch)
   tx = optim.make_optimizer(config.optim, lr_schedule)
   model = create_model(config)
-  sample = jnp.zeros((1, *loader.batch(0)['images'].shape[1:]), jnp.float32)
+  sample = jnp.zeros((1, *loader.image_shape), jnp.float32)
   run = methods_lib.RunInfo(num_examples=len(loader.source), num_classes=config.data.num_classes,
                             steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs,
                             num_devices=mesh.devices.size)

@@ -68,7 +68,7 @@ class TrainLoader:
   `batch(step)` -> {'images': float32 [b, S, S, C], 'labels': int32 [b], 'index': int32 [b]},
   b = global_batch // process_count, plus 'second_view' float32 [b, S, S, C] (views=2) and
   'pair_images' float32 [b, S, S, C], 'pair_index' int32 [b] (pairs=True: an example of the same
-  class as each anchor, for CS-KD).
+  class as each anchor, for CS-KD). `image_shape` is [S, S, C], known without building a batch.
   """
 
   def __init__(self, source: Source, data_config, *, global_batch: int, seed: int,
@@ -83,7 +83,10 @@ class TrainLoader:
     if not self.steps_per_epoch:
       raise DataError(f'the training split has {len(source)} examples, fewer than one global '
                       f'batch of {global_batch}; lower config.batch_size')
+    channels = source[0]['image'].shape[-1]
     check_image_shape(data_config, source[0]['image'].shape)
+    # What augmentation gives (check_image_shape holds the non-resizing kinds to image_size).
+    self.image_shape = (data_config.image_size, data_config.image_size, channels)
     self.source, self.global_batch, self.seed = source, global_batch, seed
     self.process_index, self.process_count = process_index, process_count
     self.views, self.pairs = views, pairs

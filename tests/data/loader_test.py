@@ -33,6 +33,15 @@ def test_shapes_and_dtypes():
   for key in ('labels', 'index', 'pair_index'):
     assert batch[key].shape == (16,) and batch[key].dtype == np.int32
   np.testing.assert_array_equal(batch['labels'], SOURCE.labels()[batch['index']])
+  assert loader.image_shape == (32, 32, 3)
+
+
+def test_image_shape_is_what_random_resized_crops_give():
+  config = data_config('synthetic', source='synthetic', num_examples=20, num_classes=3,
+                       synthetic_shape=(40, 48, 1), augment='imagenet', image_size=24,
+                       eval_resize=28, mean=(0.5,), std=(0.25,))
+  loader = TrainLoader(create_source(config, 'train'), config, global_batch=4, seed=0)
+  assert loader.image_shape == (24, 24, 1) == loader.batch(0)['images'].shape[1:]
 
 
 def test_images_are_the_augmented_source_images():
