@@ -7,6 +7,7 @@ from sdd_jax.methods import cs_kd
 from sdd_jax.methods import ddgsd
 from sdd_jax.methods import dml
 from sdd_jax.methods import feature_dropout
+from sdd_jax.methods import hooks
 from sdd_jax.methods import label_smoothing
 from sdd_jax.methods import ps_kd
 from sdd_jax.methods import sd_dropout
@@ -19,17 +20,17 @@ for _cls in (sd_dropout.SDDropout, cs_kd.CSKD, ps_kd.PSKD, ddgsd.DDGSD, byot.BYO
 
 StepContext = base.StepContext
 RunInfo = base.RunInfo
-batch_needs = base.batch_needs
+batch_needs = hooks.batch_needs
 base_loss = base.base_loss
-check_combination = base.check_combination
+check_combination = hooks.check_combination
 combine = base.combine
-eval_logits = base.eval_logits
-inference_variables = base.inference_variables
-init_states = base.init_states
-init_variables = base.init_variables
-prepare = base.prepare
-state_partitions = base.state_partitions
-update_states = base.update_states
+eval_logits = hooks.eval_logits
+inference_variables = hooks.inference_variables
+init_states = hooks.init_states
+init_variables = hooks.init_variables
+prepare = hooks.prepare
+state_partitions = hooks.state_partitions
+update_states = hooks.update_states
 
 
 def create_methods(methods_config) -> List[base.Method]:
@@ -52,5 +53,5 @@ def create_methods(methods_config) -> List[base.Method]:
     except ValueError as e:
       raise ValueError(f'methods.{name}.{e}') from None
     created.append(method)
-  base.check_combination(created)
+  hooks.check_combination(created)
   return created

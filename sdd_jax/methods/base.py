@@ -1,10 +1,10 @@
-"""The method contract, the hooks the train step calls, and `combine` (paper Eq. 5).
+"""The method contract, the shared forward passes, and `combine` (paper Eq. 5).
 
 A method is a small frozen dataclass of hyper-parameters. `loss(ctx, key)` returns the
 *unweighted* per-example term `[batch]` (or None: no term) and a dict of scalar metrics;
 `combine` adds `weight * temperature**2 * mean(term)` for every configured method on top of
-the cross-entropy, once, for all. `trainer.py` and `step.py` never name a method: they call the
-module-level functions below, which ask each method through optional hooks.
+the cross-entropy, once, for all. `trainer.py` and `step.py` never name a method: they call
+`combine` and the functions of `hooks.py`, which ask each method through optional hooks.
 
 Hooks (override only what the method changes; the defaults are plain cross-entropy training):
 
@@ -173,70 +173,8 @@ def method_key(key: jax.Array, name: str) -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------------
-# What the trainer and the step call: the hooks of all configured methods, with no names.
-
-def batch_needs(methods: Sequence[Method]) -> Tuple[str, ...]:
-  """The union of the methods' batch needs, sorted."""
-  return tuple(sorted({key for method in methods for key in method.needs}))
-
-
-def check_combination(methods: Sequence[Method]) -> None:
-  """Raises ValueError('methods: <a> + <b>: <why>; <fix>') for methods that cannot be
-  combined: two owners of the forward, two replacements of the CE targets, or a declared
-  conflict."""
-  names = {m.name for m in methods}
-  for hook, what in (('forward', 'each changes what goes through the network'),
-                     ('targets', 'both replace the cross-entropy targets')):
-    owners = [m for m in methods if overrides(m, hook)]
-    if len(owners) > 1:
-      detail = '; '.join(f'{m.name}: {m.summary}' for m in owners)
-      raise ValueError(f'methods: {" + ".join(m.name for m in owners)} cannot be combined: '
-                       f'{what} ({detail}); keep one of them')
-  for method in methods:
-    for other, why in sorted(method.conflicts.items()):
-      if other in names:
-        raise ValueError(f'methods: {method.name} + {other} cannot be combined: {why}; keep '
-                         'one of them')
-
-
-def _owner(methods: Sequence[Method], hook: str) -> Optional[Method]:
-  owners = [m for m in methods if overrides(m, hook)]
-  if len(owners) > 1:
-    check_combination(methods)
-  return owners[0] if owners else None
-
-
-def init_variables(methods: Sequence[Method], model, key: jax.Array, sample_images: jax.Array):
-  """The initial {'params', 'batch_stats'} (`train=False`: running statistics 0 / 1)."""
-  owner = _owner(methods, 'forward')
-  if owner is None:
-    return model.init(key, sample_images, train=False)
-  return owner.init_variables(model, key, sample_images)
-
-
-def init_states(methods: Sequence[Method], run: RunInfo) -> Dict[str, Any]:
-  """{name: initial state} of the methods that keep state."""
-  return {m.name: m.init_state(run) for m in methods if overrides(m, 'init_state')}
-
-
-def state_partitions(methods: Sequence[Method]) -> Dict[str, Any]:
-  """{name: PartitionSpec prefix} of the methods that keep state."""
-  return {m.name: m.state_partition() for m in methods if overrides(m, 'init_state')}
-
-
-def inference_variables(methods: Sequence[Method], variables):
-  """The plain network's variables (what evaluation and inference run)."""
-  owner = _owner(methods, 'forward')
-  return variables if owner is None else owner.inference_variables(variables)
-
-
-def eval_logits(methods: Sequence[Method]) -> Dict[str, Callable]:
-  """{metric prefix: fn(model, variables, images) -> logits} of every method."""
-  fns = {}
-  for method in methods:
-    fns.update(method.eval_logits())
-  return fns
-
+# The forward passes methods share, and the loss (the dispatch over a method list:
+# `hooks.py`).
 
 def plain_forward(model, variables, batch) -> Tuple[StepContext, Any]:
   """`logits = head(features(images))` in training mode; -> (context, new batch_stats)."""
@@ -268,28 +206,6 @@ def joint_forward(model, variables, arrays: Sequence[jax.Array]):
   return [(features[:, i], logits[:, i]) for i in range(count)], updates['batch_stats']
 
 
-def prepare(methods: Sequence[Method], model, variables, batch, *, step=0,
-            run: RunInfo = RunInfo(), mesh=None,
-            method_states: Optional[Mapping[str, Any]] = None) -> Tuple[StepContext, Any]:
-  """Runs the forward (the owner's or `plain_forward`) and the targets hook.
-
-  Returns:
-    (the step context, the new batch_stats).
-  """
-  owner = _owner(methods, 'forward')
-  forward = plain_forward if owner is None else owner.forward
-  ctx, batch_stats = forward(model, variables, batch)
-  extra = dict(step=step, run=run, mesh=mesh, method_states=dict(method_states or {}))
-  ctx = dataclasses.replace(
-      ctx, members=tuple(dataclasses.replace(m, **extra) for m in ctx.members), **extra)
-  target_owner = _owner(methods, 'targets')
-  if target_owner is not None:
-    ctx = dataclasses.replace(ctx, targets=target_owner.targets(ctx))
-    ctx = dataclasses.replace(
-        ctx, members=tuple(dataclasses.replace(m, targets=ctx.targets) for m in ctx.members))
-  return ctx, batch_stats
-
-
 def base_loss(ctx: StepContext) -> jax.Array:
   """[batch]: `sum_i weight_i * CE(logits_i, targets)` over `ctx.ce_logits` (default: CE of
   `ctx.logits`); the targets are `ctx.targets` or the one-hot labels."""
@@ -299,12 +215,6 @@ def base_loss(ctx: StepContext) -> jax.Array:
   for logits, weight in ctx.ce_logits:
     total = total + weight * ctx.cross_entropy(logits)
   return total
-
-
-def update_states(methods: Sequence[Method], ctx: StepContext) -> Dict[str, Any]:
-  """{name: new state} of the methods that keep state, from this step's context."""
-  return {m.name: m.update_state(ctx, ctx.method_states[m.name])
-          for m in methods if overrides(m, 'init_state')}
 
 
 def _method_loss(method: Method, ctx, key):
