@@ -8,7 +8,8 @@ of each comparison in bold (`report_tables.py`).
 Sections (each only where some run has its numbers):
 - Table 1: top-1 of each method (CE = no method besides `sd_dropout`) per data set, Base and
   +SD-Dropout with the gain, in the paper's order (CE, CS-KD, DDGSD, BYOT, DML, LS, then the
-  others); DML's second network and ensemble in a table of their own.
+  others); DML's second network and ensemble in a table of their own; Table 3 (ImageNet
+  Acc@1 / Acc@5 per method).
 - Evaluations per data set and method, Base vs +SD-Dropout: calibration (Table 2), FGSM
   (Table 5), CIFAR-100-C mCA (Table 6), and per data set and method Table 6's accuracy per
   corruption and Table 7's ODIN / MSP metrics per OOD set with their average.
@@ -36,7 +37,7 @@ from sdd_jax.report_runs import (  # pylint: disable=unused-import  (the API liv
     BASE, FEATURE_DROPOUT, PLUS_SDD, REFERENCE, Group, Run, at_reference, group_seeds, label,
     load_runs, metric_keys, order_key)
 from sdd_jax.report_tables import (  # pylint: disable=unused-import
-    STD_NOTE, base_vs_sdd, dml_table, in_main_tables, pair_grid, pivot, table1)
+    STD_NOTE, base_vs_sdd, dml_table, in_main_tables, pair_grid, pivot, table1, table3)
 
 OOD_METRICS = (('FPR95 ↓', 'fpr95'), ('Detection error ↓', 'detection_error'),
                ('AUROC ↑', 'auroc'), ('AUPR in ↑', 'aupr_in'), ('AUPR out ↑', 'aupr_out'))
@@ -201,6 +202,10 @@ def render(runs: Sequence[Run], out_dir: str = '.') -> str:
   if dml:
     parts += ['### DML: both networks and their ensemble, top-1 % (Table 1 shows network 0)', '',
               dml, '']
+  imagenet = table3(groups)
+  if imagenet:
+    parts += ['## Table 3: ImageNet top-1 / top-5 accuracy % (`test/top1`, `test/top5`)', '',
+              imagenet, '']
   evaluations = evaluation_sections(groups, runs)
   if evaluations:
     parts += ['## Evaluations: Base vs +SD-Dropout', '']

@@ -257,3 +257,19 @@ def pair_grid(groups: Sequence[Group], dataset: str, method: str, row_title: str
       table.append(row)
   header = [row_title] + [f'{name} {s}' for name, _ in columns for s in (BASE, PLUS_SDD)]
   return markdown(header, table) if table else ''
+
+
+def table3(groups: Sequence[Group], dataset: str = 'imagenet2012') -> str:
+  """Table 3's layout: a row per method (Cross-Entropy, SD-Dropout, ...) on `dataset`, columns
+  Acc@1 and Acc@5; the best of each column bold. '' when no run is on `dataset`."""
+  cells = collections.defaultdict(list)
+  for g in groups:
+    if in_main_tables(g) and g.field('dataset') == dataset:
+      cells[(g.field('method'), g.field('sd_dropout'))].append(g)
+  keys = sorted(cells, key=lambda k: (order_key('method', k[0]), order_key('sd_dropout', k[1])))
+  names = {(m, s): label('method', m) + ('' if s == BASE else f' {s}') for m, s in keys}
+  names = {k: 'SD-Dropout' if k == ('ce', PLUS_SDD) else n for k, n in names.items()}
+  rows = [[names[k]] + [cell(cells[k], f'test/{m}') for m in ('top1', 'top5')] for k in keys]
+  for c in (1, 2):
+    embolden(rows, [(r, c) for r in range(len(rows))])
+  return markdown(['Method', 'Acc@1', 'Acc@5'], rows) if rows else ''

@@ -226,6 +226,26 @@ def test_tables_6_and_7_in_the_paper_layout(tmp_path):
   assert 'MSP' not in text
 
 
+# Acc@1 and Acc@5 per method on ImageNet; the CIFAR run is not in it.
+TABLE3 = """\
+| Method | Acc@1 | Acc@5 |
+|---|---|---|
+| Cross-Entropy | 74.80 (n=1) | 92.50 (n=1) |
+| SD-Dropout | **75.50** (n=1) | **92.70** (n=1) |"""
+
+
+def test_table3_imagenet(tmp_path):
+  root = str(tmp_path / 'runs')
+  for name, methods, top1, top5 in (('ce', {}, 74.8, 92.5), ('sdd', {'sd_dropout': SDD}, 75.5,
+                                                              92.7)):
+    write_run(root, name, seed=0, top1=top1, data='imagenet2012', methods=methods,
+              extra={'test/top5': top5})
+  write_run(root, 'cifar', seed=0, top1=70.0)
+  text = report.render(report.load_runs([root]), str(tmp_path))
+  assert ('## Table 3: ImageNet top-1 / top-5 accuracy % (`test/top1`, `test/top5`)\n\n'
+          + TABLE3 + '\n') in text
+
+
 def test_cells():
   cell = report_tables.Cell
   assert cell(()).text(3) == '–'
