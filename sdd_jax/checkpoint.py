@@ -3,7 +3,7 @@ fallback to the previous checkpoint when the latest one cannot be read."""
 import logging
 import os
 import shutil
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
@@ -54,8 +54,15 @@ class Checkpointer:
     """
     abstract = None if target is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     steps = sorted(self._manager.all_steps(), reverse=True)
-    unreadable = []
+    unreadable, misfit = [], ''
     for step in steps:
+      mismatch = None if abstract is None else self._shape_mismatch(step, abstract)
+      if mismatch:  # refused before any array is read
+        logging.warning('checkpoint %d in %s does not fit this config (%s); trying the previous '
+                        'one', step, self.directory, mismatch)
+        misfit = misfit or f' (step {step}: {mismatch})'
+        unreadable.append(step)
+        continue
       try:
         restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
       except Exception as e:  # pylint: disable=broad-except
@@ -68,8 +75,23 @@ class Checkpointer:
       return restored, step
     if steps:
       raise CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps}) '
-                            'or they do not fit this config\'s model: use a new --workdir')
+                            f'or they do not fit this config\'s model: use a new --workdir{misfit}')
     return None, None
+
+  def _shape_mismatch(self, step: int, abstract: Any) -> Optional[str]:
+    """'<path>: stored <shape>, this config <shape>' for the first array that both the stored
+    tree and `abstract` hold with different shapes; None when none differs or the metadata
+    cannot be read (the restore then decides)."""
+    try:
+      stored = ocp.StandardCheckpointer().metadata(
+          os.path.join(self.directory, str(step), 'default')).item_metadata
+      stored_shapes = _leaf_shapes(stored)
+    except Exception:  # pylint: disable=broad-except
+      return None
+    for path, shape in _leaf_shapes(abstract).items():
+      if path in stored_shapes and stored_shapes[path] != shape:
+        return f'{"/".join(path)}: stored {stored_shapes[path]}, this config {shape}'
+    return None
 
   def _set_aside(self, step: int) -> None:
     if self._read_only:
@@ -87,6 +109,19 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _leaf_shapes(tree: Any) -> Dict[Tuple[str, ...], Tuple[int, ...]]:
+  """{path of names: shape} of a tree's array leaves, whatever the containers (a dataclass
+  field and the dict key of the same name give the same path)."""
+  def name(entry) -> str:
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(entry, attr):
+        return str(getattr(entry, attr))
+    return str(entry)
+  return {tuple(name(e) for e in path): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+          if hasattr(leaf, 'shape')}
 
 
 def read_checkpoint(workdir: str, step: Optional[int] = None) -> Any:

@@ -156,6 +156,7 @@ def test_checkpoints_of_another_model_are_refused_and_kept(workdir, tmp_path):
   before = _snapshot(other)
   with pytest.raises(checkpoint.CheckpointError,
                      match=r"no checkpoint in .* can be read .* or they do not fit this config's "
-                           r'model: use a new --workdir'):
+                           r'model: use a new --workdir \(step \d+: params/.*: stored \(64, 10\), '
+                           r'this config \(32, 10\)\)'):
     trainer.train_and_evaluate(_config(), other)
   assert _snapshot(other) == before
