@@ -7,3 +7,8 @@ import os
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# One persistent compilation cache for the session (pytest-xdist workers and the train.py
+# subprocesses of the end-to-end tests inherit it): a program compiled once is loaded after.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', '/tmp/sdd_jax_test_cache')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
