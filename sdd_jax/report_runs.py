@@ -25,11 +25,19 @@ DATASET_LABELS = {'cifar100': 'CIFAR-100', 'caltech_birds2011': 'CUB-200-2011',
 SDD, FEATURE_DROPOUT = 'sd_dropout', 'feature_dropout'
 BASE, PLUS_SDD = 'Base', '+SD-Dropout'
 STANDARD, STANDARD_EQUAL = '+Dropout (standard)', '+Dropout (standard†)'
+# How the paper names some values of a field.
+VALUE_LABELS = {
+    'kl_direction': {'forward': 'Forward', 'reverse': 'Reverse', 'both': 'Both Directions'},
+    'model.name': {'resnet18_cifar': 'ResNet-18', 'resnet34_cifar': 'ResNet-34',
+                   'resnet50_cifar': 'ResNet-50', 'densenet121_cifar': 'DenseNet-121',
+                   'preact_resnet18_cifar': 'PreAct ResNet-18', 'resnet18': 'ResNet-18 (224 px)',
+                   'resnet152': 'ResNet-152 (224 px)'}}
 # Values of the pseudo fields and of some config fields, in the paper's order.
 VALUE_ORDER = {'sd_dropout': (BASE, PLUS_SDD),
                'kl_direction': (BASE, 'forward', 'reverse', 'both'),
                'dropout': (BASE, STANDARD, STANDARD_EQUAL, PLUS_SDD),
-               'methods.sd_dropout.direction': ('forward', 'reverse', 'both')}
+               'methods.sd_dropout.direction': ('forward', 'reverse', 'both'),
+               'model.name': ('resnet18_cifar', 'resnet34_cifar', 'densenet121_cifar')}
 # Paper values of the ablated fields: a table pivoting on some of them holds the others here.
 REFERENCE = {'model.head_hidden': [], 'methods.sd_dropout.direction': 'both',
              'methods.sd_dropout.position': 4, 'methods.sd_dropout.rate': 0.5,
@@ -191,6 +199,8 @@ def label(field: str, value: Any) -> str:
     return '+'.join(METHOD_LABELS.get(m, m) for m in str(value).split('+'))
   if field == 'dataset':
     return DATASET_LABELS.get(value, str(value))
+  if isinstance(value, str) and value in VALUE_LABELS.get(field, {}):
+    return VALUE_LABELS[field][value]
   if isinstance(value, (list, tuple)):
     return '(' + ', '.join(str(v) for v in value) + (',)' if len(value) == 1 else ')')
   return str(value)

@@ -78,7 +78,7 @@ TABLE14 = """\
 # Base: the cross-entropy runs of each data set; the rate/weight ablations are not at the
 # paper's settings and stay out.
 TABLE9 = """\
-| dataset | Base | forward | both |
+| dataset | Base | Forward | Both Directions |
 |---|---|---|---|
 | CIFAR-100 | 75.17 ± 1.26 | 76.60 (n=1) | **77.00 ± 0.20** |
 | CUB-200-2011 | 53.80 (n=1) | – | – |"""
@@ -244,6 +244,21 @@ def test_table3_imagenet(tmp_path):
   text = report.render(report.load_runs([root]), str(tmp_path))
   assert ('## Table 3: ImageNet top-1 / top-5 accuracy % (`test/top1`, `test/top5`)\n\n'
           + TABLE3 + '\n') in text
+
+
+def test_table10_names_the_backbones_as_the_paper():
+  root = '/nonexistent'
+  groups = []
+  for name, sdd, top1 in (('resnet18_cifar', False, 74.8), ('resnet18_cifar', True, 77.0),
+                          ('densenet121_cifar', False, 77.3)):
+    config = {'seed': 0, 'data': {'source': 'tfds', 'name': 'cifar100'},
+              'model': {'name': name, 'head_hidden': []},
+              'methods': {'sd_dropout': SDD} if sdd else {}}
+    groups.append(report_tables.Group((report.Run(root, config, {'test/top1': top1}, {}),)))
+  lines = report.ablation_sections(groups)[0][1].splitlines()
+  assert lines[0] == '| model.name | Base | +SD-Dropout |'
+  assert lines[2:] == ['| ResNet-18 | 74.80 (n=1) | **77.00** (n=1) |',
+                       '| DenseNet-121 | 77.30 (n=1) | – |']
 
 
 def test_cells():
