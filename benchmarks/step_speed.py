@@ -4,7 +4,8 @@ process so that machine noise hits every variant alike; prints each ratio to CE.
   python benchmarks/step_speed.py --model resnet18_cifar --batch 128 --rounds 5
   python benchmarks/step_speed.py --batch 32 --rounds 3 --steps 2 --variants=dml,byot
 
-Variants: CE, every registered method alone and with SD-Dropout (weight 0.1); `--variants`
+Variants: CE, every registered method alone and with SD-Dropout (weight 0.1), and Table 11's
+standard-dropout baselines (`feature_dropout`, `feature_dropout_equal_steps`); `--variants`
 picks some (CE always runs: the ratios are to it). The batch carries every key a method may need
 (`index`, `second_view`, `pair_images`), so CS-KD and DDGSD forward 2B images per step.
 
@@ -55,6 +56,9 @@ VARIANTS = {
 VARIANTS.update({f'{name}+sd_dropout': {**VARIANTS[name],
                                         'sd_dropout': dict(common.SD_DROPOUT_COMBINED)}
                  for name in list(VARIANTS) if name not in ('ce', 'sd_dropout')})
+# Table 11's baselines: standard dropout before the head, and its equal-steps variant.
+VARIANTS.update({'feature_dropout': {'feature_dropout': {'rate': 0.5}},
+                 'feature_dropout_equal_steps': {'feature_dropout': {'rate': 0.5, 'samples': 2}}})
 _ONLY = flags.DEFINE_list('variants', None, 'Variants to time (default: all); ce is always run.')
 STEPS_PER_EPOCH = 391
 
