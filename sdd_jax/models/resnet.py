@@ -56,11 +56,15 @@ class BasicBlock(nn.Module):
     y = nn.relu(norm(name='bn1')(y))
     y = conv(self.features, 3, 1, self.dtype, 'conv2')(y)
     y = norm(name='bn2')(y)
-    shortcut = x
-    if self.strides != 1 or x.shape[-1] != self.features:
-      shortcut = conv(self.features, 1, self.strides, self.dtype, 'downsample_conv')(x)
-      shortcut = norm(name='downsample_bn')(shortcut)
-    return nn.relu(y + shortcut)
+    return nn.relu(y + _shortcut(x, self.features, self.strides, self.dtype, norm))
+
+
+def _shortcut(x: jax.Array, features: int, strides: int, dtype, norm) -> jax.Array:
+  """`x`, or its 1x1 conv (stride) + BN projection (`downsample_*`, as torchvision) where the
+  block changes the resolution or the width. Call from a block's compact `__call__`."""
+  if strides == 1 and x.shape[-1] == features:
+    return x
+  return norm(name='downsample_bn')(conv(features, 1, strides, dtype, 'downsample_conv')(x))
 
 
 class Bottleneck(nn.Module):
@@ -80,11 +84,7 @@ class Bottleneck(nn.Module):
     y = nn.relu(norm(name='bn2')(y))
     y = conv(out_features, 1, 1, self.dtype, 'conv3')(y)
     y = norm(name='bn3')(y)
-    shortcut = x
-    if self.strides != 1 or x.shape[-1] != out_features:
-      shortcut = conv(out_features, 1, self.strides, self.dtype, 'downsample_conv')(x)
-      shortcut = norm(name='downsample_bn')(shortcut)
-    return nn.relu(y + shortcut)
+    return nn.relu(y + _shortcut(x, out_features, self.strides, self.dtype, norm))
 
 
 class PreActBlock(nn.Module):
