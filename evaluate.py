@@ -23,9 +23,7 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
-from sdd_jax import checkpoint
-from sdd_jax import config_validation
-from sdd_jax import data
+from sdd_jax import errors
 from sdd_jax import evaluation
 
 
@@ -57,8 +55,6 @@ _CONFIG = config_flags.DEFINE_config_dict(
     'Overrides of config.evals.<name>.<field> and config.eval_batch_size.', lock_config=True)
 flags.mark_flags_as_required(['workdir'])
 
-USER_ERRORS = (evaluation.EvaluationError, config_validation.ConfigError, data.DataError,
-               checkpoint.CheckpointError)
 EXIT_SKIPPED = 3
 
 
@@ -82,7 +78,7 @@ def main(argv):
   jax.config.update('jax_default_matmul_precision', 'float32')
   try:
     outcome = evaluation.evaluate_workdir(_WORKDIR.value, overrides(), _EVALS.value)
-  except USER_ERRORS as e:
+  except errors.UserError as e:  # one line; anything else is a bug
     print(f'error: {e}', file=sys.stderr)
     return 1
   for key in sorted(outcome.metrics):

@@ -13,9 +13,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from sdd_jax import checkpoint
-from sdd_jax import config_validation
-from sdd_jax import data
+from sdd_jax import errors
 from sdd_jax import parallel
 from sdd_jax import trainer
 
@@ -30,10 +28,6 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processe
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process\'s id.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# Errors a user fixes by changing a flag, a config value, a file or the workdir: one line each.
-USER_ERRORS = (config_validation.ConfigError, data.DataError, trainer.WorkdirError,
-               trainer.NonFiniteLossError, checkpoint.CheckpointError)
-
 
 def main(argv):
   del argv
@@ -42,7 +36,7 @@ def main(argv):
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except USER_ERRORS as e:
+  except errors.UserError as e:  # one line; anything else is a bug
     print(f'error: {e}', file=sys.stderr)
     return 1
   if summary and jax.process_index() == 0:

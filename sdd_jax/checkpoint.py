@@ -7,9 +7,10 @@ from typing import Any, Dict, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
+from sdd_jax.errors import UserError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
   """No checkpoint of the workdir could be restored."""
 
 

@@ -8,6 +8,7 @@ from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import models as models_lib
+from sdd_jax.errors import UserError
 
 TOP_LEVEL = ('seed', 'model', 'data', 'batch_size', 'eval_batch_size', 'num_epochs', 'optim',
              'methods', 'evals', 'probe', 'checkpoint_every_epochs', 'max_to_keep',
@@ -16,7 +17,7 @@ DTYPES = ('float32', 'bfloat16', 'float16')
 AUGMENTS = ('cifar', 'imagenet', 'none')
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """A config value that cannot work; the message names the field and the fix."""
 
 

@@ -29,9 +29,10 @@ from sdd_jax import step as step_lib
 from sdd_jax import trainer
 from sdd_jax.evaluators import report as report_lib
 from sdd_jax.evaluators import results as results_lib
+from sdd_jax.errors import UserError
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
   """The workdir cannot be evaluated (no config, no checkpoint); the message says why."""
 
 

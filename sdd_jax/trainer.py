@@ -38,8 +38,9 @@ from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
 from sdd_jax import throughput
 from sdd_jax import workdir as workdir_lib
+from sdd_jax.errors import UserError
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 

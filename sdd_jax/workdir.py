@@ -14,6 +14,7 @@ from typing import Dict, Optional
 import jax
 import ml_collections
 from jax.experimental import multihost_utils
+from sdd_jax.errors import UserError
 
 # Fields that may change between a run and its resumption (they do not change the training);
 # a name ending in '.' covers the whole section.
@@ -21,7 +22,7 @@ RESUMABLE_FIELDS = ('log_every_steps', 'checkpoint_every_epochs', 'max_to_keep',
                     'data.prefetch', 'data.num_workers', 'evals.', 'probe.')
 
 
-class WorkdirError(ValueError):
+class WorkdirError(UserError):
   """The workdir cannot be used for this config."""
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from sdd_jax.registry import Registry
+from sdd_jax.errors import UserError
 
 SOURCES = Registry('data source')
 
@@ -23,7 +24,7 @@ IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png', '.ppm', '.tif', '.t
 Images = Union[np.ndarray, List[np.ndarray]]
 
 
-class DataError(ValueError):
+class DataError(UserError):
   """The data asked for is missing or does not match the config; the message says the fix."""
 
 
