@@ -100,7 +100,7 @@ def evaluation_sections(groups: Sequence[Group], runs: Sequence[Run]) -> List[Tu
   calibration = base_vs_sdd(groups, [('ECE %', f'{prefix}/ece'), ('NLL', f'{prefix}/nll')])
   if calibration:
     sections.append((f'Calibration (Table 2; `{prefix}/ece`, `{prefix}/nll`)', calibration))
-  fgsm = [k for k in metric_keys(runs, 'fgsm/') if k != 'fgsm/count']
+  fgsm = [k for k in metric_keys(runs, 'fgsm/') if k not in ('fgsm/count', 'fgsm/nonfinite')]
   if fgsm:
     sections.append(('FGSM top-1 % (Table 5)',
                      base_vs_sdd(groups, [(k[len('fgsm/'):], k) for k in fgsm])))
