@@ -145,6 +145,8 @@ def write_report(workdir: str, header: Optional[Dict[str, Any]] = None) -> str:
   path = os.path.join(workdir, 'evals', REPORT_FILE)
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
+    tmp = f'{path}.{os.getpid()}.tmp'  # whole or not at all, like results.json
+    with open(tmp, 'w', encoding='utf-8') as f:
       f.write(text)
+    os.replace(tmp, path)
   return path
