@@ -8,6 +8,7 @@ import os
 import pytest
 
 from sdd_jax import report
+from sdd_jax import report_probe
 
 SDD = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2, position=4)
 # Probe values (fraction, mean |r|, r1) at steps 1, 5, 10 of each Cross-Entropy seed.
@@ -35,6 +36,12 @@ def _write_run(root, name, seed, top1, ece, methods=None):
         f.write(json.dumps({'step': step, 'probe/assumption1_fraction': fraction,
                             'probe/mean_abs_r': r, 'probe/r1': r1, 'probe/grad_cosine': 0.5,
                             'probe/grad_l1_forward': 1.0, 'probe/grad_l1_reverse': 2.0}) + '\n')
+
+
+@pytest.fixture(autouse=True)
+def _no_figures(monkeypatch):
+  """Figure 4 is drawn elsewhere (report_probe_test); here only the tables matter (and time)."""
+  monkeypatch.setattr(report_probe.plotting, 'line_plot', lambda *args, **kwargs: None)
 
 
 def _root(tmp_path):

@@ -90,3 +90,25 @@ def test_null_reads_back_as_missing(tmp_path):
   table = runs_report.base_vs_sdd(runs_report.group_seeds([run]), [
       ('ECE', 'calibration/ece'), ('NLL', 'calibration/nll')])
   assert table.splitlines()[-1] == '| CIFAR-100 | Cross-Entropy | – | – | 1.50 (n=1) | – |'
+
+
+def test_corruption_without_benchmark_corruptions_writes_null_not_nan(fake, tmp_path):
+  """mCA-15 of extra corruptions only is undefined (NaN): null in results.json, n/a in
+  report.md, and no mCA-15 row in the paper's Table 6 (the dash is not even needed)."""
+  from sdd_jax.evaluators import corruption  # pylint: disable=import-outside-toplevel
+  labels = np.zeros(10, np.int64)
+  table = np.zeros((20, 10), np.float32)
+  ctx = fake.ctx(tmp_path, fake.array_source(fake.coded_images(np.zeros(10)), labels),
+                 batch_size=8)
+  root = tmp_path / 'CIFAR-100-C'
+  root.mkdir()
+  np.save(root / 'speckle_noise.npy', fake.coded_images(np.zeros(50)))
+  np.save(root / 'labels.npy', np.zeros(50, np.uint8))
+  out = corruption.Corruption({'path': str(root), 'corruptions': ('speckle_noise',)})(
+      ctx, fake.fixed_logits(table))
+  assert 'corruption/mca15' not in out and out['corruption/mca19'] == 100.0
+  record = _strict(tmp_path / 'evals/corruption/results.json')
+  assert record['details']['mca15'] is None
+  assert record['details']['per_severity'] == [None] * 5
+  text = open(report.write_report(str(tmp_path)), encoding='utf-8').read()
+  assert '| mean (benchmark: mCA-15) |  | n/a | n/a | n/a | n/a | n/a | n/a |' in text
