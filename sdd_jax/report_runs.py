@@ -185,7 +185,7 @@ def load_runs(dirs: Sequence[str], problems: Optional[List[str]] = None) -> List
   for workdir in workdirs:
     try:
       runs.append(load_run(workdir, problems))
-    except report_files.RunFileError as e:
+    except (report_files.RunFileError, OSError) as e:  # OSError: e.g. evals/ not readable
       problems.append(f'skipped run {workdir}: ' + str(e).replace(workdir + os.sep, '', 1))
   return runs
 

@@ -205,6 +205,13 @@ def test_sections_of_the_wrong_type_are_unreadable(tmp_path, capsys):
     fresh = str(tmp_path / f'fresh{index}')
     _write_run(fresh, 'ce/s1', 1, 72.0, 12.0)  # restore the file
     os.replace(os.path.join(fresh, 'ce/s1', path), os.path.join(root, VICTIM, path))
+  os.remove(os.path.join(root, VICTIM, 'summary.json'))
+  os.mkdir(os.path.join(root, VICTIM, 'summary.json'))  # not a file at all
+  assert report.main([root, '--out', str(tmp_path / 'r.md')]) == 0
+  assert capsys.readouterr().err.splitlines() == [
+      f'skipped run {root}/ce/s1: summary.json: unreadable (IsADirectoryError: [Errno 21] Is a '
+      f"directory: '{root}/ce/s1/summary.json')"]
+  os.rmdir(os.path.join(root, VICTIM, 'summary.json'))
   with open(os.path.join(root, VICTIM, 'config.json'), 'w', encoding='utf-8') as f:
     json.dump({'seed': 1, 'methods': {'feature_dropout': {'samples': 'two'}}}, f)
   assert report.main([root, '--out', str(tmp_path / 'r.md')]) == 0
