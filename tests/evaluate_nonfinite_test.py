@@ -19,8 +19,8 @@ from sdd_jax import optim
 from sdd_jax import state as state_lib
 from sdd_jax import trainer
 
-WARNING = ('**WARNING: {n} of {n} test examples had non-finite logits (NaN or inf; counted as '
-           'wrong, NLL inf)**')
+WARNING = ('**WARNING: {n} of {n} test examples had non-finite logits (NaN or inf), counted as '
+           'wrong**')
 
 
 def _workdir(path, fill):

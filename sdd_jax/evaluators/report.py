@@ -108,12 +108,12 @@ def nonfinite_warning(records: Dict[str, dict]) -> Optional[str]:
   if not found:
     return None
   first = next((f for f in found if f[0].endswith('/nonfinite') and f[2] is not None), None)
-  head = (f'{first[1]} of {first[2]} {first[0].split("/")[0]} examples had non-finite logits'
-          if first else 'examples had non-finite logits')
+  head = (f'{first[1]} of {first[2]} {first[0].split("/")[0]} examples' if first
+          else 'some examples')
   others = ', '.join(f'{key} {n}' + (f' of {total}' if total is not None else '')
                      for key, n, total in found if (key, n, total) != first)
-  return (f'**WARNING: {head} (NaN or inf; counted as wrong, NLL inf)**'
-          + (f'; also: {others}' if others else ''))
+  return (f'**WARNING: {head} had non-finite logits (NaN or inf), counted as wrong**'
+          + (f'; {"also" if first else "counts"}: {others}' if others else ''))
 
 
 def write_report(workdir: str, header: Optional[Dict[str, Any]] = None) -> str:
