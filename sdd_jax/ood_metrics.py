@@ -21,7 +21,7 @@ def _labels_and_scores(scores_in, scores_out) -> Tuple[np.ndarray, np.ndarray]:
       raise ValueError(f'{name} is empty; OOD metrics need both in- and out-of-distribution scores')
     if not np.all(np.isfinite(scores)):
       raise ValueError(f'{name} has NaN or inf; compute scores as max log-softmax in '
-                       'float32 (§5.1)')
+                       'float32 (§5.1) and rank examples without one by worst_case_scores')
   labels = np.concatenate([np.ones_like(scores_in), np.zeros_like(scores_out)])
   return labels, np.concatenate([scores_in, scores_out])
 
