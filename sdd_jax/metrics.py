@@ -6,6 +6,12 @@ Two kinds live here:
   Callers multiply by the eval `mask` and sum, so results add up across batches and devices.
 * host-side NumPy functions that need every value at once (ECE from accumulated bin sums,
   corruption averages); the OOD detection metrics are in `ood_metrics.py`.
+
+Non-finite logits are never scored: an example whose logits hold any NaN or ±inf
+(`nonfinite_rows`) is wrong for top-k, has NLL +inf (no probability on its label), confidence
+1.0 and correct 0 for ECE (the largest calibration gap), and OOD score NaN, which
+`ood_metrics.worst_case_scores` ranks on the losing side. Evaluators count such examples in
+`<section>/nonfinite`.
 """
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -34,11 +40,25 @@ def _float(x: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------- jit-able, per batch
 
 
+def finite_rows(logits: jax.Array) -> jax.Array:
+  """True where every logit of the example is finite: `[batch, classes]` -> `[batch]` bool."""
+  return jnp.all(jnp.isfinite(jnp.asarray(logits)), axis=-1)
+
+
+def nonfinite_rows(logits: jax.Array) -> jax.Array:
+  """1.0 where the example has a NaN or ±inf logit: `[batch, classes]` -> `[batch]` float32.
+
+  Callers multiply by the eval `mask` and sum, like every other count (`<section>/nonfinite`).
+  """
+  return (~finite_rows(logits)).astype(jnp.float32)
+
+
 def topk_correct(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
   """1.0 where the label is among the top `k` logits, ties broken by lower index first (§1).
 
   The label's rank is #{j: z_j > z_y} + #{j < y: z_j = z_y}; it is correct iff rank < k. For
   k = 1 a tie counts only if the first maximal index (the `argmax` rule, §0.4) is the label.
+  An example with a NaN or ±inf logit is wrong (no logit is "greater" than a NaN).
 
   Args:
     logits: `[batch, classes]`.
@@ -51,13 +71,19 @@ def topk_correct(logits: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
   label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
   index = jnp.arange(logits.shape[-1])
   ahead = (logits > label_logit) | ((logits == label_logit) & (index < labels[:, None]))
-  return (ahead.sum(axis=-1) < k).astype(jnp.float32)
+  return ((ahead.sum(axis=-1) < k) & finite_rows(logits)).astype(jnp.float32)
 
 
 def nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Negative log-likelihood −log softmax(z)_y, `[batch, classes]`, `[batch]` -> `[batch]`."""
-  log_probs = jax.nn.log_softmax(_float(logits), axis=-1)
-  return -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+  """Negative log-likelihood −log softmax(z)_y, `[batch, classes]`, `[batch]` -> `[batch]`.
+
+  +inf for an example with a NaN or ±inf logit (it puts no probability on its label), so a
+  mean over such examples is +inf, never a finite number that hides them.
+  """
+  logits = _float(logits)
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  values = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+  return jnp.where(finite_rows(logits), values, jnp.inf)
 
 
 def confidence_and_correct(logits: jax.Array, labels: jax.Array) -> Tuple[jax.Array, jax.Array]:
@@ -67,11 +93,13 @@ def confidence_and_correct(logits: jax.Array, labels: jax.Array) -> Tuple[jax.Ar
     logits: `[batch, classes]`.
     labels: `[batch]` ints.
   Returns:
-    (confidences `[batch]`, correct `[batch]` float in {0, 1}).
+    (confidences `[batch]`, correct `[batch]` float in {0, 1}). An example with a NaN or ±inf
+    logit gets confidence 1.0 and correct 0: the largest gap ECE can charge.
   """
   logits = _float(logits)
-  confidences = jax.nn.softmax(logits, axis=-1).max(axis=-1)
-  correct = (jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype)
+  finite = finite_rows(logits)
+  confidences = jnp.where(finite, jax.nn.softmax(logits, axis=-1).max(axis=-1), 1.0)
+  correct = ((jnp.argmax(logits, axis=-1) == labels) & finite).astype(logits.dtype)
   return confidences, correct
 
 
@@ -79,9 +107,12 @@ def max_log_softmax(logits: jax.Array, temperature: float = 1.0) -> jax.Array:
   """OOD score max_k log softmax(z / T)_k (§5.1); T = 1 is MSP. `[batch, classes]` -> `[batch]`.
 
   A strictly increasing transform of ODIN's max softmax, so every OOD metric is unchanged, but
-  it does not saturate to 1.0 (MSP) or collapse to ~1/K spacing at T = 1000.
+  it does not saturate to 1.0 (MSP) or collapse to ~1/K spacing at T = 1000. NaN for an
+  example with a NaN or ±inf logit (no score); `ood_metrics.worst_case_scores` ranks those.
   """
-  return jax.nn.log_softmax(_float(logits) / temperature, axis=-1).max(axis=-1)
+  logits = _float(logits)
+  scores = jax.nn.log_softmax(logits / temperature, axis=-1).max(axis=-1)
+  return jnp.where(finite_rows(logits), scores, jnp.nan)
 
 
 def odin_sign(grads: jax.Array) -> jax.Array:

@@ -2,7 +2,9 @@
 
 Every function takes the scores of all in-distribution (`[n_in]`) and out-of-distribution
 (`[n_out]`) examples at once, higher = more in-distribution, and uses sklearn's ROC and
-average-precision routines; in-distribution is the positive class (§5.3).
+average-precision routines; in-distribution is the positive class (§5.3). They reject NaN or
+inf scores; `worst_case_scores` first gives an example without a score (non-finite logits,
+`metrics.max_log_softmax` -> NaN) the rank that hurts detection most, so it can never help.
 """
 from typing import Dict, Tuple
 
@@ -19,9 +21,29 @@ def _labels_and_scores(scores_in, scores_out) -> Tuple[np.ndarray, np.ndarray]:
       raise ValueError(f'{name} is empty; OOD metrics need both in- and out-of-distribution scores')
     if not np.all(np.isfinite(scores)):
       raise ValueError(f'{name} has NaN or inf; compute scores as max log-softmax in '
-                       'float32 (§5.1)')
+                       'float32 (§5.1) and rank examples without one by worst_case_scores')
   labels = np.concatenate([np.ones_like(scores_in), np.zeros_like(scores_out)])
   return labels, np.concatenate([scores_in, scores_out])
+
+
+def worst_case_scores(scores_in, scores_out) -> Tuple[np.ndarray, np.ndarray, int, int]:
+  """Replaces non-finite scores by the worst case for detection.
+
+  A non-finite in-distribution score goes below, and a non-finite OOD score above, every
+  finite score of either side (min − 1 and max + 1; −1 and +1 when none is finite). So an
+  in-distribution example without a score looks out-of-distribution and vice versa: FPR95,
+  detection error, AUROC and both AUPRs are the worst they can be given the other scores.
+
+  Returns:
+    (scores_in, scores_out as float64, how many were non-finite in each).
+  """
+  scores_in = np.asarray(scores_in, np.float64).reshape(-1)
+  scores_out = np.asarray(scores_out, np.float64).reshape(-1)
+  bad_in, bad_out = ~np.isfinite(scores_in), ~np.isfinite(scores_out)
+  finite = np.concatenate([scores_in[~bad_in], scores_out[~bad_out]])
+  low, high = (finite.min() - 1.0, finite.max() + 1.0) if finite.size else (-1.0, 1.0)
+  return (np.where(bad_in, low, scores_in), np.where(bad_out, high, scores_out),
+          int(bad_in.sum()), int(bad_out.sum()))
 
 
 def _roc(scores_in, scores_out) -> Tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,12 @@ Tables 1-7 use only runs at the paper's settings (`report_runs.REFERENCE`: both 
 position 4, rate 0.5, no hidden head layer) and leave out Table 11's standard-dropout
 baselines. Written to `--out` (default: `report.md` in the current folder); links are relative
 to it.
+
+A run whose files cannot be read (`report_files.py`: a truncated or garbage config.json,
+summary.json or results.json) is left out with one line on stderr naming it, the file and the
+problem; a bad line of metrics.jsonl skips only that line (one stderr line per file). Exit
+status: 0 when some run was tabulated (even with runs left out), 1 when none was (no workdir,
+or none readable: the report is not written).
 """
 import argparse
 import json
@@ -100,7 +106,7 @@ def evaluation_sections(groups: Sequence[Group], runs: Sequence[Run]) -> List[Tu
   calibration = base_vs_sdd(groups, [('ECE %', f'{prefix}/ece'), ('NLL', f'{prefix}/nll')])
   if calibration:
     sections.append((f'Calibration (Table 2; `{prefix}/ece`, `{prefix}/nll`)', calibration))
-  fgsm = [k for k in metric_keys(runs, 'fgsm/') if k != 'fgsm/count']
+  fgsm = [k for k in metric_keys(runs, 'fgsm/') if k not in ('fgsm/count', 'fgsm/nonfinite')]
   if fgsm:
     sections.append(('FGSM top-1 % (Table 5)',
                      base_vs_sdd(groups, [(k[len('fgsm/'):], k) for k in fgsm])))
@@ -230,17 +236,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('dirs', nargs='+', help='workdirs, or folders with workdirs below them')
   parser.add_argument('--out', default='report.md', help='the markdown file to write')
   args = parser.parse_args(argv)
-  runs = load_runs(args.dirs)
+  problems: List[str] = []
+  runs = load_runs(args.dirs, problems)
+  for problem in problems:
+    print(problem, file=sys.stderr)
   if not runs:
-    print(f'error: no workdir (a folder with config.json) in {", ".join(args.dirs)}',
-          file=sys.stderr)
+    skipped = sum(p.startswith('skipped run ') for p in problems)
+    print(f'error: no {"readable run" if skipped else "workdir (a folder with config.json)"} '
+          f'in {", ".join(args.dirs)}' + (f' ({skipped} unreadable, named above)' if skipped
+                                          else ''), file=sys.stderr)
     return 1
   out_dir = os.path.dirname(os.path.abspath(args.out))
   text = render(runs, out_dir)
   os.makedirs(out_dir, exist_ok=True)
   with open(args.out, 'w', encoding='utf-8') as f:
     f.write(text)
-  print(f'{args.out}: {len(runs)} runs')
+  left_out = sum(p.startswith('skipped run ') for p in problems)
+  print(f'{args.out}: {len(runs)} runs' + (f' ({left_out} unreadable left out)' if left_out
+                                           else ''))
   return 0
 
 

@@ -1,16 +1,18 @@
 """The KL-direction analysis in the report: Table 8 and Figure 4 from the probe's logs.
 
 Runs trained with `config.probe.every_steps > 0` log `probe/...` scalars to `metrics.jsonl`
-(`sdd_jax/probe.py`). Table 8 gives, per run group, the mean over the logged steps of the
+(`sdd_jax/probe.py`), read with the run (`Run.probe`; unreadable lines are skipped and named,
+`report_files.py`). Table 8 gives, per run group, the mean over the logged steps of the
 Assumption-1 fraction, mean |r| and r1 (then mean ± std over seeds); Figure 4 plots the cosine
 similarity and the L1 norms of the forward and reverse KL gradients w.r.t. the head weights
 against the step (the first seed of each group).
 """
-import json
 import os
 from typing import Dict, List, Sequence, Tuple
 
 from sdd_jax import plotting
+from sdd_jax import report_files
+from sdd_jax import report_runs
 from sdd_jax.report_tables import Cell, markdown
 
 TABLE8 = (('P(Assumption 1)', 'probe/assumption1_fraction'), ('mean |r|', 'probe/mean_abs_r'),
@@ -21,17 +23,9 @@ FIGURE4 = (('cosine(∇ forward KL, ∇ reverse KL)', ('probe/grad_cosine',)),
 
 def probe_records(workdir: str) -> List[Dict[str, float]]:
   """The `probe/...` records of a workdir's metrics.jsonl, one per probed step, in step order
-  (a resumed run may log a step twice: the last record wins)."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  by_step = {}
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      record = json.loads(line)
-      if any(key.startswith('probe/') for key in record):
-        by_step[record['step']] = record
-  return [by_step[s] for s in sorted(by_step)]
+  (a resumed run may log a step twice: the last record wins); unreadable lines are left out."""
+  records, _ = report_files.read_lines(os.path.join(workdir, 'metrics.jsonl'))
+  return list(report_runs.probe_records(records))
 
 
 PHASES = (0.0, 0.5, 1.0)  # fractions of training: the paper's epochs 0, 100 and 200 of 200
@@ -47,7 +41,7 @@ def table8(groups, name_fn) -> str:
   probed step); the epoch label is the phase times the configured `num_epochs`."""
   rows = []
   for group in groups:
-    per_run = [(run, probe_records(run.workdir)) for run in group.runs]
+    per_run = [(run, list(run.probe)) for run in group.runs]
     per_run = [(run, records) for run, records in per_run if records]
     if not per_run:
       continue
@@ -65,8 +59,7 @@ def figure4(groups, name_fn, out_dir: str) -> List[Tuple[str, str]]:
   """Writes the Figure 4 plots to `out_dir`; returns (title, png path) pairs."""
   series: Dict[str, List[Dict[str, float]]] = {}
   for group in groups:
-    records = next((probe_records(run.workdir) for run in group.runs
-                    if probe_records(run.workdir)), [])
+    records = next((list(run.probe) for run in group.runs if run.probe), [])
     if records:
       series[name_fn(group)] = records
   if not series:

@@ -3,7 +3,8 @@
 A run is one workdir (its `config.json`, `summary.json` and `evals/<name>/results.json`); runs
 whose configs differ only by `seed` are one group. Besides dotted config fields, a run has the
 pseudo fields `dataset`, `method`, `sd_dropout` (Base / +SD-Dropout), `kl_direction` (Table 9's
-columns) and `dropout` (Table 11's columns).
+columns) and `dropout` (Table 11's columns). A run whose files cannot be read is left out and
+named (`report_files.py` says what counts as unreadable).
 """
 import collections
 import dataclasses
@@ -11,6 +12,8 @@ import json
 import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from sdd_jax import report_files
 
 # Paper Table 1 order, then the others alphabetically.
 METHOD_ORDER = ('ce', 'cs_kd', 'ddgsd', 'byot', 'dml', 'label_smoothing')
@@ -47,11 +50,13 @@ REFERENCE = {'model.head_hidden': [], 'methods.sd_dropout.direction': 'both',
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One workdir: its config, `summary.json` and evaluator results (`{name: record}`)."""
+  """One workdir: its config, `summary.json`, evaluator results (`{name: record}`) and the
+  `probe/...` records of its `metrics.jsonl` (step order, the last of a repeated step)."""
   workdir: str
   config: Dict[str, Any]
   summary: Dict[str, Any]
   evals: Dict[str, Dict[str, Any]]
+  probe: Tuple[Dict[str, Any], ...] = ()
 
   def field(self, name: str, default: Any = None) -> Any:
     """A dotted config field (`methods.sd_dropout.rate`) or a pseudo field: `dataset`,
@@ -127,40 +132,62 @@ def method_name(config: Dict[str, Any]) -> str:
   return '+'.join(others) or 'ce'
 
 
-def _read_json(path: str) -> Dict[str, Any]:
-  if not os.path.isfile(path):
-    return {}
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
+def probe_records(records: Sequence[Dict[str, Any]]) -> Tuple[Dict[str, Any], ...]:
+  """The records holding `probe/...` keys, one per step (the last wins), in step order."""
+  by_step = {r['step']: r for r in records if any(k.startswith('probe/') for k in r)}
+  return tuple(by_step[s] for s in sorted(by_step))
 
 
-def load_run(workdir: str) -> Run:
+# Every field the tables ask of a run: a config that cannot answer one is unreadable.
+_FIELDS = ('dataset', 'method', 'sd_dropout', 'kl_direction', 'dropout', 'model.name',
+           'model.head_hidden', *REFERENCE)
+
+
+def load_run(workdir: str, problems: Optional[List[str]] = None) -> Run:
+  """The run in `workdir`; `report_files.RunFileError` when a file of it cannot be read. Bad
+  lines of `metrics.jsonl` are skipped, with a message appended to `problems`."""
+  path = os.path.join(workdir, 'config.json')
+  config = report_files.read_object(path) or {}
+  report_files.check_config(path, config)
+  path = os.path.join(workdir, 'summary.json')
+  summary = report_files.read_object(path) or {}
+  report_files.check_summary(path, summary)
   evals = {}
   root = os.path.join(workdir, 'evals')
   for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
-    record = _read_json(os.path.join(root, name, 'results.json'))
+    path = os.path.join(root, name, 'results.json')
+    record = report_files.read_object(path)
     if record:
+      report_files.check_types(path, record, report_files.RESULTS_TYPES)
       evals[name] = record
-  return Run(workdir=workdir, config=_read_json(os.path.join(workdir, 'config.json')),
-             summary=_read_json(os.path.join(workdir, 'summary.json')), evals=evals)
+  lines, problem = report_files.read_lines(os.path.join(workdir, 'metrics.jsonl'))
+  if problem and problems is not None:
+    problems.append(problem)
+  run = Run(workdir=workdir, config=config, summary=summary, evals=evals,
+            probe=probe_records(lines))
+  for name in _FIELDS:
+    try:
+      run.field(name)
+    except (AttributeError, TypeError, ValueError) as e:
+      raise report_files.RunFileError(
+          f'{os.path.join(workdir, "config.json")}: cannot read the field {name} '
+          f'({type(e).__name__}: {e})') from None
+  return run
 
 
-def find_workdirs(directory: str) -> List[str]:
-  """`directory` itself if it holds `config.json`, else every such folder below it (sorted)."""
-  if os.path.isfile(os.path.join(directory, 'config.json')):
-    return [directory]
-  found = []
-  for root, dirs, files in os.walk(directory):
-    dirs[:] = sorted(d for d in dirs if d not in ('checkpoints', 'tensorboard', 'evals'))
-    if 'config.json' in files:
-      found.append(root)
-      dirs[:] = []
-  return sorted(found)
-
-
-def load_runs(dirs: Sequence[str]) -> List[Run]:
-  workdirs = sorted({os.path.normpath(w) for d in dirs for w in find_workdirs(d)})
-  return [load_run(w) for w in workdirs]
+def load_runs(dirs: Sequence[str], problems: Optional[List[str]] = None) -> List[Run]:
+  """Every readable run at or below `dirs`; what was left out (a run whose files cannot be
+  read, bad lines of metrics.jsonl) is appended to `problems`, one line each."""
+  problems = [] if problems is None else problems
+  workdirs = sorted({os.path.normpath(w) for d in dirs
+                     for w in report_files.find_workdirs(d, problems)})
+  runs = []
+  for workdir in workdirs:
+    try:
+      runs.append(load_run(workdir, problems))
+    except (report_files.RunFileError, OSError) as e:  # OSError: e.g. evals/ not readable
+      problems.append(f'skipped run {workdir}: ' + str(e).replace(workdir + os.sep, '', 1))
+  return runs
 
 
 def _without_seed(config: Dict[str, Any]) -> str:

@@ -215,15 +215,33 @@ def test_tables_6_and_7_in_the_paper_layout(tmp_path):
   for name, (methods, noise, mca15, clean, fpr, auroc) in runs.items():
     write_run(root, name, seed=int(name[-1]), top1=70.0, methods=methods)
     _evals(root, name, 'corruption', {'corruption/gaussian_noise': noise,
-                                      'corruption/mca15': mca15, 'corruption/clean': clean})
+                                      'corruption/mca15': mca15, 'corruption/clean': clean,
+                                      'corruption/nonfinite': 0.0})
     _evals(root, name, 'odin', {'odin/lsun/fpr95': fpr[0], 'odin/svhn/fpr95': fpr[1],
-                                'odin/lsun/auroc': auroc[0], 'odin/svhn/auroc': auroc[1]})
+                                'odin/lsun/auroc': auroc[0], 'odin/svhn/auroc': auroc[1],
+                                'odin/lsun/nonfinite_in': 0.0, 'odin/lsun/nonfinite_out': 0.0})
   text = report.render(report.load_runs([root]), str(tmp_path))
   assert ('### Table 6: accuracy per corruption (mean over severities), CIFAR-100, '
           'Cross-Entropy\n\n' + TABLE6 + '\n') in text
   assert ('### Table 7: ODIN out-of-distribution detection %, CIFAR-100, Cross-Entropy '
           'in-distribution\n\n' + TABLE7 + '\n') in text
   assert 'MSP' not in text
+
+
+def test_table5_columns_are_attacks_not_counts(tmp_path):
+  """fgsm/count and fgsm/nonfinite (issue 11) are counts, not columns of Table 5."""
+  root = str(tmp_path / 'runs')
+  for name, methods, clean, attacked in (('ce', {}, 70.0, 30.0),
+                                         ('sdd', {'sd_dropout': SDD}, 72.0, 36.0)):
+    write_run(root, name, seed=0, top1=70.0, methods=methods)
+    _evals(root, name, 'fgsm', {'fgsm/clean': clean, 'fgsm/paper_0.2': attacked,
+                                'fgsm/count': 100.0, 'fgsm/nonfinite': 3.0})
+  text = report.render(report.load_runs([root]), str(tmp_path))
+  table = text[text.index('### FGSM top-1 % (Table 5)'):].split('\n\n')[1].splitlines()
+  assert table[0] == ('| Data set | Method | clean Base | clean +SD-Dropout | paper_0.2 Base | '
+                      'paper_0.2 +SD-Dropout |')
+  assert table[2] == ('| CIFAR-100 | Cross-Entropy | 70.00 (n=1) | **72.00** (+2.00) (n=1) | '
+                      '30.00 (n=1) | **36.00** (+6.00) (n=1) |')
 
 
 # Acc@1 and Acc@5 per method on ImageNet; the CIFAR run is not in it.

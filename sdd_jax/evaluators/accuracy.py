@@ -2,7 +2,9 @@
 
 The batches are padded and carry a `mask`; each batch reduces to sums on the device, so the
 result does not depend on the batch size and counts all N examples (eval_spec.md §0.5, §1-2).
-Keys: `test/top1`, `test/top5`, `test/nll`, `test/ece` (percent), `test/count`.
+Keys: `test/top1`, `test/top5`, `test/nll`, `test/ece` (percent), `test/count`, and
+`test/nonfinite`: how many examples had a NaN or ±inf logit. Those count as wrong, with NLL
++inf (so `test/nll` is inf, written as null) and confidence 1.0 (`metrics.py`).
 """
 import jax
 import jax.numpy as jnp
@@ -14,14 +16,18 @@ from sdd_jax.evaluators import base
 
 @jax.jit
 def batch_sums(logits, labels, mask):
-  """Sums over the masked rows of one batch: counts, correct top-1/top-5, NLL, ECE bins."""
+  """Sums over the masked rows of one batch: counts, correct top-1/top-5, NLL, ECE bins and
+  examples with non-finite logits."""
+  keep = mask.astype(bool)
   mask = mask.astype(jnp.float32)
   confidences, correct = metrics.confidence_and_correct(logits, labels)
   return {
       'count': jnp.sum(mask),
       'top1': jnp.sum(metrics.topk_correct(logits, labels, 1) * mask),
       'top5': jnp.sum(metrics.topk_correct(logits, labels, min(5, logits.shape[-1])) * mask),
-      'nll': jnp.sum(metrics.nll(logits, labels) * mask),
+      # where, not * mask: a padding row's NLL may be inf, and inf * 0 is NaN.
+      'nll': jnp.sum(jnp.where(keep, metrics.nll(logits, labels), 0.0)),
+      'nonfinite': jnp.sum(metrics.nonfinite_rows(logits) * mask),
       'bins': metrics.calibration_bin_stats(confidences, correct, mask, num_bins=10),
   }
 
@@ -48,4 +54,5 @@ class Accuracy(base.Evaluator):
             f'{prefix}/top5': 100 * float(total['top5']) / count,
             f'{prefix}/nll': float(total['nll']) / count,
             f'{prefix}/ece': 100 * ece,
-            f'{prefix}/count': count}
+            f'{prefix}/count': count,
+            f'{prefix}/nonfinite': float(total['nonfinite'])}

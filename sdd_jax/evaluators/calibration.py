@@ -6,7 +6,8 @@ raw model, no temperature scaling. Bin sums add up over padded + masked batches
 (`accuracy.accumulate_sums`), so nothing depends on the batch size.
 
 Keys (percent unless said): `calibration/ece`, `calibration/top1`, `calibration/confidence`
-(mean max-softmax), `calibration/nll` (nats), `calibration/count` (N).
+(mean max-softmax), `calibration/nll` (nats), `calibration/count` (N), `calibration/nonfinite`
+(examples with a NaN or ±inf logit: wrong, confidence 1.0, NLL +inf; see `metrics.py`).
 Artefacts in `<workdir>/evals/calibration/`: `reliability.png`, `reliability.json` (per-bin
 lower, upper, count, acc, conf) and `results.json`.
 """
@@ -39,7 +40,8 @@ class Calibration(base.Evaluator):
            'calibration/top1': 100 * float(total['top1']) / count,
            'calibration/confidence': 100 * float(np.sum(total['bins']['confidence_sum'])) / count,
            'calibration/nll': float(total['nll']) / count,
-           'calibration/count': count}
+           'calibration/count': count,
+           'calibration/nonfinite': float(total['nonfinite'])}
     directory = ctx.artefact_dir(self.name)
     if jax.process_index() == 0:
       plotting.reliability_diagram(table, ece, int(round(count)), os.path.join(directory, PLOT))

@@ -8,7 +8,8 @@ prints; compare with the paper using mCA-19). Averages come from `metrics.corrup
 Section: `dataset` ('cifar100_c': the manual CIFAR-100-C folder at `path`, read by
 `data/corrupted.py`; 'cifar10_corrupted': tfds configs `<corruption>_<severity>` in `data_dir`),
 `corruptions` (default all 19), `check_labels` (CIFAR-100-C: its labels must equal the clean eval
-labels in canonical order). A missing folder, file or tfds config raises `Skipped` naming what to
+labels in canonical order). `corruption/nonfinite` counts the images (clean and corrupted) whose
+logits held a NaN or ±inf; they count as wrong (per file in results.json). A missing folder, file or tfds config raises `Skipped` naming what to
 download and where to put it.
 
 Keys (top-1 %): `corruption/clean`, `corruption/mca15`, `corruption/mca19`,
@@ -32,8 +33,10 @@ LABEL = ('Top-1 accuracy on CIFAR-C, images preprocessed like the clean test spl
 
 
 def _top1(ctx, predict, source=None):
+  """(top-1 %, n, examples with non-finite logits) of `source` (default: the clean split)."""
   total = accuracy.accumulate_sums(ctx, predict, source)
-  return 100 * float(total['top1']) / float(total['count']), int(round(float(total['count'])))
+  return (100 * float(total['top1']) / float(total['count']), int(round(float(total['count']))),
+          int(round(float(total['nonfinite']))))
 
 
 def _names(corruptions):
@@ -79,14 +82,16 @@ class Corruption(base.Evaluator):
   def __call__(self, ctx, predict):
     names = _names(self.section['corruptions'])
     severity_source, where = self._open(ctx, names)
-    clean, _ = _top1(ctx, predict)
-    acc, counts = {}, set()
+    clean, _, nonfinite = _top1(ctx, predict)
+    acc, counts, bad = {}, set(), {'clean': nonfinite}
     for name in names:
       acc[name] = []
       for severity in range(1, corrupted.NUM_SEVERITIES + 1):
-        top1, count = _top1(ctx, predict, severity_source(name, severity))
+        top1, count, nonfinite = _top1(ctx, predict, severity_source(name, severity))
         acc[name].append(top1)
         counts.add(count)
+        if nonfinite:
+          bad[f'{name}_{severity}'] = nonfinite
     summary = metrics.corruption_summary(acc)
     out = {'corruption/clean': clean, 'corruption/mca19': summary['mca19']}
     if summary['num_benchmark']:
@@ -95,6 +100,7 @@ class Corruption(base.Evaluator):
                   for s, v in enumerate(summary['per_severity'])})
     out.update({f'corruption/{name}': v for name, v in summary['per_corruption'].items()})
     out['corruption/count'] = float(min(counts))
+    out['corruption/nonfinite'] = float(sum(bad.values()))
     benchmark = set(metrics.BENCHMARK_CORRUPTIONS)
     rows = [(name, 'benchmark' if name in benchmark else 'extra', *acc[name],
              summary['per_corruption'][name]) for name in metrics.ALL_CORRUPTIONS if name in acc]
@@ -105,7 +111,7 @@ class Corruption(base.Evaluator):
         label=f'{LABEL} Data: {where}; n = {min(counts)} images per severity.',
         details={'dataset': self.section['dataset'], 'source': where,
                  'n_per_severity': sorted(counts), 'clean_top1': clean,
-                 'accuracy': acc, **summary},
+                 'accuracy': acc, 'nonfinite': bad, **summary},
         tables=[results_lib.table(
             f'Top-1 % per corruption and severity (clean: {clean:.2f}%, '
             f'{summary["num_benchmark"]} benchmark + '

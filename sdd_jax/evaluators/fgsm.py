@@ -17,7 +17,9 @@ Accuracy is always against the true labels, over every example of the eval split
 
 Keys (top-1 %): `fgsm/clean`, `fgsm/<variant>_<ε>` with ε printed `%.4g` (e.g. `fgsm/paper_0.2`,
 `fgsm/paper_0` (clamp only), `fgsm/pix_0.03137` (8/255), `fgsm/pix_0.2`, `fgsm/norm_0.2`),
-`fgsm/count`. `<workdir>/evals/fgsm/results.json` holds every ε exactly, the per-channel steps
+`fgsm/count`, and `fgsm/nonfinite`: examples whose clean or any attacked logits held a NaN or
+±inf (each such prediction counts as wrong; per attack in results.json).
+`<workdir>/evals/fgsm/results.json` holds every ε exactly, the per-channel steps
 in pixel and normalised units, and the normalisation constants.
 """
 import dataclasses
@@ -98,8 +100,10 @@ def adversarial_images(attack: Attack, images: jax.Array, grads: jax.Array,
 
 @jax.jit
 def _correct_and_predicted(logits, labels, mask):
+  """(masked correct count, predicted labels `[batch]`, non-finite rows `[batch]` bool)."""
   correct = jnp.sum(metrics.topk_correct(logits, labels, 1) * mask.astype(jnp.float32))
-  return correct, jnp.argmax(logits, axis=-1).astype(labels.dtype)
+  bad = ~metrics.finite_rows(logits) & mask.astype(bool)
+  return correct, jnp.argmax(logits, axis=-1).astype(labels.dtype), bad
 
 
 def create_attacks(section) -> Tuple[Attack, ...]:
@@ -117,22 +121,30 @@ def create_attacks(section) -> Tuple[Attack, ...]:
 
 def attack_sums(ctx, predict, attacks: Sequence[Attack], source=None) -> Dict[str, float]:
   """Correct counts (against the true labels) of the clean and every attacked image, summed
-  over every batch of `source`: {'count', 'clean', attack.key: ...}."""
+  over every batch of `source`: {'count', 'clean', attack.key: ...}, and the examples with
+  non-finite logits: 'nonfinite' (clean or any attack), 'nonfinite/clean', 'nonfinite/<key>'."""
   mean, std = tuple(ctx.data_config.mean), tuple(ctx.data_config.std)
   needs = {attack.labels for attack in attacks}
-  totals = {'count': 0.0, 'clean': 0.0, **{attack.key: 0.0 for attack in attacks}}
+  keys = ['clean'] + [attack.key for attack in attacks]
+  totals = {'count': 0.0, 'nonfinite': 0.0, **{k: 0.0 for k in keys},
+            **{f'nonfinite/{k}': 0.0 for k in keys}}
   for batch in ctx.batches(source):
     images, labels, mask = batch['images'], batch['labels'], batch['mask']
-    correct, predicted = _correct_and_predicted(predict.logits_fn(images), labels, mask)
+    correct, predicted, bad = _correct_and_predicted(predict.logits_fn(images), labels, mask)
     grads = {}
     if 'true' in needs:
       grads['true'] = predict.input_grad_fn(images, labels, 1.0)
     if 'predicted' in needs:
       grads['predicted'] = predict.input_grad_fn(images, predicted, 1.0)
-    sums = {'count': jnp.sum(mask), 'clean': correct}
+    sums = {'count': jnp.sum(mask), 'clean': correct, 'nonfinite/clean': jnp.sum(bad)}
+    any_bad = bad
     for attack in attacks:
       adversarial = adversarial_images(attack, images, grads[attack.labels], mean, std)
-      sums[attack.key], _ = _correct_and_predicted(predict.logits_fn(adversarial), labels, mask)
+      sums[attack.key], _, bad = _correct_and_predicted(predict.logits_fn(adversarial), labels,
+                                                        mask)
+      sums[f'nonfinite/{attack.key}'] = jnp.sum(bad)
+      any_bad = any_bad | bad
+    sums['nonfinite'] = jnp.sum(any_bad)
     for key, value in jax.device_get(sums).items():
       totals[key] += float(value)
   return totals
@@ -154,6 +166,7 @@ class Fgsm(base.Evaluator):
     out = {'fgsm/clean': 100 * totals['clean'] / count}
     out.update({attack.key: 100 * totals[attack.key] / count for attack in attacks})
     out['fgsm/count'] = count
+    out['fgsm/nonfinite'] = totals['nonfinite']
     mean, std = ctx.data_config.mean, ctx.data_config.std
     details, rows = [], []
     for attack in attacks:
@@ -163,7 +176,8 @@ class Fgsm(base.Evaluator):
       details.append({'key': attack.key, 'variant': attack.variant, 'epsilon': attack.epsilon,
                       'labels': attack.labels, 'step_normalised': step,
                       'step_pixels': pixel_step, 'clip_normalised': [lower, upper],
-                      'top1': out[attack.key]})
+                      'top1': out[attack.key],
+                      'nonfinite': totals[f'nonfinite/{attack.key}']})
       clip = ('normalised [0, 1]' if attack.variant == 'paper' else 'pixels [0, 1]')
       rows.append((attack.key, attack.variant, f'{attack.epsilon:.6g}', attack.labels,
                    ', '.join(f'{255 * p:.2f}' for p in pixel_step), clip, out[attack.key]))
@@ -171,7 +185,8 @@ class Fgsm(base.Evaluator):
              'labels. ' + '; '.join(f'`{v}`: {DESCRIPTIONS[v]}' for v in VARIANTS) + '.')
     results_lib.write_results(
         ctx.workdir, self.name, data_config=ctx.data_config, metrics=out, label=label,
-        details={'attacks': details, 'clean_top1': out['fgsm/clean'], 'n': int(count)},
+        details={'attacks': details, 'clean_top1': out['fgsm/clean'], 'n': int(count),
+                 'clean_nonfinite': totals['nonfinite/clean']},
         tables=[results_lib.table(
             'Top-1 accuracy under attack (clean: {:.2f}%, n = {})'.format(out['fgsm/clean'],
                                                                          int(count)),

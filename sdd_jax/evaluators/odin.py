@@ -19,7 +19,11 @@ NAME=tfds:BUILDER[:SPLIT]), `folder_root` (holds LSUN/, LSUN_resize/, iSUN/), `d
 only says "the same values as the original paper".
 
 Keys (percent; n as counts), for each set that ran: `odin/<set>/{fpr95, detection_error,
-detection_error_at_tpr95, auroc, aupr_in, aupr_out, n_in, n_out}` and the same under `msp/<set>/`.
+detection_error_at_tpr95, auroc, aupr_in, aupr_out, n_in, n_out, nonfinite_in, nonfinite_out}`
+and the same under `msp/<set>/`. `nonfinite_*` count the examples whose logits (perturbed ones
+for ODIN) held a NaN or ±inf: they have no score and are ranked as the worst case for detection
+(`ood_metrics.worst_case_scores`: an in-distribution one below, an OOD one above every other
+score), so they can only lower the metrics.
 A set whose data is missing gives `skipped/odin/<set>` = 1 (the reason is logged and in
 results.json); if every set is missing the evaluator raises `Skipped`.
 """
@@ -102,7 +106,9 @@ def source_scores(ctx, predict, source, temperature: float,
 
 
 def detection_metrics(scores_in, scores_out) -> Dict[str, float]:
-  """The §5.4 metrics plus the secondary detection error at the FPR95 threshold (fractions)."""
+  """The §5.4 metrics plus the secondary detection error at the FPR95 threshold (fractions);
+  a non-finite score is ranked as the worst case (`ood_metrics.worst_case_scores`)."""
+  scores_in, scores_out, _, _ = ood_metrics.worst_case_scores(scores_in, scores_out)
   out = ood_metrics.ood_metrics(scores_in, scores_out)
   out['detection_error_at_tpr95'] = ood_metrics.detection_error_at_tpr(scores_in, scores_out, 0.95)
   return out
@@ -161,9 +167,13 @@ class Odin(base.Evaluator):
                        'holdout': holdout, 'n_in': n, 'n_out': n}
       for method, (t, eps) in (('odin', (temperature, epsilon)), ('msp', (1.0, 0.0))):
         values = detection_metrics(in_scores[method][:n], out_scores[method])
+        values['nonfinite_in'] = int(np.sum(~np.isfinite(in_scores[method][:n])))
+        values['nonfinite_out'] = int(np.sum(~np.isfinite(out_scores[method])))
         out.update({f'{method}/{name}/{k}': 100 * values[k] for k in METRICS})
         out[f'{method}/{name}/n_in'] = float(n)
         out[f'{method}/{name}/n_out'] = float(n)
+        out[f'{method}/{name}/nonfinite_in'] = float(values['nonfinite_in'])
+        out[f'{method}/{name}/nonfinite_out'] = float(values['nonfinite_out'])
         details[name][method] = {'temperature': t, 'epsilon': eps, **values}
         rows.append((name, method.upper(), f'{t:g}', f'{eps:g}', n, n,
                      *(100 * values[k] for k in METRICS)))

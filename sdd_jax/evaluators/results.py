@@ -10,9 +10,13 @@ One record per evaluator (eval_spec.md §0.7, §8.3):
      "plots": ["reliability.png", ...]   (files next to the JSON),
      "skipped": null or the one-line reason}
 
-Only process 0 writes. NaN and inf become null, so the file is strict JSON.
+Only process 0 writes, atomically (a temporary file in the same folder, then a rename). NaN
+and ±inf become null and the file is strict JSON (no NaN/Infinity tokens); every reader (the
+evaluation report, `python -m sdd_jax.report`) treats a null number as missing. A record that
+cannot be read raises `ResultsError` naming the file and the problem.
 """
 import json
+import logging
 import math
 import os
 from typing import Any, Dict, Optional, Sequence
@@ -20,7 +24,13 @@ from typing import Any, Dict, Optional, Sequence
 import jax
 import numpy as np
 
+from sdd_jax.errors import UserError
+
 RESULTS_FILE = 'results.json'
+
+
+class ResultsError(UserError):
+  """A results.json that is not a readable record (truncated, not JSON, not an object)."""
 
 
 def normalisation(data_config) -> Dict[str, Any]:
@@ -31,7 +41,10 @@ def normalisation(data_config) -> Dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-  """Plain JSON types: NumPy scalars and arrays unpacked, tuples as lists, NaN/inf as None."""
+  """Plain JSON types: NumPy/JAX scalars and arrays unpacked, tuples as lists, NaN/inf as
+  None."""
+  if isinstance(value, jax.Array):
+    value = np.asarray(value)
   if isinstance(value, dict):
     return {str(k): jsonable(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
@@ -52,12 +65,29 @@ def results_path(workdir: str, name: str) -> str:
   return os.path.join(workdir, 'evals', name, RESULTS_FILE)
 
 
+def read_record(path: str) -> dict:
+  """The record in `path`; raises `ResultsError` (one line: the path and what is wrong)."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      record = json.load(f)
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    raise ResultsError(f'{path}: unreadable ({type(e).__name__}: '
+                       f'{str(e).splitlines()[0] if str(e) else "empty"})') from None
+  if not isinstance(record, dict):
+    raise ResultsError(f'{path}: a JSON {type(record).__name__}, not an object')
+  for key, kind in (('metrics', dict), ('details', dict), ('tables', list), ('plots', list)):
+    if record.get(key) is not None and not isinstance(record[key], kind):
+      raise ResultsError(f'{path}: "{key}" is a JSON {type(record[key]).__name__}, not '
+                         f'{"an object" if kind is dict else "a list"}')
+  return record
+
+
 def read_results(workdir: str, name: str) -> Optional[dict]:
+  """The record of evaluator `name` (None when it has none); `ResultsError` when unreadable."""
   path = results_path(workdir, name)
   if not os.path.isfile(path):
     return None
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
+  return read_record(path)
 
 
 def write_results(workdir: str, name: str, *, data_config, metrics: Dict[str, float],
@@ -70,10 +100,18 @@ def write_results(workdir: str, name: str, *, data_config, metrics: Dict[str, fl
             'normalisation': normalisation(data_config), 'details': details or {},
             'tables': list(tables), 'plots': list(plots), 'skipped': skipped}
   if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + '.tmp', 'w', encoding='utf-8') as f:
-      json.dump(jsonable(record), f, indent=2)
-    os.replace(path + '.tmp', path)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    text = json.dumps(jsonable(record), indent=2, allow_nan=False)
+    tmp = f'{path}.{os.getpid()}.tmp'
+    try:
+      with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
   return path
 
 
@@ -81,7 +119,11 @@ def merge_metrics(workdir: str, name: str, *, data_config, metrics: Dict[str, fl
                   skipped: Optional[str] = None) -> str:
   """Sets `metrics` (and `skipped`) in the record of `name`, keeping what the evaluator wrote
   there itself (details, tables, plots); creates the record for evaluators that write none."""
-  record = read_results(workdir, name) or {}
+  try:
+    record = read_results(workdir, name) or {}
+  except ResultsError as e:  # e.g. truncated by a kill: this run's numbers replace it
+    logging.warning('replacing an unreadable record: %s', e)
+    record = {}
   if skipped:  # a skipped run leaves no numbers of its own; older ones would mislead
     record = {}
   return write_results(workdir, name, data_config=data_config, metrics=metrics,

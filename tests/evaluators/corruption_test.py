@@ -55,6 +55,7 @@ def test_c1_through_the_evaluator(fake, tmp_path, setup):
       ctx, predict)
   expected = {'corruption/clean': 100, 'corruption/mca15': 65, 'corruption/mca19': 65,
               'corruption/gaussian_noise': 70, 'corruption/fog': 60, 'corruption/count': N,
+              'corruption/nonfinite': 0,
               **{f'corruption/severity_{s + 1}': v for s, v in enumerate([95, 85, 65, 50, 30])}}
   assert out == pytest.approx(expected)
   record = json.loads((tmp_path / 'evals/corruption/results.json').read_text())

@@ -113,7 +113,7 @@ def test_evaluator_matches_numpy_on_a_linear_model(fake, tmp_path):
   ctx = fake.ctx(tmp_path, fake.array_source(images, labels, classes), batch_size=16)
   out = fgsm.Fgsm()(ctx, fake.linear(w, b))
   assert set(out) == {'fgsm/clean', 'fgsm/paper_0', 'fgsm/paper_0.2', 'fgsm/pix_0.03137',
-                      'fgsm/pix_0.2', 'fgsm/norm_0.2', 'fgsm/count'}
+                      'fgsm/pix_0.2', 'fgsm/norm_0.2', 'fgsm/count', 'fgsm/nonfinite'}
   assert out['fgsm/count'] == n
   for attack in fgsm.create_attacks(fgsm.Fgsm().section):
     correct, ce_clean, ce_adv = _reference(fake, images, labels, w, b, attack)
@@ -139,7 +139,8 @@ def test_batch_size_and_devices_do_not_change_the_result(fake, tmp_path):
   a = fgsm.Fgsm(section)(fake.ctx(tmp_path, source, batch_size=8), predict)
   b = fgsm.Fgsm(section)(fake.ctx(tmp_path, source, batch_size=5, devices=jax.devices()[:1]),
                          predict)
-  assert a == b and set(a) == {'fgsm/clean', 'fgsm/paper_0.2', 'fgsm/pix_0.1', 'fgsm/count'}
+  assert a == b and set(a) == {'fgsm/clean', 'fgsm/paper_0.2', 'fgsm/pix_0.1', 'fgsm/count',
+                                'fgsm/nonfinite'}
 
 
 def test_negative_epsilon_is_refused():

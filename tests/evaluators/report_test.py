@@ -37,3 +37,20 @@ def test_results_and_report(tmp_path):
                '![calibration: reliability.png](calibration/reliability.png)',
                '**Skipped:** no grads', '- skipped: fgsm', 'ODIN label'):
     assert text in page, text
+
+
+@pytest.mark.parametrize('metrics, line', [
+    ({'accuracy': {'test/count': 10.0, 'test/nonfinite': 0.0}}, None),
+    ({'accuracy': {'test/count': 10.0, 'test/nonfinite': 3.0},
+      'fgsm': {'fgsm/count': 10.0, 'fgsm/nonfinite': 4.0}},
+     '**WARNING: 3 of 10 test examples had non-finite logits (NaN or inf), counted as wrong**; '
+     'also: fgsm/nonfinite 4 of 10'),
+    ({'fgsm': {'fgsm/count': 10.0, 'fgsm/nonfinite': 0.0},
+      'odin': {'odin/lsun/n_in': 8.0, 'odin/lsun/nonfinite_in': 1.0,
+               'odin/lsun/nonfinite_out': 2.0, 'msp/lsun/nonfinite_in': 0.0}},
+     '**WARNING: some examples had non-finite logits (NaN or inf), counted as wrong**; '
+     'counts: odin/lsun/nonfinite_in 1 of 8, odin/lsun/nonfinite_out 2 of 8'),
+])
+def test_nonfinite_warning_is_one_line(metrics, line):
+  records = {name: {'metrics': values} for name, values in metrics.items()}
+  assert report.nonfinite_warning(records) == line
