@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from absl import flags
@@ -21,10 +22,25 @@ from ml_collections import config_flags
 
 from sdd_jax import methods as methods_lib
 from sdd_jax import evaluators as evaluators_lib
+from sdd_jax import config_schema
 from sdd_jax.config_schema import ConfigError
 from sdd_jax.errors import UserError
 
-_REGISTERED = {'methods': methods_lib.METHODS.names, 'evals': evaluators_lib.EVALUATORS.names}
+
+
+def _registered(section: str) -> List[str]:
+  """Names a section may hold beyond what this config sets: the registered methods and
+  evaluators, a method's hyper-parameters, an evaluator's fields."""
+  parts = section.split('.')
+  if section == 'methods':
+    return methods_lib.METHODS.names()
+  if section == 'evals':
+    return evaluators_lib.EVALUATORS.names()
+  if len(parts) == 2 and parts[0] == 'methods' and parts[1] in methods_lib.METHODS:
+    return [f.path.rsplit('.', 1)[1] for f in config_schema.method_fields(parts[1])]
+  if len(parts) == 2 and parts[0] == 'evals' and parts[1] in evaluators_lib.EVALUATORS:
+    return list(evaluators_lib.EVALUATORS.get(parts[1]).defaults)
+  return []
 
 
 def _nearest(name: str, known) -> str:
@@ -75,14 +91,24 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
                       'file') from None
   module_spec = importlib.util.spec_from_file_location('config_file', path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)  # an exception here is a bug in the file: traceback
-  if not callable(getattr(module, 'get_config', None)):
-    raise ConfigError(f'--config {path}: the file defines no get_config(arg=None); every config '
-                      'file returns its ConfigDict from get_config')
-  try:
+  try:  # any other exception is a bug in the file's code and keeps its traceback
+    module_spec.loader.exec_module(module)
+    if not callable(getattr(module, 'get_config', None)):
+      raise ConfigError(f'--config {path}: the file defines no get_config(arg=None); every '
+                        'config file returns its ConfigDict from get_config')
     config = module.get_config(arg) if colon else module.get_config()
+  except ConfigError:
+    raise
   except UserError as e:  # configs/common.apply_arg: an unknown or malformed :ARG token
     raise ConfigError(f'--config {spec}: {e}') from None
+  except TypeError as e:  # ConfigDict's type safety: `config.optim.lr = 'abc'` in the file
+    if not str(e).startswith('Could not override field'):
+      raise
+    lines = [frame.lineno for frame in traceback.extract_tb(e.__traceback__)
+             if os.path.abspath(frame.filename) == os.path.abspath(path)]
+    where = f'line {lines[-1]}: ' if lines else ''
+    raise ConfigError(f'--config {path}: {where}{" ".join(str(e).split())}; give the field a '
+                      'value of its type') from None
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f'--config {path}: get_config returned {type(config).__name__}, not a '
                       'ConfigDict')
@@ -100,11 +126,11 @@ def check_path(config, path: str, name: str = 'config') -> None:
     if part not in node:
       known = sorted(node.keys())
       section = where[len(name) + 1:]  # '' at the top, then 'optim', 'methods', ...
-      registered = _REGISTERED[section]() if section in _REGISTERED else []
+      registered = _registered(section)
       hint = _nearest(part, set(known) | set(registered))
       if part in registered:
-        hint = (f'this config has no {section}.{part} section and an override cannot add '
-                'one: add it in a config file. ')
+        hint = (f'this config does not set {section}.{part} and an override cannot add it: '
+                'set it in a config file. ')
       raise ConfigError(f'--{name}.{path}: no such field ({part!r}); {hint}known here: '
                         f'{", ".join(known) or "(none)"}')
     node, where = node[part], f'{where}.{part}'

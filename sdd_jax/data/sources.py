@@ -61,7 +61,8 @@ def check_labels(labels, num_classes: int, name: str) -> np.ndarray:
   are whole numbers are accepted."""
   labels = np.asarray(labels)
   if labels.dtype.kind in 'USO':
-    raise DataError(f'{name}: labels are {labels.dtype} (e.g. {labels.flat[0]!r} ) but must be '
+    example = f' (e.g. {labels.flat[0].item()!r})' if labels.size else ''
+    raise DataError(f'{name}: labels are {labels.dtype}{example} but must be '
                     f'class indices int [N]; map the names to 0..{num_classes - 1} first')
   if labels.ndim != 1:
     hint = ('; they look one-hot: store labels.argmax(1)' if labels.ndim == 2 else '')

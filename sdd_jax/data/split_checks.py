@@ -50,11 +50,12 @@ def check_splits(data_config, train: Source, evaluation: Source) -> None:
   train_classes = getattr(train, 'classes', None)
   eval_classes = getattr(evaluation, 'classes', None)
   if train_classes is not None and eval_classes is not None and train_classes != eval_classes:
-    first = next(i for i, (a, b) in enumerate(zip(train_classes, eval_classes)) if a != b)
-    raise DataError(f'folder source: class folder {first} is {train_classes[first]!r} in '
-                    f'{data_config.train_split} but {eval_classes[first]!r} in '
-                    f'{data_config.eval_split}; the splits must have the same class folder '
-                    'names (labels are their sorted order)')
+    missing = sorted(set(train_classes) - set(eval_classes))
+    extra = sorted(set(eval_classes) - set(train_classes))
+    raise DataError(f'folder source: class folder {missing[0]!r} of {data_config.train_split} '
+                    f'is not in {data_config.eval_split}, which has {extra[0]!r} instead; the '
+                    'splits must have the same class folder names (labels are their sorted '
+                    'order)')
   for source in (train, evaluation):
     if hasattr(source, 'check_files'):
       source.check_files()
