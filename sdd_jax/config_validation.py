@@ -12,7 +12,6 @@ from sdd_jax import config_schema as schema
 from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
-from sdd_jax import models as models_lib
 
 ConfigError = schema.ConfigError
 TOP_LEVEL = schema.TOP_LEVEL

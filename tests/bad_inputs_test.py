@@ -19,6 +19,7 @@ from sdd_jax import checkpoint
 from sdd_jax import config_schema
 from sdd_jax import config_validation
 from sdd_jax import data
+from sdd_jax import models
 from sdd_jax import trainer
 
 USER_ERRORS = (config_validation.ConfigError, data.DataError, trainer.WorkdirError,
@@ -207,7 +208,7 @@ def bad_values(field):
 
 def _model_for(path):
   """A registered model that takes the model.kwargs option at `path`."""
-  for name in config_schema.models_lib.MODELS.names():
+  for name in models.MODELS.names():
     if any(f.path == path for f in config_schema.model_kwarg_fields(name)):
       return name
   raise AssertionError(path)

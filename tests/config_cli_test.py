@@ -10,6 +10,7 @@ from sdd_jax import config_cli
 from sdd_jax import config_schema
 from sdd_jax import config_validation
 from sdd_jax import evaluation
+from sdd_jax import evaluators
 from sdd_jax import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +154,7 @@ def test_misspelt_methods_and_evaluators_are_one_line(capsys, path, message):
 
 
 EVAL_TYPOS = [(f.path, _typo(f.path.rsplit('.', 1)[1])) for name in
-              config_schema.evaluators_lib.EVALUATORS.names()
+              evaluators.EVALUATORS.names()
               for f in config_schema.evaluator_fields(name)]
 
 
