@@ -7,7 +7,8 @@ the eval split. Each section starts from the evaluator's defaults, updated by th
 
   --config.evals.corruption.path=/data/CIFAR-100-C
   --config.evals.odin.folder_root=/data/odin --config.evals.odin.sets="('svhn','lsun')"
-  --config.evals.odin.sets=svhn,dtd,mine=/data/my_ood_images
+  --config.evals.odin.sets="('svhn','dtd','mine=/data/my_ood_images')"  (quoted: a bare
+      list with `=` in it is not a tuple to ml_collections; a bare `svhn,dtd` is one string)
   --config.eval_batch_size=1000
 
 Writes `DIR/evals/<name>/results.json` (+ plots) and `DIR/evals/report.md`, prints every
