@@ -7,7 +7,8 @@ the eval split. Each section starts from the evaluator's defaults, updated by th
 
   --config.evals.corruption.path=/data/CIFAR-100-C
   --config.evals.odin.folder_root=/data/odin --config.evals.odin.sets="('svhn','lsun')"
-  --config.evals.odin.sets=svhn,dtd,mine=/data/my_ood_images
+  --config.evals.odin.sets="('svhn','dtd','mine=/data/my_ood_images')"  (quoted: a bare
+      list with `=` in it is not a tuple to ml_collections; a bare `svhn,dtd` is one string)
   --config.eval_batch_size=1000
 
 Writes `DIR/evals/<name>/results.json` (+ plots) and `DIR/evals/report.md`, prints every
@@ -23,30 +24,15 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
+from sdd_jax import config_cli
 from sdd_jax import errors
 from sdd_jax import evaluation
 
 
-def check_override_names(argv) -> None:
-  """One line and exit 1 for `--config.X=...` naming no field (ml_collections would raise an
-  AttributeError traceback while parsing flags)."""
-  template = evaluation.evals_template()
-  for arg in argv[1:]:
-    if not arg.startswith('--config.'):
-      continue
-    path = arg[len('--config.'):].split('=', 1)[0]
-    node = template
-    for part in path.split('.'):
-      if not hasattr(node, 'keys') or part not in node:
-        fields = ', '.join(sorted(node.keys())) if hasattr(node, 'keys') else ''
-        print(f'error: --config.{path}: no such field ({part!r}); known here: {fields}',
-              file=sys.stderr)
-        sys.exit(1)
-      node = node[part]
-
-
 if __name__ == '__main__':  # DEFINE_config_dict parses the overrides right away
-  check_override_names(sys.argv)
+  # One line and exit 1 for an override naming no field or a value of the wrong type
+  # (ml_collections would raise a traceback while parsing flags).
+  config_cli.exit_on_error(config_cli.load_overrides, sys.argv, evaluation.evals_template())
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The train.py --workdir to evaluate.')
 _EVALS = flags.DEFINE_list('evals', None, 'Evaluators to run (default: all registered).')

@@ -13,6 +13,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
+from sdd_jax import config_cli
 from sdd_jax import errors
 from sdd_jax import parallel
 from sdd_jax import trainer
@@ -47,4 +48,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # config_flags loads the file and the overrides while absl parses the flags, where a mistake
+  # is a traceback: load them first, with one-line errors (absl reports a missing --config).
+  if config_cli.config_spec(sys.argv) is not None:
+    config_cli.exit_on_error(config_cli.load, sys.argv)
   app.run(main)

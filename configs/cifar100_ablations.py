@@ -57,7 +57,7 @@ def get_config(arg=None):
   values, flags = common.parse_arg(arg)
   data = values.get('data', 'cifar100')
   if data not in DATA:
-    raise ValueError(f'unknown data={data}; known: {", ".join(DATA)}')
+    raise common.ArgError(f'unknown data={data}; known: {", ".join(DATA)}')
   if DATA[data] is None:
     config = common.recipe()
   else:
@@ -66,17 +66,18 @@ def get_config(arg=None):
     config.model.name = values['model']
   if 'head' in values:
     if values['head'] != '2fc':
-      raise ValueError(f'unknown head={values["head"]}; known: 2fc')
+      raise common.ArgError(f'unknown head={values["head"]}; known: 2fc')
     config.model.head_hidden = (512,)
   sdd_keys = sorted({'direction', 'position', 'rate', 'weight'} & set(values))
   if 'ce' in flags and sdd_keys:
-    raise ValueError(f'{", ".join(sdd_keys)} set SD-Dropout, which `ce` leaves out; drop one')
+    raise common.ArgError(f'{", ".join(sdd_keys)} set SD-Dropout, which `ce` leaves out; '
+                          'drop one')
   if 'ce' not in flags:
     sdd = dict(common.SD_DROPOUT)
     sdd['direction'] = values.get('direction', sdd['direction'])
     for key, cast in (('position', int), ('rate', float), ('weight', float)):
       if key in values:
-        sdd[key] = cast(values[key])
+        sdd[key] = common.cast_token(key, values[key], cast)
     config.methods.sd_dropout = sdd
   rest = ','.join([*(f'{k}={v}' for k, v in values.items() if k not in OWN_KEYS), *flags])
   return common.apply_arg(config, rest, known_flags=('ce',))

@@ -46,12 +46,13 @@ def get_config(arg=None):
   values, flags = common.parse_arg(arg)
   data = values.pop('data', 'cifar100')
   if data not in DATA:
-    raise ValueError(f'unknown data={data}; known: {", ".join(DATA)}')
+    raise common.ArgError(f'unknown data={data}; known: {", ".join(DATA)}')
   config = common.recipe() if DATA[data] is None else cub200_resnet18.fine_grained_config(
       *DATA[data])
-  samples = int(values.pop('samples', common.SD_DROPOUT['num_samples'] if 'equal_steps' in flags
-                            else 1))
+  samples = common.cast_token('samples', values.pop(
+      'samples', str(common.SD_DROPOUT['num_samples'] if 'equal_steps' in flags else 1)))
   flags.discard('equal_steps')
-  config.methods.feature_dropout = dict(rate=float(values.pop('rate', 0.5)), samples=samples)
+  rate = common.cast_token('rate', values.pop('rate', '0.5'), float)
+  config.methods.feature_dropout = dict(rate=rate, samples=samples)
   rest = ','.join([*(f'{k}={v}' for k, v in values.items()), *flags])
   return common.apply_arg(config, rest)

@@ -10,9 +10,11 @@ colon in `--config=configs/x.py:ARG`, a comma-separated list of tokens:
 Durations are epochs; `sdd_jax/optim.py` turns them into steps once, from the steps per epoch
 the data really gives.
 """
-from typing import Dict, Tuple
+from typing import Callable, Dict, Tuple
 
 import ml_collections
+
+from sdd_jax.errors import UserError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # the SD-Dropout authors use these for CIFAR-100 too
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
@@ -101,6 +103,22 @@ def recipe() -> ml_collections.ConfigDict:
   return config
 
 
+class ArgError(UserError):
+  """A bad `:ARG` token of a config file (unknown, or a value of the wrong type)."""
+
+
+def cast_token(key: str, value: str, cast: Callable = int):
+  """`value` of token `key=value` as `cast` (int or float); ArgError naming the token."""
+  try:
+    result = cast(value)
+  except ValueError:
+    raise ArgError(f'config argument {key}={value}: {key} must be '
+                   f'{"an integer" if cast is int else "a number"}, e.g. {key}=3') from None
+  if cast is float and result != result:  # NaN
+    raise ArgError(f'config argument {key}={value}: {key} must be a number, e.g. {key}=0.5')
+  return result
+
+
 def parse_arg(arg) -> Tuple[Dict[str, str], set]:
   """'smoke,seed=3' -> ({'seed': '3'}, {'smoke'})."""
   values, flags = {}, set()
@@ -117,14 +135,15 @@ def parse_arg(arg) -> Tuple[Dict[str, str], set]:
 
 
 def apply_arg(config: ml_collections.ConfigDict, arg, known_flags=()) -> ml_collections.ConfigDict:
-  """Applies the shared tokens of `arg` (`smoke`, `seed=N`); unknown tokens are an error."""
+  """Applies the shared tokens of `arg` (`smoke`, `seed=N`); an unknown token or a seed that is
+  not an integer raises ArgError (a UserError: train.py prints it as one line)."""
   values, flags = parse_arg(arg)
   unknown = (flags - {'smoke', *known_flags}) | (set(values) - {'seed'})
   if unknown:
-    raise ValueError(f'unknown config argument(s) {sorted(unknown)}; known: smoke, seed=N'
-                     + ''.join(f', {f}' for f in known_flags))
+    raise ArgError(f'unknown config argument(s) {sorted(unknown)}; known: smoke, seed=N'
+                   + ''.join(f', {f}' for f in known_flags))
   if 'seed' in values:
-    config.seed = int(values['seed'])
+    config.seed = cast_token('seed', values['seed'])
   if 'smoke' in flags:
     smoke(config)
   return config

@@ -51,7 +51,7 @@ def fine_grained_config(name: str, num_classes: int, arg=None):
   values, flags = common.parse_arg(arg)
   method = values.pop('method', 'ce')
   if method not in METHODS:
-    raise ValueError(f'unknown method={method}; known: {", ".join(METHODS)}')
+    raise common.ArgError(f'unknown method={method}; known: {", ".join(METHODS)}')
   if METHODS[method] is not None:
     config.methods[method] = dict(METHODS[method])
   if 'sdd' in flags:

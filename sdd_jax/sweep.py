@@ -8,6 +8,10 @@ varies slowest), in `DIR/<key>=<value>,<key>=<value>` (characters other than let
 type (`0.3`, `both`, `(512,)`). Commas inside brackets or quotes do not split a list:
 `--sweep "model.head_hidden=(),(512,)"` is two values.
 
+Before anything runs or prints, the base config and every point of the grid are loaded and
+validated here (`config_cli.load` + `config_validation.validate`): a missing config file, a
+misspelt key or a bad value is one line `error: ...` and exit status 1, not N failing runs.
+
 Without `--print_only` the runs go one after another here (re-running resumes each from its
 newest checkpoint); a failed run does not stop the others, and the failures are listed at the end
 with exit status 1. `--print_only` prints one shell command per line, for a cluster scheduler.
@@ -20,6 +24,10 @@ import shlex
 import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from sdd_jax import config_cli
+from sdd_jax import config_validation
+from sdd_jax.errors import UserError
 
 
 def split_values(text: str) -> List[str]:
@@ -85,6 +93,18 @@ def plan(config: str, workdir_root: str, sweeps, **kwargs) -> List[List[str]]:
           for o in expand(sweeps)]
 
 
+def check_grid(config: str, grid: Sequence[Dict[str, str]]) -> None:
+  """Loads and validates the config of every point of `grid` as train.py will; raises a
+  UserError (one line, naming the point) at the first bad one."""
+  for overrides in grid:
+    argv = ['train.py', '--config', config, *(f'--config.{k}={v}' for k, v in overrides.items())]
+    try:
+      config_validation.validate(config_cli.load(argv))
+    except UserError as e:
+      where = f'--sweep point {run_name(overrides)}: ' if overrides else ''
+      raise config_validation.ConfigError(f'{where}{e}') from None
+
+
 def run_all(commands: Sequence[Sequence[str]], out=sys.stdout) -> List[Tuple[str, str]]:
   """Runs the commands one after another; returns [(command, why it failed)]."""
   failures = []
@@ -116,6 +136,11 @@ def main(argv: Optional[Sequence[str]] = None, out=sys.stdout) -> int:
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  try:
+    check_grid(args.config, expand(sweeps))
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
   python = 'python' if args.print_only else sys.executable
   commands = plan(args.config, args.workdir_root, sweeps, python=python,
                   train_py=args.train_py)

@@ -174,6 +174,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   methods = methods_lib.create_methods(config.methods)
   train_source = data_lib.create_source(config.data, config.data.train_split)
   eval_source = data_lib.create_source(config.data, config.data.eval_split)
+  data_lib.check_splits(config.data, train_source, eval_source)
   loader = data_lib.TrainLoader(train_source, config.data, global_batch=config.batch_size,
                                 seed=config.seed, process_index=jax.process_index(),
                                 process_count=jax.process_count(),

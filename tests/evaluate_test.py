@@ -137,8 +137,9 @@ def test_cli_user_errors_exit_1_with_one_line(tmp_path):
   result = _run(f'--workdir={tmp_path}', '--config.evals.odin.epsilons=0.1')
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
-      "error: --config.evals.odin.epsilons: no such field ('epsilons'); known here: data_dir, "
-      'epsilon, every_epochs, folder_root, holdout, max_examples, sets, temperature']
+      "error: --config.evals.odin.epsilons: no such field ('epsilons'); did you mean epsilon? "
+      'known here: data_dir, epsilon, every_epochs, folder_root, holdout, max_examples, sets, '
+      'temperature']
 
 
 def _config_only(path):

@@ -8,6 +8,8 @@ import pytest
 
 from sdd_jax import sweep
 
+C = 'configs/cifar100_resnet18_ce.py'  # every point is loaded and validated before any runs
+
 
 def test_expand_is_the_product_first_sweep_slowest():
   grid = sweep.expand([('seed', ['0', '1']), ('methods.sd_dropout.rate', ['0.1', '0.3', '0.5'])])
@@ -48,9 +50,9 @@ def test_workdir_names_are_sanitised_and_quoted():
   assert sweep.run_name({'model.head_hidden': '(512,)'}) == 'model.head_hidden=_512,_'
   assert sweep.run_name({}) == 'default'
   out = io.StringIO()
-  sweep.main(['--config', 'c.py', '--workdir_root', 'w', '--sweep', 'model.head_hidden=(512,)',
+  sweep.main(['--config', C, '--workdir_root', 'w', '--sweep', 'model.head_hidden=(512,)',
               '--print_only'], out=out)
-  assert out.getvalue() == ("python train.py --config c.py --workdir w/model.head_hidden=_512,_ "
+  assert out.getvalue() == (f"python train.py --config {C} --workdir w/model.head_hidden=_512,_ "
                             "'--config.model.head_hidden=(512,)'\n")
 
 
@@ -63,17 +65,17 @@ def test_local_runs_continue_past_a_failure_and_exit_nonzero(monkeypatch):
 
   monkeypatch.setattr(subprocess, 'run', fake_run)
   out = io.StringIO()
-  rc = sweep.main(['--config', 'c.py', '--workdir_root', 'w', '--sweep', 'seed=0,1,2'], out=out)
+  rc = sweep.main(['--config', C, '--workdir_root', 'w', '--sweep', 'seed=0,1,2'], out=out)
   assert rc == 1
-  assert calls == [[sys.executable, 'train.py', '--config', 'c.py', '--workdir', f'w/seed={s}',
+  assert calls == [[sys.executable, 'train.py', '--config', C, '--workdir', f'w/seed={s}',
                     f'--config.seed={s}'] for s in '012']
   text = out.getvalue()
   assert '2 of 3 runs succeeded' in text
-  assert f'FAILED (exit status 1): {sys.executable} train.py --config c.py --workdir w/seed=1' \
+  assert f'FAILED (exit status 1): {sys.executable} train.py --config {C} --workdir w/seed=1' \
       in text
   assert text.count('FAILED') == 1
 
 
 def test_bad_sweep_is_a_one_line_error(capsys):
-  assert sweep.main(['--config', 'c.py', '--workdir_root', 'w', '--sweep', 'seed=0,,1']) == 2
+  assert sweep.main(['--config', C, '--workdir_root', 'w', '--sweep', 'seed=0,,1']) == 2
   assert 'an empty value' in capsys.readouterr().err

@@ -11,10 +11,12 @@ extra views are one more index lookup. tf.data would need TensorFlow (not instal
 checkpointed iterator state and a second pipeline for class-paired sampling. grain supplies only
 the background prefetch (`MapDataset.range(...).map(batch).to_iter_dataset`, threads).
 """
+from sdd_jax.data import folder_source  # registers 'folder'  # pylint: disable=unused-import
 from sdd_jax.data import tfds_source  # registers 'tfds'  # pylint: disable=unused-import
 from sdd_jax.data.eval_batches import create_eval_batches, num_eval_batches
 from sdd_jax.data.loader import TrainLoader, loader_options
 from sdd_jax.data.sources import SOURCES, DataError, Source, create_source
+from sdd_jax.data.split_checks import check_splits
 
-__all__ = ['DataError', 'SOURCES', 'Source', 'TrainLoader', 'create_eval_batches',
+__all__ = ['DataError', 'SOURCES', 'Source', 'TrainLoader', 'check_splits', 'create_eval_batches',
            'create_source', 'loader_options', 'num_eval_batches']

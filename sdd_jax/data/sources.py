@@ -1,8 +1,9 @@
 """Random-access sources: `len`, `source[i] -> {'image', 'label'}`, `labels()`, `get_batch`.
 
 A source is chosen by `config.data.source` from `SOURCES`; every entry is a function
-`(data_config, split) -> Source`. This module holds the in-memory and file sources (`npz`,
-`folder`, `synthetic`, `digits`); `tfds_source.py` adds `tfds`. Missing or inconsistent data
+`(data_config, split) -> Source`. This module holds the in-memory sources (`npz`,
+`synthetic`, `digits`) and `check_labels`, the labels' contract; `folder_source.py` adds
+`folder`, `tfds_source.py` adds `tfds`. Missing or inconsistent data
 raises `DataError` with one line saying what to change.
 """
 import os
@@ -10,7 +11,6 @@ import zlib
 from typing import Dict, List, Sequence, Union
 
 import numpy as np
-from PIL import Image
 
 from sdd_jax.registry import Registry
 from sdd_jax.errors import UserError
@@ -55,18 +55,48 @@ class Source:
             'labels': np.array([example['label'] for example in examples], np.int32)}
 
 
+def check_labels(labels, num_classes: int, name: str) -> np.ndarray:
+  """Class indices int64 [N] from `labels`, or DataError (one line, naming `name`): strings,
+  one-hot rows, fractional floats or values outside [0, num_classes) are refused; floats that
+  are whole numbers are accepted."""
+  labels = np.asarray(labels)
+  if labels.dtype.kind in 'USO':
+    example = f' (e.g. {labels.flat[0].item()!r})' if labels.size else ''
+    raise DataError(f'{name}: labels are {labels.dtype}{example} but must be '
+                    f'class indices int [N]; map the names to 0..{num_classes - 1} first')
+  if labels.ndim != 1:
+    hint = ('; they look one-hot: store labels.argmax(1)' if labels.ndim == 2 else '')
+    raise DataError(f'{name}: labels must be class indices int [N], got shape '
+                    f'{list(labels.shape)}{hint}')
+  if labels.dtype.kind == 'f':
+    bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
+    if len(bad):
+      raise DataError(f'{name}: label {bad[0]} is {labels[bad[0]]}, not a whole number; labels '
+                      'must be class indices (int [N]), not probabilities or scores')
+  elif labels.dtype.kind not in 'iu':
+    raise DataError(f'{name}: labels are {labels.dtype} but must be class indices int [N]')
+  labels = labels.astype(np.int64)
+  if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+    raise DataError(f'{name}: labels span {labels.min()}..{labels.max()} but '
+                    f'config.data.num_classes is {num_classes}; set num_classes to the '
+                    f'number of classes of the data')
+  return labels
+
+
 class ArraySource(Source):
   """All images in memory as one uint8 array [N, H, W, C]; labels int [N]."""
 
   def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, name: str):
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
-      raise DataError(f'{name}: images must be uint8 [N, H, W, C] with one label each; got '
-                      f'{images.dtype} {images.shape} and {len(labels)} labels')
-    labels = np.asarray(labels).astype(np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-      raise DataError(f'{name}: labels span {labels.min()}..{labels.max()} but '
-                      f'config.data.num_classes is {num_classes}; set num_classes to the '
-                      f'number of classes of the data')
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+      raise DataError(f'{name}: images must be uint8 [N, H, W, C] (or [N, H, W]); got '
+                      f'{images.dtype} {list(images.shape)}'
+                      + ('; convert with np.round(x * 255).astype(np.uint8) if they are in '
+                         '[0, 1]' if images.dtype.kind == 'f' else ''))
+    labels = check_labels(labels, num_classes, name)
+    if len(images) != len(labels):
+      raise DataError(f'{name}: {len(images)} images but {len(labels)} labels; give one label '
+                      'per image')
     self.images, self._labels, self.num_classes = images, labels, num_classes
 
   def __len__(self) -> int:
@@ -83,55 +113,31 @@ class ArraySource(Source):
     return {'images': self.images[indices], 'labels': self._labels[indices].astype(np.int32)}
 
 
-class FolderSource(Source):
-  """ImageFolder layout `root/<split>/<class>/<image>`: classes are the sorted subfolder
-  names, files are sorted by name; images decode with PIL to RGB uint8 [H, W, 3]."""
-
-  def __init__(self, split_dir: str, num_classes: int):
-    layout = f'expected the layout <path>/<split>/<class name>/<image file> ({split_dir})'
-    if not os.path.isdir(split_dir):
-      raise DataError(f'folder source: {split_dir} is not a folder; set config.data.path; '
-                      + layout)
-    self.classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
-    if len(self.classes) != num_classes:
-      raise DataError(f'folder source: {split_dir} has {len(self.classes)} class folders but '
-                      f'config.data.num_classes is {num_classes}; ' + layout)
-    self.files, labels = [], []
-    for label, name in enumerate(self.classes):
-      class_dir = os.path.join(split_dir, name)
-      files = sorted(f for f in os.listdir(class_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
-      self.files += [os.path.join(class_dir, f) for f in files]
-      labels += [label] * len(files)
-    if not self.files:
-      raise DataError(f'folder source: no image files ({", ".join(IMAGE_EXTENSIONS)}) under '
-                      + split_dir + '; ' + layout)
-    self._labels = np.array(labels, np.int64)
-    self.num_classes = num_classes
-
-  def __len__(self) -> int:
-    return len(self.files)
-
-  def __getitem__(self, index):
-    with Image.open(self.files[index]) as image:
-      pixels = np.asarray(image.convert('RGB'))
-    return {'image': pixels, 'label': int(self._labels[index])}
-
-  def labels(self) -> np.ndarray:
-    return self._labels
-
-
-def _split_file(data_config, split: str, suffix: str = '') -> str:
+def split_file(data_config, split: str, suffix: str = '') -> str:
   if not data_config.path:
     raise DataError(f'config.data.source={data_config.source!r} needs config.data.path: the '
                     f'folder holding {split}{suffix or "/<class>/<image>"}')
   return os.path.join(data_config.path, split + suffix)
 
 
+def _npz_member(arrays, member: str, path: str) -> np.ndarray:
+  """arrays[member]; DataError for an object (pickled) array, which is not read."""
+  try:
+    return arrays[member]
+  except ValueError as e:
+    if 'allow_pickle' not in str(e):
+      raise
+    raise DataError(f'npz source: {path}: member {member} is an object array (pickled Python '
+                    'objects), which is not read; save a numeric array, e.g. '
+                    f'np.savez(path, x=np.stack(images).astype(np.uint8), y=np.asarray(labels))'
+                    ) from None
+
+
 @SOURCES.register('npz')
 def create_npz_source(data_config, split: str) -> ArraySource:
   """`<path>/<split>.npz` with `x` uint8 [N, H, W, C] (or [N, H, W]) and `y` int [N]; an optional
   `label_names` [classes] fixes the class count."""
-  path = _split_file(data_config, split, '.npz')
+  path = split_file(data_config, split, '.npz')
   if not os.path.isfile(path):
     raise DataError(f'npz source: {path} does not exist; expected <config.data.path>/<split>.npz '
                     f'holding x (uint8 [N, H, W, C]) and y (int [N])')
@@ -140,8 +146,9 @@ def create_npz_source(data_config, split: str) -> ArraySource:
       if 'x' not in arrays or 'y' not in arrays:
         raise DataError(f'npz source: {path} holds {sorted(arrays.files)}; it needs x (uint8 '
                         f'[N, H, W, C]) and y (int [N])')
-      images, labels = arrays['x'], arrays['y']
-      names = arrays['label_names'] if 'label_names' in arrays else None
+      members = [m for m in ('x', 'y', 'label_names') if m in arrays]
+      images, labels, *names = [_npz_member(arrays, m, path) for m in members]
+      names = names[0] if names else None
   except DataError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # a truncated or foreign file
@@ -153,11 +160,6 @@ def create_npz_source(data_config, split: str) -> ArraySource:
   if images.ndim == 3:
     images = images[..., None]
   return ArraySource(images, labels, data_config.num_classes, f'npz source {path}')
-
-
-@SOURCES.register('folder')
-def create_folder_source(data_config, split: str) -> FolderSource:
-  return FolderSource(_split_file(data_config, split), data_config.num_classes)
 
 
 @SOURCES.register('synthetic')

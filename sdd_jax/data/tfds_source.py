@@ -39,6 +39,10 @@ class TfdsSource(Source):
       if key not in features:
         raise DataError(f'tfds data set {builder.name!r} has no feature {key!r}; its features '
                         f'are {sorted(features.keys())}; set config.data.image_key/label_key')
+    if not isinstance(features[label_key], tfds.features.ClassLabel):
+      raise DataError(f'tfds data set {builder.name!r}: feature {label_key!r} is '
+                      f'{type(features[label_key]).__name__}, not a ClassLabel (class indices); '
+                      'set config.data.label_key to its class label feature')
     try:
       self._examples = builder.as_data_source(split=split)
     except (ValueError, NotImplementedError, KeyError) as error:

@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -139,3 +140,42 @@ def test_real_cifar10_npz_batch():
   batch = TrainLoader(source, config, global_batch=128, seed=0).batch(0)
   assert batch['images'].shape == (128, 32, 32, 3)
   assert abs(batch['images'].mean()) < 0.5  # normalised with the CIFAR-10 statistics
+
+
+def test_check_labels_against_numpy():
+  from sdd_jax.data.sources import check_labels  # pylint: disable=import-outside-toplevel
+  whole = np.array([3.0, 0.0, 9.0, 1.0], np.float32)
+  np.testing.assert_array_equal(check_labels(whole, 10, 'n'), [3, 0, 9, 1])
+  assert check_labels(np.array([2, 7], np.uint8), 10, 'n').dtype == np.int64
+  with pytest.raises(DataError, match=r'^n: label 2 is 1.5, not a whole number'):
+    check_labels(np.array([1.0, 2.0, 1.5]), 10, 'n')
+  with pytest.raises(DataError, match=r'^n: labels must be class indices int \[N\], got shape '
+                                      r'\[2, 3\]; they look one-hot'):
+    check_labels(np.eye(3)[:2], 3, 'n')
+
+
+def test_tfds_label_feature_must_be_a_class_label():
+  config = data_config('cifar100', num_classes=100, label_key='id')  # cifar100's id is Text
+  with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
+    with pytest.raises(DataError, match=r"tfds data set 'cifar100': feature 'id' is Text, not a "
+                                        r'ClassLabel'):
+      create_source(config, 'train')
+
+
+def test_folder_header_check_opens_a_sample_of_big_splits(tmp_path):
+  """check_files opens every header of a small split and `limit` evenly spaced ones (first and
+  last included) of a bigger one."""
+  from sdd_jax.data.folder_source import FolderSource  # pylint: disable=import-outside-toplevel
+  _write_folder(str(tmp_path), 'train', per_class=3)  # 9 files, sorted: ant/0..2, bee/0..2, cat..
+  source = FolderSource(str(tmp_path / 'train'), 3)
+  with open(source.files[4], 'wb') as f:  # bee/1.png: index 4 of 9
+    f.write(b'text')
+  with pytest.raises(DataError, match=r'bee/1.png is not an image'):
+    source.check_files()
+  source.check_files(limit=2)  # indices 0 and 8 only: the bad file is found when read
+  with pytest.raises(DataError, match=r'bee/1.png cannot be read as an image'):
+    source[4]  # pylint: disable=pointless-statement
+  with open(source.files[8], 'wb') as f:
+    f.write(b'text')
+  with pytest.raises(DataError, match=r'cat/2.png is not an image'):
+    source.check_files(limit=2)
