@@ -69,6 +69,7 @@ def validate(config) -> None:
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
   _validate_method_needs(methods, config)
+  _validate_eval_sections(config.evals)
 
 
 def _present(config, path: str) -> bool:
@@ -99,6 +100,17 @@ def _validate_method_needs(methods, config) -> None:
       method.check_config(config)
     except ValueError as e:
       raise ConfigError(f'config.methods.{method.name}: {e}') from None
+
+
+def _validate_eval_sections(evals) -> None:
+  """What each evaluator asks of its own section (`Evaluator.check_section`: OOD set names,
+  corruption names, ranges that the type schema cannot express)."""
+  for name in evals:
+    evaluator = evaluators_lib.EVALUATORS.get(name)
+    try:
+      evaluator.check_section({**evaluator.defaults, **evals[name]})
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
 
 
 def _validate_model(model) -> None:

@@ -287,6 +287,29 @@ def test_model_kwargs_are_checked_against_the_constructor(workdir, model, kwargs
                  message)
 
 
+# What an evaluator asks of its section beyond the types (`Evaluator.check_section`): refused
+# at validation, not when the evaluator first runs (after an epoch and a checkpoint).
+EVAL_SECTIONS = [
+    ('odin', {'sets': ('svhn', 'nope')}, r"config.evals.odin.sets: unknown OOD set 'nope'"),
+    ('odin', {'sets': ('svhn', 'svhn')}, r'config.evals.odin.sets: the names .* repeat'),
+    ('odin', {'temperature': -1.0}, r'config.evals.odin: need temperature > 0'),
+    ('odin', {'max_examples': 0}, r'config.evals.odin: need .* max_examples >= 1'),
+    ('corruption', {'corruptions': ('fog', 'smog')},
+     r"config.evals.corruption.corruptions: unknown \['smog'\]"),
+    ('corruption', {'corruptions': ()}, r'config.evals.corruption.corruptions: unknown \(empty\)'),
+    ('corruption', {'dataset': 'imagenet_c'}, r'config.evals.corruption.dataset: must be one of'),
+    ('fgsm', {'paper_epsilons': (-0.1,)}, r'config.evals.fgsm: ε must be >= 0, got -0.1 \(paper\)'),
+]
+
+
+@pytest.mark.parametrize('name,section,message', EVAL_SECTIONS,
+                         ids=[f'{n}-{sorted(s)[0]}' for n, s, _ in EVAL_SECTIONS])
+def test_evaluator_sections_are_checked_before_the_workdir(workdir, name, section, message):
+  config = _config()
+  config.evals[name] = section
+  _check_refused(config, workdir, config_validation.ConfigError, message)
+
+
 def _split_arrays(n=32, size=16, channels=3, seed=0):
   rng = np.random.default_rng(seed)
   shape = (n, size, size) + ((channels,) if channels else ())

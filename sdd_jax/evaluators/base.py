@@ -73,6 +73,12 @@ class Evaluator:
   def __init__(self, section=None):
     self.section = {**self.defaults, **dict(section or {})}
 
+  @classmethod
+  def check_section(cls, section: Dict[str, Any]) -> None:
+    """Raises ValueError (one line, naming `config.evals.<name>.<field>`) for a section that
+    cannot run; called by config validation, before any workdir is touched."""
+    del section
+
   @property
   def every_epochs(self) -> int:
     return int(self.section['every_epochs'])

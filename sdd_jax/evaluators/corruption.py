@@ -55,6 +55,13 @@ class Corruption(base.Evaluator):
   defaults = {'every_epochs': 0, 'dataset': 'cifar100_c', 'path': '', 'data_dir': '',
               'corruptions': metrics.ALL_CORRUPTIONS, 'check_labels': True}
 
+  @classmethod
+  def check_section(cls, section):
+    _names(section['corruptions'])
+    if section['dataset'] not in DATASETS:
+      raise ValueError(f'config.evals.corruption.dataset: must be one of {DATASETS}, got '
+                       f'{section["dataset"]!r}')
+
   def _open(self, ctx, names):
     """-> (severity_source(corruption, severity), a description of the data)."""
     dataset = self.section['dataset']

@@ -157,6 +157,10 @@ class Fgsm(base.Evaluator):
   defaults = {'every_epochs': 0, 'epsilons': (8 / 255, 0.2), 'norm_epsilons': (0.2,),
               'paper_epsilons': (0.0, 0.2)}
 
+  @classmethod
+  def check_section(cls, section):
+    create_attacks(section)
+
   def __call__(self, ctx, predict):
     if predict.input_grad_fn is None:
       raise ValueError('fgsm needs Predictors.input_grad_fn (the input gradient)')

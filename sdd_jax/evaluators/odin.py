@@ -120,16 +120,23 @@ class Odin(base.Evaluator):
               'folder_root': '', 'data_dir': '', 'temperature': 1000.0, 'epsilon': 0.0014,
               'holdout': 1000, 'max_examples': 10000}
 
+  @classmethod
+  def check_section(cls, section):
+    temperature, epsilon = float(section['temperature']), float(section['epsilon'])
+    holdout, max_examples = int(section['holdout']), int(section['max_examples'])
+    if not (temperature > 0 and epsilon >= 0 and holdout >= 0 and max_examples >= 1):
+      raise ValueError('config.evals.odin: need temperature > 0, epsilon >= 0, holdout >= 0 and '
+                       f'max_examples >= 1; got {temperature}, {epsilon}, {holdout}, '
+                       f'{max_examples}')
+    ood.parse_sets(section['sets'], section['folder_root'])
+
   def __call__(self, ctx, predict):
     if predict.input_grad_fn is None:
       raise ValueError('odin needs Predictors.input_grad_fn (the input gradient)')
     section = self.section
-    temperature, epsilon = float(section['temperature']), float(section['epsilon'])
+    self.check_section(section)
     holdout, max_examples = int(section['holdout']), int(section['max_examples'])
-    if temperature <= 0 or epsilon < 0 or holdout < 0 or max_examples < 1:
-      raise ValueError('config.evals.odin: need temperature > 0, epsilon >= 0, holdout >= 0 and '
-                       f'max_examples >= 1; got {temperature}, {epsilon}, {holdout}, '
-                       f'{max_examples}')
+    temperature, epsilon = float(section['temperature']), float(section['epsilon'])
     data_dir = section['data_dir'] or ctx.data_config.data_dir or ''
     opened, skipped = {}, {}
     for ood_set in ood.parse_sets(section['sets'], section['folder_root']):
