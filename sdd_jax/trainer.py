@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -74,41 +74,106 @@ def _sigterm_flag():
       signal.signal(signal.SIGTERM, previous)
 
 
-class _PendingMetrics:
-  """Step metrics kept on the device until a log point; checks the loss is finite."""
+def _jsonable(value: float):
+  """A float for JSON: non-finite values as their strings ('nan', 'inf'), which float() reads."""
+  value = float(value)
+  return value if np.isfinite(value) else str(value)
 
-  def __init__(self):
-    self._items: List[Tuple[int, dict]] = []
+
+class _PendingMetrics:
+  """Step metrics kept on the device until a log point; checks the loss is finite.
+
+  Its host-side state (the steps not yet logged, the last logged means, the images/s clock)
+  goes into each checkpoint's record (`run_state`) and comes back on resume (`run`), so a
+  stopped or re-run workdir logs and summarises as the uninterrupted run did.
+  """
+
+  def __init__(self, run=None):
+    run = run or {}
+    dtypes = run.get('window_dtypes', {})
+    self._items: List[Tuple[int, dict]] = [
+        (int(s), {k: np.asarray(float(v), dtypes.get(k, 'float32')) for k, v in m.items()})
+        for s, m in run.get('window', [])]
+    self._carried = float(run.get('window_seconds', 0.0))  # the window's seconds before a stop
     self._time = time.time()
-    self.steps_timed, self.seconds = 0, 0.0  # over the whole run, evaluation excluded
+    self.steps_timed = int(run.get('steps_timed', 0))  # over the whole run, evaluation excluded
+    self.seconds = float(run.get('seconds', 0.0))
+    self.last = {k: float(v) for k, v in run.get('last_train', {}).items()}  # last flush's means
+    self.flops_per_step = run.get('flops_per_step')
 
   def add(self, step: int, metrics: dict) -> None:
     self._items.append((step, metrics))
 
-  def flush(self, batch_size: int, flops_per_step=None) -> Dict[str, float]:
-    """Means over the steps since the last flush; raises NonFiniteLossError naming the step."""
-    if not self._items:
-      return {}
-    steps = [s for s, _ in self._items]
+  def _values(self) -> List[dict]:
     values = jax.device_get([m for _, m in self._items])
-    for step, m in zip(steps, values):
+    for (step, _), m in zip(self._items, values):
       if not np.isfinite(m['train/loss']):
         raise NonFiniteLossError(
             f'the training loss is {m["train/loss"]} at step {step}; the last good checkpoint '
             'is kept: lower config.optim.lr or a method weight, or use model.dtype=float32')
+    return values
+
+  def flush(self, batch_size: int) -> Dict[str, float]:
+    """Means over the steps since the last flush; raises NonFiniteLossError naming the step."""
+    if not self._items:
+      return {}
+    values = self._values()
     now = time.time()
+    seconds = now - self._time + self._carried
     means = {k: float(np.mean([m[k] for m in values])) for k in values[0]}
-    steps_per_sec = len(steps) / max(now - self._time, 1e-9)
-    self.steps_timed += len(steps)
-    self.seconds += now - self._time
+    steps_per_sec = len(values) / max(seconds, 1e-9)
+    self.steps_timed += len(values)
+    self.seconds += seconds
     means['train/images_per_sec'] = steps_per_sec * batch_size
-    means.update(throughput.throughput_metrics(flops_per_step, steps_per_sec))
-    self._items, self._time = [], now
+    means.update(throughput.throughput_metrics(self.flops_per_step, steps_per_sec))
+    self._items, self._time, self._carried, self.last = [], now, 0.0, means
     return means
 
   def restart_clock(self) -> None:
     """Excludes evaluation and checkpoint time from images/s."""
     self._time = time.time()
+
+  def run_state(self) -> dict:
+    """The JSON-able state a resume needs (raises NonFiniteLossError like `flush`)."""
+    values = self._values()
+    return {'window': [[s, {k: _jsonable(v) for k, v in m.items()}]
+                       for (s, _), m in zip(self._items, values)],
+            'window_dtypes': {k: np.asarray(v).dtype.name for k, v in
+                              (values[0] if values else {}).items()},
+            'window_seconds': self._carried + time.time() - self._time,
+            'steps_timed': self.steps_timed, 'seconds': self.seconds,
+            'last_train': {k: _jsonable(v) for k, v in self.last.items()},
+            'flops_per_step': self.flops_per_step}
+
+  def summary(self, batch_size: int) -> Dict[str, float]:
+    """The training figures of `summary.json`: the last logged loss, images/s and FLOPs over
+    every timed step of the run (all of its resumptions)."""
+    steps_per_sec = self.steps_timed / max(self.seconds, 1e-9)
+    return {'train/loss': self.last.get('train/loss', float('nan')),
+            'train/images_per_sec': steps_per_sec * batch_size,
+            **throughput.throughput_metrics(self.flops_per_step, steps_per_sec)}
+
+
+def _read_summary(path: str, total_steps: int) -> Optional[dict]:
+  """The summary at `path` if it is strict JSON of a run of `total_steps` steps, else None."""
+  def refuse(token):
+    raise ValueError(token)
+  try:
+    with open(path, encoding='utf-8') as f:
+      summary = json.load(f, parse_constant=refuse)
+  except (OSError, ValueError):
+    return None
+  if not isinstance(summary, dict) or summary.get('steps') != total_steps or not isinstance(
+      summary.get('train/loss'), float):
+    return None
+  return summary
+
+
+def _write_summary(path: str, summary: dict) -> None:
+  """Strict JSON (NaN and inf as null), written to a temporary file and renamed."""
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    json.dump(eval_results.jsonable(summary), f, indent=2, sort_keys=True, allow_nan=False)
+  os.replace(path + '.tmp', path)
 
 
 def make_evaluate(config, model, mesh, eval_source, workdir: str, methods=()):
@@ -188,6 +253,14 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   """The body of `train_and_evaluate`, run while the workdir is claimed."""
   steps_per_epoch = loader.steps_per_epoch
   total_steps = steps_per_epoch * config.num_epochs
+  summary_path = os.path.join(workdir, 'summary.json')
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
+                                             config_digest=workdir_lib.config_digest(config))
+  if checkpointer.latest_step() == total_steps:  # a finished run, re-run: change nothing
+    finished = _read_summary(summary_path, total_steps)
+    if finished is not None and checkpointer.verified(total_steps):
+      checkpointer.close()
+      return finished
   lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch)
   tx = optim.make_optimizer(config.optim, lr_schedule)
   model = create_model(config)
@@ -199,7 +272,6 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
                                     run=run),
                   out_shardings=state_lib.shardings(mesh, methods))(
                       state_lib.init_key(config.seed), sample)
-  checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep)
   restored, restored_step = checkpointer.restore(state)
   if restored is not None:
     state = restored
@@ -211,8 +283,10 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   evaluate = make_evaluate(config, model, mesh, eval_source, workdir, methods)
 
   is_main = jax.process_index() == 0
-  writer = metric_writers.create_writer(workdir, total_steps, is_main)
-  pending, last_train, last_test = _PendingMetrics(), {}, {}
+  # No writer for a finished run (a new TensorBoard file would be its only change).
+  writer = metric_writers.create_writer(workdir, total_steps, is_main and
+                                        start_step < total_steps)
+  pending, last_test = _PendingMetrics(checkpointer.restored_run), {}
   probe_fn = None
   if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
     probe_fn = jax.jit(functools.partial(probe.probe_metrics, model, rate=config.probe.rate,
@@ -221,15 +295,16 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   try:
     with _sigterm_flag() as stop_requested:
       batches = loader.iterate(start_step)
-      step_fn = flops_per_step = None
+      step_fn = None
       for step in range(start_step, total_steps):
         batch = parallel.to_global(next(batches), mesh)
         if step_fn is None:  # compile ahead of time once, to read XLA's FLOP count
           step_fn = train_step.lower(state, batch).compile()
-          flops_per_step = throughput.compiled_flops(step_fn)
+          pending.flops_per_step = throughput.compiled_flops(step_fn)
           pending.restart_clock()
         state, metrics = step_fn(state, batch)
         pending.add(step + 1, metrics)
+        checkpointer.commit_records()  # the record of a save orbax has finished since
         if probe_fn is not None and (step + 1) % config.probe.every_steps == 0:
           probed = probe_fn(methods_lib.inference_variables(methods, state.variables),
                             batch['images'], step_lib.step_key(config.seed, step))
@@ -238,11 +313,11 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
         epoch = (step + 1) // steps_per_epoch
         last = step + 1 == total_steps
         if (step + 1) % config.log_every_steps == 0 or epoch_done:
-          last_train = pending.flush(config.batch_size, flops_per_step)
-          writer.write_scalars(step + 1, {**last_train, 'train/epoch': (step + 1) /
-                                          steps_per_epoch})
+          writer.write_scalars(step + 1, {**pending.flush(config.batch_size),
+                                          'train/epoch': (step + 1) / steps_per_epoch})
         if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
-          checkpointer.save(state)  # before evaluating: an evaluator error loses no training
+          # before evaluating: an evaluator error loses no training
+          checkpointer.save(state, pending.run_state())
         if epoch_done:
           results = evaluate(state, epoch=None if last else epoch)
           last_test.update(results)
@@ -250,8 +325,8 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
             writer.write_scalars(step + 1, results)
           pending.restart_clock()  # images/s counts training only
         if (stop_requested() or step + 1 == stop_after_step) and not last:
-          last_train = pending.flush(config.batch_size, flops_per_step) or last_train
-          checkpointer.save(state)
+          # The steps since the last log point stay a window of the record, not a mean.
+          checkpointer.save(state, pending.run_state())
           logging.warning('SIGTERM: saved the checkpoint at step %d and stopped', step + 1)
           stopped = True
           break
@@ -262,13 +337,9 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
     writer.close()
   if stopped:  # resumable; the summary comes with the run's end
     return {}
-  steps_per_sec = pending.steps_timed / max(pending.seconds, 1e-9)
-  summary = {**last_test, 'train/loss': last_train.get('train/loss', float('nan')),
-             'train/images_per_sec': steps_per_sec * config.batch_size,
-             **throughput.throughput_metrics(flops_per_step, steps_per_sec),
+  summary = {**last_test, **pending.summary(config.batch_size),
              'steps': total_steps, 'epochs': config.num_epochs,
              'wall_seconds': time.time() - start_time}
   if is_main:
-    with open(os.path.join(workdir, 'summary.json'), 'w', encoding='utf-8') as f:
-      json.dump(summary, f, indent=2, sort_keys=True)
+    _write_summary(summary_path, summary)
   return summary
