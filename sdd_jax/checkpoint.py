@@ -40,6 +40,7 @@ class Checkpointer:
     self._pending: Dict[int, dict] = {}  # step -> run dict, saves whose record is not written
     self._lock = threading.Lock()
     self.restored_run: Optional[dict] = None  # the `run` of the step `restore` returned
+    self._verified: Dict[int, Any] = {}  # step -> its record, or why it is unreadable
     self._manager = self._create_manager()
 
   def _create_manager(self) -> ocp.CheckpointManager:
@@ -84,35 +85,56 @@ class Checkpointer:
 
   def verified(self, step: int) -> bool:
     """Whether the bytes of checkpoint `step` match its record."""
-    try:
-      checkpoint_record.verify(os.path.join(self.directory, str(step)))
-    except checkpoint_record.Unverifiable:
-      return False
-    return True
+    return not isinstance(self._verify(step), Exception)
+
+  def _verify(self, step: int):
+    """The record of `step` (its files hashed once per Checkpointer), or the
+    `checkpoint_record.Unverifiable` that says why it cannot be used."""
+    if step not in self._verified:
+      try:
+        self._verified[step] = checkpoint_record.verify(os.path.join(self.directory, str(step)))
+      except checkpoint_record.Unverifiable as e:
+        self._verified[step] = e
+    return self._verified[step]
+
+  def _no_checkpoint_error(self, steps, reason: str) -> CheckpointError:
+    return CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps}) '
+                           f'or they do not fit this config\'s model: use a new --workdir{reason}')
+
+  def check_readable(self) -> None:
+    """Raises CheckpointError (before any model is built) when the workdir has damaged
+    checkpoints and no other one matches its record."""
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    records = {step: self._verify(step) for step in steps}
+    damaged = [s for s, r in records.items() if isinstance(r, Exception)
+               and not isinstance(r, checkpoint_record.Unfinished)]
+    if damaged and all(isinstance(r, Exception) for r in records.values()):
+      raise self._no_checkpoint_error(steps, f' (step {damaged[0]}: {records[damaged[0]]})')
 
   def restore(self, target: Any) -> Tuple[Optional[Any], Optional[int]]:
     """Restores the newest readable checkpoint into the structure and shardings of `target`.
 
-    Newer checkpoints that cannot be read or verified (or do not fit `target`) are moved to
-    `<workdir>/unreadable_checkpoints/` with a one-line warning once an older one restores.
-    If none can be read, CheckpointError is raised and the workdir is left as it was. Returns
-    (None, None) when the workdir has no checkpoint. `self.restored_run` is then the
-    restored step's `run` dict.
+    Newer checkpoints that are damaged, unfinished (`checkpoint_record`) or do not fit
+    `target` are moved to `<workdir>/unreadable_checkpoints/` with a one-line warning once an
+    older one restores (unfinished ones also when none is left: the run starts over). If
+    checkpoints exist but none can be read, CheckpointError is raised and the workdir is left
+    as it was. Returns (None, None) when the workdir has no checkpoint. `self.restored_run` is
+    then the restored step's `run` dict.
     """
     abstract = None if target is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     steps = sorted(self._manager.all_steps(), reverse=True)
     unreadable, misfit, reason = [], '', ''
     for step in steps:
-      step_dir = os.path.join(self.directory, str(step))
-      try:
-        record = checkpoint_record.verify(step_dir)
-      except checkpoint_record.Unverifiable as e:
+      record = self._verify(step)
+      if isinstance(record, Exception):
         logging.warning('checkpoint %d in %s is unreadable: %s; trying the previous one',
-                        step, self.directory, e)
-        reason = reason or f' (step {step}: {e})'
+                        step, self.directory, record)
+        if not isinstance(record, checkpoint_record.Unfinished):
+          reason = reason or f' (step {step}: {record})'
         unreadable.append(step)
         continue
-      mismatch = None if abstract is None else _shape_mismatch(step_dir, abstract)
+      mismatch = None if abstract is None else _shape_mismatch(
+          os.path.join(self.directory, str(step)), abstract)
       if mismatch:  # refused before any array is read
         logging.warning('checkpoint %d in %s does not fit this config (%s); trying the previous '
                         'one', step, self.directory, mismatch)
@@ -124,16 +146,17 @@ class Checkpointer:
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('checkpoint %d in %s cannot be read (%s: %s); trying the previous one',
                         step, self.directory, type(e).__name__, str(e).splitlines()[0][:200])
+        reason = reason or f' (step {step}: {type(e).__name__})'
         unreadable.append(step)
         continue
       for bad in unreadable:
         self._set_aside(bad)
       self.restored_run = record['run']
       return restored, step
-    if steps:
-      raise CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps}) '
-                            f'or they do not fit this config\'s model: use a new --workdir'
-                            f'{misfit or reason}')
+    if misfit or reason:
+      raise self._no_checkpoint_error(steps, misfit or reason)
+    for unfinished in unreadable:  # only saves that did not finish: start over
+      self._set_aside(unfinished)
     return None, None
 
   def _set_aside(self, step: int) -> None:
@@ -142,9 +165,13 @@ class Checkpointer:
     if jax.process_index() == 0:
       aside = os.path.join(os.path.dirname(self.directory), 'unreadable_checkpoints')
       os.makedirs(aside, exist_ok=True)
-      shutil.move(os.path.join(self.directory, str(step)), os.path.join(aside, str(step)))
+      target, n = os.path.join(aside, str(step)), 1
+      while os.path.exists(target):  # set aside before: keep both
+        target, n = os.path.join(aside, f'{step}.{n}'), n + 1
+      shutil.move(os.path.join(self.directory, str(step)), target)
     self._manager.close()
     self._manager = self._create_manager()
+    self._verified.pop(step, None)
 
   def wait(self) -> None:
     self.commit_records(wait=True)

@@ -12,9 +12,12 @@ it holds:
   FLOPs per step), so a resumed or re-run workdir writes the same `summary.json`;
 - `record_sha256`: the sha256 of the record's own other fields.
 
-Rule for a step folder without a readable record (a kill between orbax's commit and the
-record, a checkpoint of an older sdd_jax, a damaged record): it is unverifiable and treated as
-unreadable, i.e. the restore falls back to the previous checkpoint and sets it aside.
+Rules: a step folder whose record or files do not match is damaged (`Unverifiable`): the restore
+falls back to the previous checkpoint and sets it aside, and refuses with one line if none is
+left. A step folder without a record (`Unfinished`: a kill between orbax's commit and the
+record, or a checkpoint of an sdd_jax before records) is a save that did not finish: never
+restored (its run state, hence an exact summary, is missing), set aside like orbax's own
+temporary folders, and the run resumes from the previous checkpoint (or the start).
 """
 import hashlib
 import json
@@ -25,7 +28,11 @@ RECORD_FILE = 'sdd_jax_record.json'
 
 
 class Unverifiable(Exception):
-  """A step folder's bytes do not match its record, or it has no readable record."""
+  """A step folder's bytes do not match its record, or its record is damaged."""
+
+
+class Unfinished(Unverifiable):
+  """A step folder has no record: its save did not finish."""
 
 
 def _sha256(path: str) -> str:
@@ -72,7 +79,7 @@ def read(step_dir: str) -> Dict[str, Any]:
     fields = {k: record[k] for k in ('config_digest', 'files', 'run')}
     ok = hashlib.sha256(_canonical(fields)).hexdigest() == record['record_sha256']
   except FileNotFoundError:
-    raise Unverifiable(f'it has no {RECORD_FILE} (its save did not finish)') from None
+    raise Unfinished(f'it has no {RECORD_FILE} (its save did not finish)') from None
   except (OSError, ValueError, TypeError, KeyError) as e:
     raise Unverifiable(f'its {RECORD_FILE} cannot be read ({type(e).__name__})') from None
   if not ok or not isinstance(fields['files'], dict) or not isinstance(fields['run'], dict):

@@ -261,6 +261,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
     if finished is not None and checkpointer.verified(total_steps):
       checkpointer.close()
       return finished
+  checkpointer.check_readable()  # before the model is built and compiled
   lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch)
   tx = optim.make_optimizer(config.optim, lr_schedule)
   model = create_model(config)

@@ -13,6 +13,7 @@ One record per evaluator (eval_spec.md §0.7, §8.3):
 Only process 0 writes. NaN and inf become null, so the file is strict JSON.
 """
 import json
+import logging
 import math
 import os
 from typing import Any, Dict, Optional, Sequence
@@ -56,8 +57,13 @@ def read_results(workdir: str, name: str) -> Optional[dict]:
   path = results_path(workdir, name)
   if not os.path.isfile(path):
     return None
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
+  try:  # a damaged record (a kill mid-write by hand, a truncated copy) is written again
+    with open(path, encoding='utf-8') as f:
+      record = json.load(f)
+  except ValueError:
+    logging.warning('%s cannot be read; it will be written again', path)
+    return None
+  return record if isinstance(record, dict) else None
 
 
 def write_results(workdir: str, name: str, *, data_config, metrics: Dict[str, float],
