@@ -2,9 +2,11 @@
 
 1. validate the config and open the data (no workdir is touched before both pass);
 2. claim the workdir (a different config's run refuses), build model, optimizer and state;
-3. restore the newest readable checkpoint, if any;
+3. restore the newest readable checkpoint (its bytes verified), if any, with the run's
+   host-side state (loss window, images/s clock) that the checkpoint's record holds;
 4. train, evaluating and checkpointing every so many epochs, stopping cleanly on SIGTERM;
-5. write `summary.json`.
+5. write `summary.json` (strict JSON; the same figures however often the run was stopped,
+   killed or re-run; a finished workdir re-run returns it and changes nothing).
 """
 import contextlib
 import functools
@@ -286,7 +288,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   is_main = jax.process_index() == 0
   # No writer for a finished run (a new TensorBoard file would be its only change).
   writer = metric_writers.create_writer(workdir, total_steps, is_main and
-                                        start_step < total_steps)
+                                        start_step < total_steps, start_step)
   pending, last_test = _PendingMetrics(checkpointer.restored_run), {}
   probe_fn = None
   if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)

@@ -85,10 +85,11 @@ def test_the_straight_summary_is_strict_json_of_the_last_logged_window(straight)
 
 # Stop points (steps 1..8; log points 3, 4, 6, 8; checkpoints at 4 and 8):
 STOPS = {
-    'mid_epoch_mid_window': (2,),  # before any checkpoint, the first window half done
-    'after_a_checkpoint': (5,),  # epoch 2's first step, its window [5, 6] half done
-    'within_the_last_log_window': (7,),  # the last step before the final checkpoint
-    'twice': (2, 7),
+    # step 2: mid-epoch, before any checkpoint, the first window [1..3] not yet logged; then
+    # step 5: just after a checkpoint, the window [5, 6] half done
+    'mid_epoch_then_after_a_checkpoint': (2, 5),
+    # step 7: within the last log window [7, 8], the last step before the final checkpoint
+    'within_the_last_log_window': (7,),
 }
 
 
@@ -153,3 +154,18 @@ def test_a_flipped_bit_in_any_array_file_is_unreadable_and_falls_back(straight, 
   trainer.train_and_evaluate(_config(), workdir)
   assert os.path.isdir(os.path.join(workdir, 'unreadable_checkpoints', '8'))
   _assert_same_summary(expected, workdir)
+
+
+def test_a_kill_after_a_log_point_leaves_no_duplicate_or_broken_log_line(straight, tmp_path):
+  """Simulated: stopped at step 5 (checkpoint), then the lines a killed run would have
+  written past it (step 6's record, and step 8's cut short) are appended by hand."""
+  expected_workdir, expected = straight
+  workdir = str(tmp_path / 'run')
+  trainer.train_and_evaluate(_config(), workdir, stop_after_step=5)
+  with open(os.path.join(expected_workdir, 'metrics.jsonl'), encoding='utf-8') as f:
+    step_6 = next(line for line in f if line.startswith('{"step": 6,'))
+  with open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8') as f:
+    f.write(step_6 + '{"step": 8, "train/lo')
+  trainer.train_and_evaluate(_config(), workdir)
+  _assert_same_summary(expected, workdir)
+  assert _train_records(workdir) == _train_records(expected_workdir)
