@@ -46,7 +46,10 @@ class Checkpointer:
   def _create_manager(self) -> ocp.CheckpointManager:
     # cleanup_tmp_directories: a save cut short by SIGKILL leaves a temporary folder that
     # orbax never commits; it is removed on the next start.
-    options = ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep,
+    # Read-only: the options orbax would otherwise reset with a warning line each.
+    options = ocp.CheckpointManagerOptions(max_to_keep=None if self._read_only else
+                                           self._max_to_keep,
+                                           save_interval_steps=0 if self._read_only else 1,
                                            create=not self._read_only,
                                            enable_async_checkpointing=True,
                                            cleanup_tmp_directories=not self._read_only,
