@@ -87,6 +87,10 @@ def _one_line_user_error(call):
     return None, e
 
 
+def _refuse(token):
+  raise AssertionError(f'summary.json holds {token}: not strict JSON')
+
+
 def _same_summary(expected, actual):
   assert sorted(actual) == sorted(expected)
   assert {k: v for k, v in actual.items() if k not in TIMED} == {
@@ -100,14 +104,14 @@ def _check_train(kind, state, workdir, finished, before):
   _, expected, expected_files = finished
   summary, error = _one_line_user_error(lambda: trainer.train_and_evaluate(_config(), workdir))
   after = _snapshot(workdir)
-  if kind in ('config', 'record') and state != 'missing' or kind == 'checkpoint':
+  if kind == 'checkpoint' or (kind in ('config', 'record') and state != 'missing'):
     assert error is not None, 'a damaged config.json or checkpoint must be refused'
     assert after == before, 'refused, but the workdir changed'
     return 'error'
   assert error is None, f'{kind} {state}: {error}'
   _same_summary(expected, summary)
   with open(os.path.join(workdir, 'summary.json'), encoding='utf-8') as f:
-    _same_summary(expected, json.load(f, parse_constant=float.__call__))
+    _same_summary(expected, json.load(f, parse_constant=_refuse))  # strict JSON
   if kind in ('log', 'evals', 'lock'):  # a finished run re-run opens none of these
     assert {k: v for k, v in after.items() if k != '.lock'} == {
         k: v for k, v in before.items() if k != '.lock'}
