@@ -168,7 +168,7 @@ def _read_summary(path: str, total_steps: int) -> Optional[dict]:
   if not isinstance(summary, dict) or summary.get('steps') != total_steps or not isinstance(
       summary.get('train/loss'), float):
     return None
-  return summary
+  return {k: float('nan') if v is None else v for k, v in summary.items()}  # null: NaN
 
 
 def _write_summary(path: str, summary: dict) -> None:
