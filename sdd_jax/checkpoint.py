@@ -1,12 +1,17 @@
-"""Checkpoints with orbax's CheckpointManager: asynchronous saves, `max_to_keep`, and a
-fallback to the previous checkpoint when the latest one cannot be read."""
+"""Checkpoints with orbax's CheckpointManager: asynchronous saves, `max_to_keep`, a record of
+each checkpoint's bytes and run state (`checkpoint_record`), and a fallback to the previous
+checkpoint when the latest one cannot be read or verified."""
 import logging
 import os
 import shutil
+import threading
 from typing import Any, Dict, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
+
+from sdd_jax import checkpoint_record
 from sdd_jax.errors import UserError
 
 
@@ -15,20 +20,36 @@ class CheckpointError(UserError):
 
 
 class Checkpointer:
-  """Saves and restores the train state under `<workdir>/checkpoints/<step>`."""
+  """Saves and restores the train state under `<workdir>/checkpoints/<step>`.
 
-  def __init__(self, workdir: str, max_to_keep: int, read_only: bool = False):
+  Each save's record (`checkpoint_record`: the sha256 of every file, `config_digest`, the
+  caller's `run` dict) is written once orbax has committed the step folder: `commit_records`
+  (cheap; the trainer calls it every step) writes those of finished saves, `close` waits for
+  the last one. A restore verifies the bytes before orbax reads any of them, so damaged
+  arrays never reach tensorstore (whose reads, cut short, print background tracebacks).
+  """
+
+  def __init__(self, workdir: str, max_to_keep: int, read_only: bool = False,
+               config_digest: Optional[str] = None):
     """`read_only=True` (evaluation of a workdir that may still be training): nothing is
     created, cleaned up or set aside."""
     self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
     self._max_to_keep = max_to_keep
     self._read_only = read_only
+    self._config_digest = config_digest
+    self._pending: Dict[int, dict] = {}  # step -> run dict, saves whose record is not written
+    self._lock = threading.Lock()
+    self.restored_run: Optional[dict] = None  # the `run` of the step `restore` returned
+    self._verified: Dict[int, Any] = {}  # step -> its record, or why it is unreadable
     self._manager = self._create_manager()
 
   def _create_manager(self) -> ocp.CheckpointManager:
     # cleanup_tmp_directories: a save cut short by SIGKILL leaves a temporary folder that
     # orbax never commits; it is removed on the next start.
-    options = ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep,
+    # Read-only: the options orbax would otherwise reset with a warning line each.
+    options = ocp.CheckpointManagerOptions(max_to_keep=None if self._read_only else
+                                           self._max_to_keep,
+                                           save_interval_steps=0 if self._read_only else 1,
                                            create=not self._read_only,
                                            enable_async_checkpointing=True,
                                            cleanup_tmp_directories=not self._read_only,
@@ -38,26 +59,85 @@ class Checkpointer:
   def latest_step(self) -> Optional[int]:
     return self._manager.latest_step()
 
-  def save(self, state: Any) -> None:
-    """Starts an asynchronous save of `state` at `state.step` (a no-op if it exists)."""
+  def save(self, state: Any, run: Optional[dict] = None) -> None:
+    """Starts an asynchronous save of `state` at `state.step` (a no-op if it exists); `run`
+    (JSON-able, host-side) goes into its record."""
     step = int(jax.device_get(state.step))
     if step in self._manager.all_steps():
       return
+    self.commit_records()
     self._manager.save(step, args=ocp.args.StandardSave(state))
+    with self._lock:
+      self._pending[step] = dict(run or {})
+
+  def commit_records(self, wait: bool = False) -> None:
+    """Writes the records of the saves orbax has finished (all of them after waiting, with
+    `wait=True`)."""
+    if not self._pending:
+      return
+    if wait:
+      self._manager.wait_until_finished()
+    elif self._manager.is_saving_in_progress():
+      return
+    with self._lock:
+      pending, self._pending = self._pending, {}
+    for step, run in sorted(pending.items()):
+      step_dir = os.path.join(self.directory, str(step))
+      if jax.process_index() == 0 and os.path.isdir(step_dir):  # not removed by max_to_keep
+        checkpoint_record.write(step_dir, config_digest=self._config_digest, run=run)
+
+  def verified(self, step: int) -> bool:
+    """Whether the bytes of checkpoint `step` match its record."""
+    return not isinstance(self._verify(step), Exception)
+
+  def _verify(self, step: int):
+    """The record of `step` (its files hashed once per Checkpointer), or the
+    `checkpoint_record.Unverifiable` that says why it cannot be used."""
+    if step not in self._verified:
+      try:
+        self._verified[step] = checkpoint_record.verify(os.path.join(self.directory, str(step)))
+      except checkpoint_record.Unverifiable as e:
+        self._verified[step] = e
+    return self._verified[step]
+
+  def _no_checkpoint_error(self, steps, reason: str) -> CheckpointError:
+    return CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps}) '
+                           f'or they do not fit this config\'s model: use a new --workdir{reason}')
+
+  def check_readable(self) -> None:
+    """Raises CheckpointError (before any model is built) when the workdir has damaged
+    checkpoints and no other one matches its record."""
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    records = {step: self._verify(step) for step in steps}
+    damaged = [s for s, r in records.items() if isinstance(r, Exception)
+               and not isinstance(r, checkpoint_record.Unfinished)]
+    if damaged and all(isinstance(r, Exception) for r in records.values()):
+      raise self._no_checkpoint_error(steps, f' (step {damaged[0]}: {records[damaged[0]]})')
 
   def restore(self, target: Any) -> Tuple[Optional[Any], Optional[int]]:
     """Restores the newest readable checkpoint into the structure and shardings of `target`.
 
-    Newer checkpoints that cannot be read (or do not fit `target`) are moved to
-    `<workdir>/unreadable_checkpoints/` with a warning once an older one restores. If none can
-    be read, CheckpointError is raised and the workdir is left as it was. Returns (None, None)
-    when the workdir has no checkpoint.
+    Newer checkpoints that are damaged, unfinished (`checkpoint_record`) or do not fit
+    `target` are moved to `<workdir>/unreadable_checkpoints/` with a one-line warning once an
+    older one restores (unfinished ones also when none is left: the run starts over). If
+    checkpoints exist but none can be read, CheckpointError is raised and the workdir is left
+    as it was. Returns (None, None) when the workdir has no checkpoint. `self.restored_run` is
+    then the restored step's `run` dict.
     """
     abstract = None if target is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     steps = sorted(self._manager.all_steps(), reverse=True)
-    unreadable, misfit = [], ''
+    unreadable, misfit, reason = [], '', ''
     for step in steps:
-      mismatch = None if abstract is None else self._shape_mismatch(step, abstract)
+      record = self._verify(step)
+      if isinstance(record, Exception):
+        logging.warning('checkpoint %d in %s is unreadable: %s; trying the previous one',
+                        step, self.directory, record)
+        if not isinstance(record, checkpoint_record.Unfinished):
+          reason = reason or f' (step {step}: {record})'
+        unreadable.append(step)
+        continue
+      mismatch = None if abstract is None else _shape_mismatch(
+          os.path.join(self.directory, str(step)), abstract)
       if mismatch:  # refused before any array is read
         logging.warning('checkpoint %d in %s does not fit this config (%s); trying the previous '
                         'one', step, self.directory, mismatch)
@@ -69,30 +149,18 @@ class Checkpointer:
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('checkpoint %d in %s cannot be read (%s: %s); trying the previous one',
                         step, self.directory, type(e).__name__, str(e).splitlines()[0][:200])
+        reason = reason or f' (step {step}: {type(e).__name__})'
         unreadable.append(step)
         continue
       for bad in unreadable:
         self._set_aside(bad)
+      self.restored_run = record['run']
       return restored, step
-    if steps:
-      raise CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps}) '
-                            f'or they do not fit this config\'s model: use a new --workdir{misfit}')
+    if misfit or reason:
+      raise self._no_checkpoint_error(steps, misfit or reason)
+    for unfinished in unreadable:  # only saves that did not finish: start over
+      self._set_aside(unfinished)
     return None, None
-
-  def _shape_mismatch(self, step: int, abstract: Any) -> Optional[str]:
-    """'<path>: stored <shape>, this config <shape>' for the first array that both the stored
-    tree and `abstract` hold with different shapes; None when none differs or the metadata
-    cannot be read (the restore then decides)."""
-    try:
-      stored = ocp.StandardCheckpointer().metadata(
-          os.path.join(self.directory, str(step), 'default')).item_metadata
-      stored_shapes = _leaf_shapes(stored)
-    except Exception:  # pylint: disable=broad-except
-      return None
-    for path, shape in _leaf_shapes(abstract).items():
-      if path in stored_shapes and stored_shapes[path] != shape:
-        return f'{"/".join(path)}: stored {stored_shapes[path]}, this config {shape}'
-    return None
 
   def _set_aside(self, step: int) -> None:
     if self._read_only:
@@ -100,16 +168,41 @@ class Checkpointer:
     if jax.process_index() == 0:
       aside = os.path.join(os.path.dirname(self.directory), 'unreadable_checkpoints')
       os.makedirs(aside, exist_ok=True)
-      shutil.move(os.path.join(self.directory, str(step)), os.path.join(aside, str(step)))
+      target, n = os.path.join(aside, str(step)), 1
+      while os.path.exists(target):  # set aside before: keep both
+        target, n = os.path.join(aside, f'{step}.{n}'), n + 1
+      shutil.move(os.path.join(self.directory, str(step)), target)
     self._manager.close()
     self._manager = self._create_manager()
+    self._verified.pop(step, None)
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    self.commit_records(wait=True)
 
   def close(self) -> None:
+    self.commit_records(wait=True)
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _item_metadata(step_dir: str) -> Any:
+  """The stored tree of `ArrayMetadata` (read through the handler: orbax's checkpointer would
+  warn that the item folder has no step metadata of its own)."""
+  return ocp.StandardCheckpointHandler().metadata(epath.Path(step_dir) / 'default').tree
+
+
+def _shape_mismatch(step_dir: str, abstract: Any) -> Optional[str]:
+  """'<path>: stored <shape>, this config <shape>' for the first array that both the stored
+  tree and `abstract` hold with different shapes; None when none differs or the metadata
+  cannot be read (the restore then decides)."""
+  try:
+    stored_shapes = _leaf_shapes(_item_metadata(step_dir))
+  except Exception:  # pylint: disable=broad-except
+    return None
+  for path, shape in _leaf_shapes(abstract).items():
+    if path in stored_shapes and stored_shapes[path] != shape:
+      return f'{"/".join(path)}: stored {stored_shapes[path]}, this config {shape}'
+  return None
 
 
 def _leaf_shapes(tree: Any) -> Dict[Tuple[str, ...], Tuple[int, ...]]:
@@ -127,16 +220,20 @@ def _leaf_shapes(tree: Any) -> Dict[Tuple[str, ...], Tuple[int, ...]]:
 
 def read_checkpoint(workdir: str, step: Optional[int] = None) -> Any:
   """The state saved at `step` (default: the newest) as nested dicts of arrays on one local
-  device, whatever mesh or process count wrote it: for analysis, reports and tests."""
+  device, whatever mesh or process count wrote it, after verifying its bytes: for analysis,
+  reports and tests."""
   directory = os.path.join(workdir, 'checkpoints')
   if step is None:
     steps = [int(s) for s in os.listdir(directory) if s.isdigit()]
     if not steps:
       raise CheckpointError(f'no checkpoint in {directory}')
     step = max(steps)
-  path = os.path.join(directory, str(step), 'default')
-  checkpointer = ocp.StandardCheckpointer()
+  step_dir = os.path.join(directory, str(step))
+  try:
+    checkpoint_record.verify(step_dir)
+  except checkpoint_record.Unverifiable as e:
+    raise CheckpointError(f'checkpoint {step} in {directory} is unreadable: {e}') from None
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          checkpointer.metadata(path).item_metadata)
-  return checkpointer.restore(path, abstract)
+                          _item_metadata(step_dir))
+  return ocp.StandardCheckpointer().restore(os.path.join(step_dir, 'default'), abstract)

@@ -61,8 +61,15 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise EvaluationError(f'{path} not found; --workdir must be a folder written by train.py')
-  with open(path, encoding='utf-8') as f:
-    return ml_collections.ConfigDict(_tuples(json.load(f)))
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError('not a JSON object')
+  except (OSError, ValueError) as e:
+    raise EvaluationError(f'{path} cannot be read ({type(e).__name__}); it is written by '
+                          'train.py: restore it or train again in a new --workdir') from None
+  return ml_collections.ConfigDict(_tuples(saved))
 
 
 def evals_template() -> ml_collections.ConfigDict:

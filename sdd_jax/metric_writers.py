@@ -69,9 +69,16 @@ class TensorBoardWriter(ScalarWriter):
 
 
 class JsonlWriter(ScalarWriter):
-  """One JSON object per write: {"step": s, "<section>/<name>": value, ...}."""
+  """One JSON object per write: {"step": s, "<section>/<name>": value, ...}.
 
-  def __init__(self, path: str):
+  `resume_step`: the step the run resumes from. The records of later steps (written before a
+  kill, and about to be written again) and any line a kill cut short are dropped first, so
+  the file reads as the uninterrupted run's.
+  """
+
+  def __init__(self, path: str, resume_step: Optional[int] = None):
+    if resume_step is not None and os.path.exists(path):
+      _keep_through(path, resume_step)
     self._file = open(path, 'a', encoding='utf-8')
 
   def write_scalars(self, step, scalars):
@@ -84,6 +91,27 @@ class JsonlWriter(ScalarWriter):
 
   def close(self):
     self._file.close()
+
+
+def _keep_through(path: str, step: int) -> None:
+  """Rewrites the JSON-lines file `path` without the records after `step` and the lines that
+  are not records (temporary file, then rename; untouched when nothing is dropped)."""
+  with open(path, 'rb') as f:
+    lines = f.read().split(b'\n')
+  kept = []
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except ValueError:
+      record = None
+    if isinstance(record, dict) and isinstance(record.get('step'), int) and \
+        record['step'] <= step:
+      kept.append(line)
+  text = b''.join(line + b'\n' for line in kept)
+  if text != b''.join(line + b'\n' for line in lines if line):
+    with open(path + '.tmp', 'wb') as f:
+      f.write(text)
+    os.replace(path + '.tmp', path)
 
 
 class ProgressWriter(ScalarWriter):
@@ -118,13 +146,16 @@ def _duration(seconds: float) -> str:
   return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
 
 
-def create_writer(workdir: str, total_steps: int, is_main: bool) -> ScalarWriter:
-  """TensorBoard + metrics.jsonl + progress on process 0; nothing on the others."""
+def create_writer(workdir: str, total_steps: int, is_main: bool,
+                  start_step: int = 0) -> ScalarWriter:
+  """TensorBoard + metrics.jsonl + progress on process 0; nothing on the others. A run that
+  resumes at `start_step` drops metrics.jsonl's records of later steps (TensorBoard purges
+  them itself when it reads an earlier step after a later one)."""
   if not is_main:
     return MultiWriter([])
   return MultiWriter([
       TensorBoardWriter(os.path.join(workdir, 'tensorboard')),
-      JsonlWriter(os.path.join(workdir, 'metrics.jsonl')),
+      JsonlWriter(os.path.join(workdir, 'metrics.jsonl'), resume_step=start_step),
       ProgressWriter(total_steps),
   ])
 

@@ -2,19 +2,20 @@
 
 1. validate the config and open the data (no workdir is touched before both pass);
 2. claim the workdir (a different config's run refuses), build model, optimizer and state;
-3. restore the newest readable checkpoint, if any;
+3. restore the newest readable checkpoint (its bytes verified), if any, with the run's
+   host-side state (loss window, images/s clock) that the checkpoint's record holds;
 4. train, evaluating and checkpointing every so many epochs, stopping cleanly on SIGTERM;
-5. write `summary.json`.
+5. write `summary.json` (strict JSON; the same figures however often the run was stopped,
+   killed or re-run; a finished workdir re-run returns it and changes nothing).
 """
 import contextlib
 import functools
-import json
 import logging
 import os
 import signal
 import threading
 import time
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import jax
 import jax.numpy as jnp
@@ -37,13 +38,10 @@ from sdd_jax import probe
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
 from sdd_jax import throughput
+from sdd_jax import train_log
 from sdd_jax import workdir as workdir_lib
-from sdd_jax.errors import UserError
 
-class NonFiniteLossError(UserError):
-  """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
+NonFiniteLossError = train_log.NonFiniteLossError
 WorkdirError = workdir_lib.WorkdirError
 
 
@@ -72,43 +70,6 @@ def _sigterm_flag():
   finally:
     if previous is not None:
       signal.signal(signal.SIGTERM, previous)
-
-
-class _PendingMetrics:
-  """Step metrics kept on the device until a log point; checks the loss is finite."""
-
-  def __init__(self):
-    self._items: List[Tuple[int, dict]] = []
-    self._time = time.time()
-    self.steps_timed, self.seconds = 0, 0.0  # over the whole run, evaluation excluded
-
-  def add(self, step: int, metrics: dict) -> None:
-    self._items.append((step, metrics))
-
-  def flush(self, batch_size: int, flops_per_step=None) -> Dict[str, float]:
-    """Means over the steps since the last flush; raises NonFiniteLossError naming the step."""
-    if not self._items:
-      return {}
-    steps = [s for s, _ in self._items]
-    values = jax.device_get([m for _, m in self._items])
-    for step, m in zip(steps, values):
-      if not np.isfinite(m['train/loss']):
-        raise NonFiniteLossError(
-            f'the training loss is {m["train/loss"]} at step {step}; the last good checkpoint '
-            'is kept: lower config.optim.lr or a method weight, or use model.dtype=float32')
-    now = time.time()
-    means = {k: float(np.mean([m[k] for m in values])) for k in values[0]}
-    steps_per_sec = len(steps) / max(now - self._time, 1e-9)
-    self.steps_timed += len(steps)
-    self.seconds += now - self._time
-    means['train/images_per_sec'] = steps_per_sec * batch_size
-    means.update(throughput.throughput_metrics(flops_per_step, steps_per_sec))
-    self._items, self._time = [], now
-    return means
-
-  def restart_clock(self) -> None:
-    """Excludes evaluation and checkpoint time from images/s."""
-    self._time = time.time()
 
 
 def make_evaluate(config, model, mesh, eval_source, workdir: str, methods=()):
@@ -189,6 +150,15 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   """The body of `train_and_evaluate`, run while the workdir is claimed."""
   steps_per_epoch = loader.steps_per_epoch
   total_steps = steps_per_epoch * config.num_epochs
+  summary_path = os.path.join(workdir, 'summary.json')
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
+                                             config_digest=workdir_lib.config_digest(config))
+  if checkpointer.latest_step() == total_steps:  # a finished run, re-run: change nothing
+    finished = train_log.read_summary(summary_path, total_steps)
+    if finished is not None and checkpointer.verified(total_steps):
+      checkpointer.close()
+      return finished
+  checkpointer.check_readable()  # before the model is built and compiled
   lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch)
   tx = optim.make_optimizer(config.optim, lr_schedule)
   model = create_model(config)
@@ -200,7 +170,6 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
                                     run=run),
                   out_shardings=state_lib.shardings(mesh, methods))(
                       state_lib.init_key(config.seed), sample)
-  checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep)
   restored, restored_step = checkpointer.restore(state)
   if restored is not None:
     state = restored
@@ -212,8 +181,10 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   evaluate = make_evaluate(config, model, mesh, eval_source, workdir, methods)
 
   is_main = jax.process_index() == 0
-  writer = metric_writers.create_writer(workdir, total_steps, is_main)
-  pending, last_train, last_test = _PendingMetrics(), {}, {}
+  # No writer for a finished run (a new TensorBoard file would be its only change).
+  writer = metric_writers.create_writer(workdir, total_steps, is_main and
+                                        start_step < total_steps, start_step)
+  pending, last_test = train_log.PendingMetrics(checkpointer.restored_run), {}
   probe_fn = None
   if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
     probe_fn = jax.jit(functools.partial(probe.probe_metrics, model, rate=config.probe.rate,
@@ -222,15 +193,16 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   try:
     with _sigterm_flag() as stop_requested:
       batches = loader.iterate(start_step)
-      step_fn = flops_per_step = None
+      step_fn = None
       for step in range(start_step, total_steps):
         batch = parallel.to_global(next(batches), mesh)
         if step_fn is None:  # compile ahead of time once, to read XLA's FLOP count
           step_fn = train_step.lower(state, batch).compile()
-          flops_per_step = throughput.compiled_flops(step_fn)
+          pending.flops_per_step = throughput.compiled_flops(step_fn)
           pending.restart_clock()
         state, metrics = step_fn(state, batch)
         pending.add(step + 1, metrics)
+        checkpointer.commit_records()  # the record of a save orbax has finished since
         if probe_fn is not None and (step + 1) % config.probe.every_steps == 0:
           probed = probe_fn(methods_lib.inference_variables(methods, state.variables),
                             batch['images'], step_lib.step_key(config.seed, step))
@@ -239,11 +211,11 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
         epoch = (step + 1) // steps_per_epoch
         last = step + 1 == total_steps
         if (step + 1) % config.log_every_steps == 0 or epoch_done:
-          last_train = pending.flush(config.batch_size, flops_per_step)
-          writer.write_scalars(step + 1, {**last_train, 'train/epoch': (step + 1) /
-                                          steps_per_epoch})
+          writer.write_scalars(step + 1, {**pending.flush(config.batch_size),
+                                          'train/epoch': (step + 1) / steps_per_epoch})
         if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
-          checkpointer.save(state)  # before evaluating: an evaluator error loses no training
+          # before evaluating: an evaluator error loses no training
+          checkpointer.save(state, pending.run_state())
         if epoch_done:
           results = evaluate(state, epoch=None if last else epoch)
           last_test.update(results)
@@ -251,8 +223,8 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
             writer.write_scalars(step + 1, results)
           pending.restart_clock()  # images/s counts training only
         if (stop_requested() or step + 1 == stop_after_step) and not last:
-          last_train = pending.flush(config.batch_size, flops_per_step) or last_train
-          checkpointer.save(state)
+          # The steps since the last log point stay a window of the record, not a mean.
+          checkpointer.save(state, pending.run_state())
           logging.warning('SIGTERM: saved the checkpoint at step %d and stopped', step + 1)
           stopped = True
           break
@@ -263,13 +235,9 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
     writer.close()
   if stopped:  # resumable; the summary comes with the run's end
     return {}
-  steps_per_sec = pending.steps_timed / max(pending.seconds, 1e-9)
-  summary = {**last_test, 'train/loss': last_train.get('train/loss', float('nan')),
-             'train/images_per_sec': steps_per_sec * config.batch_size,
-             **throughput.throughput_metrics(flops_per_step, steps_per_sec),
+  summary = {**last_test, **pending.summary(config.batch_size),
              'steps': total_steps, 'epochs': config.num_epochs,
              'wall_seconds': time.time() - start_time}
   if is_main:
-    with open(os.path.join(workdir, 'summary.json'), 'w', encoding='utf-8') as f:
-      json.dump(summary, f, indent=2, sort_keys=True)
+    train_log.write_summary(summary_path, summary)
   return summary

@@ -4,9 +4,13 @@
   run on a workdir in use fail at once; the kernel drops the lock when its process dies, so a
   stale lock from a killed run never blocks a restart.
 - `config.json` is written once; a later run whose config differs (beyond fields that do not
-  change the training) refuses to start, naming the first differences.
+  change the training) refuses to start, naming the first differences. A workdir that holds
+  checkpoints but no `config.json` is accepted only if its checkpoints' records carry this
+  config's digest (`config_digest`).
+- A path too long for the file system is refused before anything is written.
 """
 import fcntl
+import hashlib
 import json
 import os
 from typing import Dict, Optional
@@ -14,6 +18,7 @@ from typing import Dict, Optional
 import jax
 import ml_collections
 from jax.experimental import multihost_utils
+from sdd_jax import checkpoint_record
 from sdd_jax.errors import UserError
 
 # Fields that may change between a run and its resumption (they do not change the training);
@@ -41,16 +46,80 @@ def _resumable(field: str) -> bool:
       f for f in RESUMABLE_FIELDS if f.endswith('.')))
 
 
+# The longest path the run writes below the workdir, e.g.
+# 'unreadable_checkpoints/1234567.orbax-checkpoint-tmp/default/ocdbt.process_0/d/<32 hex>', with
+# room to spare: a workdir path must leave this much of the file system's PATH_MAX.
+LONGEST_INSIDE = 160
+
+
+def config_digest(config) -> str:
+  """sha256 of the training-relevant fields (those `check_config` compares: all but
+  RESUMABLE_FIELDS) of a ConfigDict or of its JSON dict."""
+  flat = _flatten(config if isinstance(config, dict) else json.loads(config.to_json()))
+  kept = {k: v for k, v in flat.items() if not _resumable(k)}
+  return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+def check_path(workdir: str) -> None:
+  """Raises WorkdirError if `workdir` (or what a run writes inside it) would be a path too
+  long for its file system: a name over NAME_MAX, or a total over PATH_MAX."""
+  path = os.path.abspath(workdir)
+  existing = path
+  while not os.path.isdir(existing):
+    existing = os.path.dirname(existing)
+  try:
+    name_max = os.pathconf(existing, 'PC_NAME_MAX')
+    path_max = os.pathconf(existing, 'PC_PATH_MAX')
+  except (OSError, ValueError):
+    name_max, path_max = 255, 4096
+  longest = max(path.split(os.sep), key=len)
+  if len(longest.encode()) > name_max:
+    raise WorkdirError(f'--workdir has a name of {len(longest.encode())} bytes ({longest[:20]}...); '
+                       f'this file system allows {name_max}: give a shorter --workdir')
+  if len(path.encode()) + LONGEST_INSIDE > path_max:
+    raise WorkdirError(f'--workdir is a path of {len(path.encode())} bytes; runs need it under '
+                       f'{path_max - LONGEST_INSIDE} (PATH_MAX {path_max}): give a shorter '
+                       '--workdir')
+
+
+def _check_checkpoints_without_config(workdir: str, config) -> None:
+  """A workdir with checkpoints but no config.json: every checkpoint whose record is readable
+  must carry this config's digest, and at least one must."""
+  directory = os.path.join(workdir, 'checkpoints')
+  steps = sorted((int(s) for s in os.listdir(directory) if s.isdigit()), reverse=True) \
+      if os.path.isdir(directory) else []
+  if not steps:
+    return
+  digest, matched = config_digest(config), False
+  for step in steps:
+    try:
+      stored = checkpoint_record.read(os.path.join(directory, str(step)))['config_digest']
+    except checkpoint_record.Unverifiable:
+      continue
+    if stored != digest:
+      raise WorkdirError(f'--workdir {workdir} has no config.json and its checkpoint {step} was '
+                         'trained with a different config; use a new --workdir, or the '
+                         'config that made it')
+    matched = True
+  if not matched:
+    raise WorkdirError(f'--workdir {workdir} has no config.json and none of its checkpoints '
+                       f'{steps} records its config; use a new --workdir')
+
+
 def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises WorkdirError if `workdir` cannot hold this config's run (reads only)."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f'--workdir {workdir} is a file; give a directory path')
+  check_path(workdir)
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
+    _check_checkpoints_without_config(workdir, config)
     return
   try:
     with open(path, encoding='utf-8') as f:
       saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError('not a JSON object')
   except (OSError, ValueError) as e:
     raise WorkdirError(f'{path} cannot be read ({type(e).__name__}); use a new --workdir') from None
   old, new = _flatten(saved), _flatten(json.loads(config.to_json()))

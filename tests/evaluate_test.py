@@ -188,3 +188,13 @@ def test_restored_network_is_deterministic_and_per_example(trained):
   mixed = np.concatenate([images[:3], -images[3:]])
   np.testing.assert_allclose(np.asarray(logits_fn(variables, mixed))[:3], first[:3], rtol=1e-5,
                              atol=1e-6)
+
+
+def test_an_unreadable_config_json_is_one_line(tmp_path):
+  for name, text in (('truncated', '{"model": {"name": "res'), ('not_an_object', '[1, 2]')):
+    workdir = tmp_path / name
+    workdir.mkdir()
+    (workdir / 'config.json').write_text(text)
+    with pytest.raises(evaluation.EvaluationError,
+                       match=r'config.json cannot be read \(\w+\); it is written by train.py'):
+      evaluation.evaluate_workdir(str(workdir))

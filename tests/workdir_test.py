@@ -1,4 +1,5 @@
 """The workdir claim: a lock against concurrent runs that a dead process never leaves stale."""
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,22 @@ def test_resumable_fields_may_change_but_training_fields_may_not(tmp_path):
   changed.seed = 1
   with pytest.raises(workdir_lib.WorkdirError, match=r'different config \(seed: 0 -> 1\)'):
     workdir_lib.check_config(workdir, changed)
+
+
+def test_the_config_digest_covers_the_fields_check_config_compares():
+  """The digest stored with each checkpoint (a workdir without config.json is checked against
+  it): resumable fields change nothing, any other field changes it."""
+  base = workdir_lib.config_digest(_config())
+  resumable = _config()
+  resumable.log_every_steps = 7
+  resumable.evals.accuracy.every_epochs = 3
+  assert workdir_lib.config_digest(resumable) == base
+  for field, value in (('seed', 1), ('optim.lr', 0.05), ('model.kwargs.width', 8)):
+    changed = _config()
+    *parents, last = field.split('.')
+    target = changed
+    for part in parents:
+      target = target[part]
+    target[last] = value
+    assert workdir_lib.config_digest(changed) != base, field
+  assert workdir_lib.config_digest(json.loads(_config().to_json())) == base
