@@ -11,7 +11,6 @@
 """
 import dataclasses
 import functools
-import json
 import logging
 import os
 from typing import Any, Dict, Optional, Sequence
@@ -27,6 +26,7 @@ from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
 from sdd_jax import step as step_lib
 from sdd_jax import trainer
+from sdd_jax import workdir as workdir_lib
 from sdd_jax.evaluators import report as report_lib
 from sdd_jax.evaluators import results as results_lib
 from sdd_jax.errors import UserError
@@ -61,15 +61,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise EvaluationError(f'{path} not found; --workdir must be a folder written by train.py')
-  try:
-    with open(path, encoding='utf-8') as f:
-      saved = json.load(f)
-    if not isinstance(saved, dict):
-      raise ValueError('not a JSON object')
-  except (OSError, ValueError) as e:
-    raise EvaluationError(f'{path} cannot be read ({type(e).__name__}); it is written by '
-                          'train.py: restore it or train again in a new --workdir') from None
-  return ml_collections.ConfigDict(_tuples(saved))
+  return ml_collections.ConfigDict(_tuples(workdir_lib.read_config_json(path)))
 
 
 def evals_template() -> ml_collections.ConfigDict:

@@ -106,6 +106,20 @@ def _check_checkpoints_without_config(workdir: str, config) -> None:
                        f'{steps} records its config; use a new --workdir')
 
 
+def read_config_json(path: str) -> dict:
+  """The config a run saved at `path` (its `config.json`) as a dict; WorkdirError (one line)
+  when the file cannot be read or is not a JSON object."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+    if not isinstance(saved, dict):
+      raise ValueError('not a JSON object')
+  except (OSError, ValueError) as e:
+    raise WorkdirError(f'{path} cannot be read ({type(e).__name__}); it is written by train.py: '
+                       'restore it, or use a new --workdir') from None
+  return saved
+
+
 def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises WorkdirError if `workdir` cannot hold this config's run (reads only)."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -115,14 +129,7 @@ def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   if not os.path.exists(path):
     _check_checkpoints_without_config(workdir, config)
     return
-  try:
-    with open(path, encoding='utf-8') as f:
-      saved = json.load(f)
-    if not isinstance(saved, dict):
-      raise ValueError('not a JSON object')
-  except (OSError, ValueError) as e:
-    raise WorkdirError(f'{path} cannot be read ({type(e).__name__}); use a new --workdir') from None
-  old, new = _flatten(saved), _flatten(json.loads(config.to_json()))
+  old, new = _flatten(read_config_json(path)), _flatten(json.loads(config.to_json()))
   differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not _resumable(k))
   if differ:
     shown = '; '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in differ[:3])

@@ -4,7 +4,6 @@ change, and leaves an existing workdir byte-identical.
 `CASES` are remembered cases; the rest is generated from the config schema
 (`config_schema.all_fields()`: every field with a wrong type, out of range, NaN, inf) and from
 the source contracts (every malformed npz member, folder layouts, unreadable images)."""
-import hashlib
 import math
 import os
 import re
@@ -21,33 +20,22 @@ from sdd_jax import config_validation
 from sdd_jax import data
 from sdd_jax import models
 from sdd_jax import trainer
+from tests import workdirs
 
-USER_ERRORS = (config_validation.ConfigError, data.DataError, trainer.WorkdirError,
-               checkpoint.CheckpointError)
 
 
 def _config():
-  config = common.recipe()
-  common.smoke(config)
-  config.data.synthetic_shape = (16, 16, 3)
-  config.data.image_size = 16
-  config.data.crop_padding = 2
+  config = workdirs.tiny_config()
   config.num_epochs = 1
-  config.optim.lr_boundaries = ()
   return config
 
 
 def _snapshot(root):
-  """{relative path: sha256} of every file under `root` (and the folders)."""
-  result = {}
-  for folder, dirs, files in os.walk(root):
-    for name in dirs:
-      result[os.path.relpath(os.path.join(folder, name), root) + '/'] = 'dir'
-    for name in files:
-      path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        result[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-  return result
+  return workdirs.snapshot(root, folders=True)
+
+
+USER_ERRORS = (config_validation.ConfigError, data.DataError, trainer.WorkdirError,
+               checkpoint.CheckpointError)
 
 
 @pytest.fixture(scope='module')

@@ -16,6 +16,7 @@ from PIL import Image
 from configs import cifar100_resnet18_ce
 from configs import common
 from sdd_jax import data as data_lib
+from sdd_jax import errors
 from sdd_jax import evaluation
 from sdd_jax import metrics
 from sdd_jax import parallel
@@ -195,6 +196,6 @@ def test_an_unreadable_config_json_is_one_line(tmp_path):
     workdir = tmp_path / name
     workdir.mkdir()
     (workdir / 'config.json').write_text(text)
-    with pytest.raises(evaluation.EvaluationError,
+    with pytest.raises(errors.UserError,
                        match=r'config.json cannot be read \(\w+\); it is written by train.py'):
       evaluation.evaluate_workdir(str(workdir))

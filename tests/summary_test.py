@@ -1,7 +1,6 @@
 """Exact summaries: a run stopped or killed anywhere and resumed, or re-run after finishing,
 writes the uninterrupted run's `summary.json` (every figure but the measured times), as strict
 JSON; a finished workdir re-run changes no byte; a flipped bit in a checkpoint falls back."""
-import hashlib
 import json
 import math
 import os
@@ -9,9 +8,9 @@ import shutil
 
 import pytest
 
-from configs import common
 from sdd_jax import checkpoint
 from sdd_jax import trainer
+from tests import workdirs
 
 # Measured, not computed: a resumed run cannot time the same seconds (checked finite and > 0).
 TIMED = ('wall_seconds', 'train/images_per_sec', 'train/flops_per_sec', 'train/mfu')
@@ -20,14 +19,13 @@ TIMED = ('wall_seconds', 'train/images_per_sec', 'train/flops_per_sec', 'train/m
 def _config():
   """Smoke SD-Dropout: 64 synthetic 16x16 examples, batch 16: 4 steps an epoch, 2 epochs
   (checkpoints at 4 and 8), a log point every 3 steps (3, 4 at the epoch's end, 6, 8)."""
-  config = common.recipe()
-  config.methods.sd_dropout = dict(common.SD_DROPOUT)
-  common.smoke(config)
-  config.data.synthetic_shape = (16, 16, 3)
-  config.data.image_size = 16
-  config.data.crop_padding = 2
+  config = workdirs.tiny_config(sd_dropout=True)
+  config.optim.lr_boundaries = (1,)
   config.log_every_steps = 3
   return config
+
+
+_snapshot = workdirs.snapshot
 
 
 def _strict_json(path):
@@ -35,17 +33,6 @@ def _strict_json(path):
     raise AssertionError(f'{path} holds {token}: not strict JSON')
   with open(path, encoding='utf-8') as f:
     return json.load(f, parse_constant=refuse)
-
-
-def _snapshot(root):
-  """{relative path: sha256} of every file under `root`."""
-  result = {}
-  for folder, _, files in os.walk(root):
-    for name in files:
-      path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        result[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-  return result
 
 
 def _train_records(workdir):

@@ -5,7 +5,6 @@ proceeds correctly (what that is depends on the file: `_train_expectation`,
 `_evaluate_expectation`) or raises one UserError line and leaves the workdir byte-identical.
 Also: a workdir without config.json, paths too long for the file system, and the silence of
 orbax's background reads."""
-import hashlib
 import json
 import os
 import shutil
@@ -14,37 +13,25 @@ import time
 
 import pytest
 
-from configs import common
 from sdd_jax import checkpoint_record
 from sdd_jax import errors
 from sdd_jax import evaluation
 from sdd_jax import trainer
 from sdd_jax import workdir as workdir_lib
+from tests import workdirs
 
 STATES = ('missing', 'truncated', 'garbage')
-TIMED = ('wall_seconds', 'train/images_per_sec', 'train/flops_per_sec', 'train/mfu')
+_snapshot = workdirs.snapshot
 
 
 def _config():
   """One smoke epoch (4 steps of 16 synthetic 16x16 images): one checkpoint, at step 4."""
-  config = common.recipe()
-  common.smoke(config)
-  config.data.synthetic_shape = (16, 16, 3)
-  config.data.image_size = 16
-  config.data.crop_padding = 2
+  config = workdirs.tiny_config()
   config.num_epochs = 1
-  config.optim.lr_boundaries = ()
   return config
 
 
-def _snapshot(root):
-  result = {}
-  for folder, _, files in os.walk(root):
-    for name in files:
-      path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        result[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-  return result
+TIMED = ('wall_seconds', 'train/images_per_sec', 'train/flops_per_sec', 'train/mfu')
 
 
 @pytest.fixture(scope='module')

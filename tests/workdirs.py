@@ -1,0 +1,33 @@
+"""Test support shared by the workdir tests: the tiny training config and byte snapshots."""
+import hashlib
+import os
+
+from configs import common
+
+
+def tiny_config(sd_dropout: bool = False):
+  """Smoke CE (or SD-Dropout) on 64 synthetic 16x16 images, batch 16: 4 steps an epoch, 2 epochs
+  (callers shorten it), no learning-rate boundary."""
+  config = common.recipe()
+  if sd_dropout:
+    config.methods.sd_dropout = dict(common.SD_DROPOUT)
+  common.smoke(config)
+  config.data.synthetic_shape = (16, 16, 3)
+  config.data.image_size = 16
+  config.data.crop_padding = 2
+  config.optim.lr_boundaries = ()
+  return config
+
+
+def snapshot(root, folders: bool = False):
+  """{relative path: sha256} of every file under `root` (and 'dir' for each folder)."""
+  result = {}
+  for folder, dirs, files in os.walk(root):
+    if folders:
+      for name in dirs:
+        result[os.path.relpath(os.path.join(folder, name), root) + '/'] = 'dir'
+    for name in files:
+      path = os.path.join(folder, name)
+      with open(path, 'rb') as f:
+        result[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+  return result
