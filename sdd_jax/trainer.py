@@ -25,6 +25,7 @@ from jax.experimental import multihost_utils
 from sdd_jax import checkpoint as checkpoint_lib
 from sdd_jax import config_validation
 from sdd_jax import data as data_lib
+from sdd_jax import diagnostics
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax.evaluators import report as eval_report
 from sdd_jax.evaluators import results as eval_results
@@ -214,6 +215,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   is_main = jax.process_index() == 0
   writer = metric_writers.create_writer(workdir, total_steps, is_main)
   pending, last_train, last_test = _PendingMetrics(), {}, {}
+  collapse = diagnostics.CollapseWatch(config.data.num_classes, steps_per_epoch, start_step)
   probe_fn = None
   if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
     probe_fn = jax.jit(functools.partial(probe.probe_metrics, model, rate=config.probe.rate,
@@ -240,6 +242,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
         last = step + 1 == total_steps
         if (step + 1) % config.log_every_steps == 0 or epoch_done:
           last_train = pending.flush(config.batch_size, flops_per_step)
+          last_train.update(collapse.observe(step + 1, last_train))
           writer.write_scalars(step + 1, {**last_train, 'train/epoch': (step + 1) /
                                           steps_per_epoch})
         if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
