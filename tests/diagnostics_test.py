@@ -1,18 +1,23 @@
 """Collapse diagnostics: term shares, confidence / top-1, dead pooled features against NumPy on
-hand-made numbers; the once-only collapse warning on hand-made epoch metrics. The keys in every
-config's smoke run's metrics.jsonl (SD-Dropout, CE and each method): tests/configs_test.py."""
+hand-made numbers; the once-only collapse warning on hand-made epoch metrics and in one smoke run
+that sits at chance. The keys in every config's smoke run's metrics.jsonl (SD-Dropout, CE and
+each method): tests/configs_test.py."""
 import dataclasses
 import logging
+import os
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from configs import common
 from sdd_jax import diagnostics
 from sdd_jax import metric_writers
 from sdd_jax import methods
+from sdd_jax import trainer
 from sdd_jax.methods import base
 
 
@@ -49,8 +54,8 @@ def test_term_shares_alone_and_with_a_zero_or_negative_total():
   shares = jax.jit(diagnostics.term_shares)({'ce': 2.0, 'a': -0.5}, 1.5)
   np.testing.assert_allclose([shares['train/share_ce'], shares['train/share_a']],
                              [2.0 / 1.5, -0.5 / 1.5], rtol=1e-6)
-  zero = diagnostics.term_shares({'ce': 0.0}, jnp.float32(0.0))
-  assert float(zero['train/share_ce']) == 0.0  # not NaN
+  zero = jax.jit(diagnostics.term_shares)({'ce': 0.5, 'a': -0.5}, jnp.float32(0.0))
+  assert [float(v) for v in zero.values()] == [0.0, 0.0]  # a zero total: 0, not NaN or inf
   _, ce_only = methods.combine([], None, jax.random.key(0), jnp.array([0.3, 0.5]))
   assert set(ce_only) == {'train/loss', 'train/loss_ce', 'train/share_ce'}
   np.testing.assert_allclose(ce_only['train/share_ce'], 1.0)
@@ -156,3 +161,32 @@ def test_the_progress_line_shows_confidence_and_the_warning(capsys):
                            diagnostics.WARNING_KEY: 1.0})
   line = capsys.readouterr().err
   assert 'confidence 12.5' in line and 'collapse_warning 1' in line
+
+
+# --- end to end: the trainer logs the warning once and goes on -----------------------------
+# (The keys in every config's smoke run's metrics.jsonl, SD-Dropout and CE included, are
+# checked by tests/configs_test.py::test_smoke_run.)
+
+def test_a_run_at_chance_under_a_dominant_term_warns_once_and_goes_on(tmp_path, caplog):
+  config = common.recipe()
+  config.methods.sd_dropout = dict(common.SD_DROPOUT, weight=1000.0)  # the term dominates
+  common.smoke(config)  # 10 classes, 64 examples, batch 16: 4 steps per epoch, 2 epochs
+  config.data.synthetic_shape = (16, 16, 3)
+  config.data.image_size = 16
+  config.optim.lr = 1e-9  # the network stays as initialised: near chance
+  config.evals = ml_collections.ConfigDict()
+  config.checkpoint_every_epochs = 2  # one checkpoint, at the end
+  workdir = str(tmp_path / 'run')
+  with caplog.at_level(logging.WARNING):
+    summary = trainer.train_and_evaluate(config, workdir)
+  assert summary['steps'] == 8  # a warning, not a stop
+  records = metric_writers.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  train = [r for r in records if 'train/loss' in r]
+  assert [r['step'] for r in train] == [2, 4, 6, 8]
+  for epoch in (train[:2], train[2:]):  # the setting meets the rule in both epochs ...
+    assert np.mean([r['train/top1'] for r in epoch]) < 15.0
+    assert np.mean([r['train/share_sd_dropout'] for r in epoch]) > 0.5
+  # ... and the warning comes once, at the end of the first.
+  assert [r['step'] for r in records if diagnostics.WARNING_KEY in r] == [4]
+  warnings = [r.getMessage() for r in caplog.records if 'collapse?' in r.getMessage()]
+  assert len(warnings) == 1 and 'epoch 1' in warnings[0] and 'sd_dropout' in warnings[0]
