@@ -132,7 +132,8 @@ class ProgressWriter(ScalarWriter):
     eta = (self._total - step) / rate if rate > 0 else float('nan')
     done = int(self._width * step / self._total)
     shown = ' '.join(f'{k.split("/")[-1]} {v:.4g}' for k, v in scalars.items()
-                     if k in ('train/loss', 'train/top1', 'test/top1', 'train/images_per_sec'))
+                     if k in ('train/loss', 'train/top1', 'train/confidence', 'test/top1',
+                              'train/images_per_sec', 'train/collapse_warning'))
     self._stream.write(f'[{"#" * done}{"." * (self._width - done)}] step {step}/{self._total} '
                        f'{shown} ETA {_duration(eta)}\n')
     self._stream.flush()

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sdd_jax import diagnostics
 from sdd_jax import losses
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
@@ -30,8 +31,10 @@ def make_train_step(model, tx: optax.GradientTransformation,
   """Returns `train_step(state, batch) -> (state, metrics)`, jitted over `mesh`.
 
   `batch` holds global arrays sharded on 'data': `images` [batch, H, W, C], `labels` [batch],
-  plus what the methods need. `metrics` are replicated scalars (`train/...`). The input state
-  is donated. `run` gives the methods the facts of the run (steps per epoch, ...).
+  plus what the methods need. `metrics` are replicated scalars (`train/...`; `train/top1`
+  and the collapse diagnostics `train/share_*`, `train/confidence`, `train/dead_features`:
+  `diagnostics.py`). The input state is donated. `run` gives the methods the facts of the run
+  (steps per epoch, ...).
   """
   run = run or methods_lib.RunInfo(num_devices=mesh.devices.size)
 
@@ -44,14 +47,13 @@ def make_train_step(model, tx: optax.GradientTransformation,
                                              run=run, mesh=mesh,
                                              method_states=state.method_states)
       total, metrics = methods_lib.combine(methods, ctx, key, methods_lib.base_loss(ctx))
+      metrics.update(diagnostics.batch_metrics(ctx.logits, ctx.features, batch['labels']))
       method_states = methods_lib.update_states(methods, ctx)
-      return total, (batch_stats, ctx.logits, metrics, method_states)
+      return total, (batch_stats, metrics, method_states)
 
-    grads, (batch_stats, logits, metrics, method_states) = jax.grad(
-        loss_fn, has_aux=True)(state.params)
+    grads, (batch_stats, metrics, method_states) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics['train/top1'] = 100 * jnp.mean(jnp.argmax(logits, -1) == batch['labels'])
     metrics['train/lr'] = lr_schedule(state.step)
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state,

@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 from sdd_jax import checkpoint as checkpoint_lib
 from sdd_jax import config_validation
 from sdd_jax import data as data_lib
+from sdd_jax import diagnostics
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax.evaluators import report as eval_report
 from sdd_jax.evaluators import results as eval_results
@@ -185,6 +186,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   writer = metric_writers.create_writer(workdir, total_steps, is_main and
                                         start_step < total_steps, start_step)
   pending, last_test = train_log.PendingMetrics(checkpointer.restored_run), {}
+  collapse = diagnostics.CollapseWatch(config.data.num_classes, steps_per_epoch, start_step)
   probe_fn = None
   if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
     probe_fn = jax.jit(functools.partial(probe.probe_metrics, model, rate=config.probe.rate,
@@ -211,7 +213,9 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
         epoch = (step + 1) // steps_per_epoch
         last = step + 1 == total_steps
         if (step + 1) % config.log_every_steps == 0 or epoch_done:
-          writer.write_scalars(step + 1, {**pending.flush(config.batch_size),
+          train_metrics = pending.flush(config.batch_size)
+          writer.write_scalars(step + 1, {**train_metrics, **collapse.observe(step + 1,
+                                                                              train_metrics),
                                           'train/epoch': (step + 1) / steps_per_epoch})
         if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
           # before evaluating: an evaluator error loses no training

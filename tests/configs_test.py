@@ -6,6 +6,7 @@ import os
 import pytest
 
 from sdd_jax import config_validation
+from sdd_jax import metric_writers
 from sdd_jax import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +36,14 @@ def test_smoke_run(path, tmp_path):
   config = load(path, 'smoke')
   summary = trainer.train_and_evaluate(config, str(tmp_path))
   assert summary['steps'] >= 2 and 0 <= summary['test/top1'] <= 100
+  # The collapse diagnostics (sdd_jax/diagnostics.py): a share per weighted term, summing to 1.
+  for r in metric_writers.read_jsonl(os.path.join(tmp_path, 'metrics.jsonl')):
+    if 'train/loss' in r:
+      terms = ['ce'] + [name for name in config.methods if f'train/loss_{name}' in r]
+      assert sorted(k for k in r if k.startswith('train/share_')) == sorted(
+          f'train/share_{name}' for name in terms)
+      assert abs(sum(r[f'train/share_{name}'] for name in terms) - 1) < 1e-4, r
+      assert 0 < r['train/confidence'] <= 100 and 0 <= r['train/dead_features'] <= 1, r
 
 
 def test_demo_ce_is_the_baseline_without_methods():

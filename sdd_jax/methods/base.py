@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
+from sdd_jax import diagnostics
 from sdd_jax import losses
 
 
@@ -245,19 +246,23 @@ def combine(methods: Sequence[Method], ctx: StepContext, key: jax.Array,
 
   Returns:
     The scalar loss and metrics `train/loss`, `train/loss_ce`, `train/loss_<name>` (unweighted
-    term; absent for methods without a term) and whatever each method reports.
+    term; absent for methods without a term), `train/share_ce` and `train/share_<name>` (each
+    weighted term over the total: `diagnostics.term_shares`) and whatever each method reports.
   """
   total = jnp.mean(base_loss)
   metrics = {'train/loss_ce': total}
+  weighted = {'ce': total}
   for method in methods:
     term, extra = _method_loss(method, ctx, method_key(key, method.name))
     metrics.update(extra)
     if term is None:
       continue
     term = jnp.mean(term)
-    total = total + method.weight * method.temperature ** 2 * term
+    weighted[method.name] = method.weight * method.temperature ** 2 * term
+    total = total + weighted[method.name]
     metrics[f'train/loss_{method.name}'] = term
   metrics['train/loss'] = total
+  metrics.update(diagnostics.term_shares(weighted, total))
   return total, metrics
 
 

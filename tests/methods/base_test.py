@@ -44,7 +44,7 @@ def test_combine_adds_weight_times_temperature_squared_times_mean_term():
 def test_combine_without_methods_is_mean_cross_entropy():
   total, metrics = base.combine([], None, jax.random.key(0), jnp.array([1.0, 2.0, 6.0]))
   np.testing.assert_allclose(total, 3.0)
-  assert set(metrics) == {'train/loss', 'train/loss_ce'}
+  assert set(metrics) == {'train/loss', 'train/loss_ce', 'train/share_ce'}
 
 
 def test_each_method_draws_from_its_own_stable_key():
