@@ -23,6 +23,23 @@ def _save(fig: Figure, path, record: dict) -> Tuple[pathlib.Path, pathlib.Path]:
   return path, json_path
 
 
+def _draw_reliability(ax, table: Sequence[Mapping], ece: float, n: int, title: str) -> None:
+  """Accuracy bars (the axes' first bar container), gap bars (the second), the diagonal and
+  the ECE in the legend, for the non-empty bins of `table`."""
+  rows = [row for row in table if row['count'] > 0]
+  centres = [(row['lower'] + row['upper']) / 2 for row in rows]
+  widths = [row['upper'] - row['lower'] for row in rows]
+  accs = [row['acc'] for row in rows]
+  gaps = [row['conf'] - row['acc'] for row in rows]
+  ax.bar(centres, accs, width=widths, color='tab:blue', edgecolor='black', label='accuracy')
+  ax.bar(centres, gaps, bottom=accs, width=widths, color='tab:red', alpha=0.3,
+         edgecolor='tab:red', hatch='//', label='gap (conf − acc)')
+  ax.plot([0, 1], [0, 1], linestyle='--', color='gray', label='perfect calibration')
+  ax.plot([], [], linestyle='none', label=f'ECE = {100 * ece:.2f}%, N = {n}')
+  ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence', ylabel='accuracy', title=title)
+  ax.legend(loc='upper left')
+
+
 def create_reliability_figure(table: Sequence[Mapping], ece: float, n: int,
                               histogram: bool = True) -> Figure:
   """Reliability diagram (§2; Guo et al. 2017) from `metrics.ece_from_bin_stats`' table.
@@ -39,20 +56,10 @@ def create_reliability_figure(table: Sequence[Mapping], ece: float, n: int,
   rows = [row for row in table if row['count'] > 0]
   centres = [(row['lower'] + row['upper']) / 2 for row in rows]
   widths = [row['upper'] - row['lower'] for row in rows]
-  accs = [row['acc'] for row in rows]
-  gaps = [row['conf'] - row['acc'] for row in rows]
 
   fig = Figure(figsize=(9.0 if histogram else 4.5, 4.5), layout='constrained')
   axes = fig.subplots(1, 2 if histogram else 1, squeeze=False)[0]
-  ax = axes[0]
-  ax.bar(centres, accs, width=widths, color='tab:blue', edgecolor='black', label='accuracy')
-  ax.bar(centres, gaps, bottom=accs, width=widths, color='tab:red', alpha=0.3,
-         edgecolor='tab:red', hatch='//', label='gap (conf − acc)')
-  ax.plot([0, 1], [0, 1], linestyle='--', color='gray', label='perfect calibration')
-  ax.plot([], [], linestyle='none', label=f'ECE = {100 * ece:.2f}%, N = {n}')
-  ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence', ylabel='accuracy',
-         title='Reliability diagram')
-  ax.legend(loc='upper left')
+  _draw_reliability(axes[0], table, ece, n, 'Reliability diagram')
   if histogram:
     hist = axes[1]
     hist.bar(centres, [row['count'] / n for row in rows], width=widths, color='tab:gray',
@@ -72,6 +79,20 @@ def reliability_diagram(table: Sequence[Mapping], ece: float, n: int, path,
   fig = create_reliability_figure(table, ece, n, histogram)
   bins = [{key: row[key] for key in _BIN_KEYS} for row in table if row['count'] > 0]
   return _save(fig, path, {'ece': float(ece), 'n': int(n), 'bins': bins})
+
+
+def reliability_panels(panels: Mapping[str, Tuple[Sequence[Mapping], float, int]],
+                       path) -> Tuple[pathlib.Path, pathlib.Path]:
+  """One reliability diagram per entry of `panels` ({title: (table, ece, n)}), side by side in
+  one PNG at `path`, and their numbers as `<stem>.json` ({title: {ece, n, bins}})."""
+  fig = Figure(figsize=(4.5 * len(panels), 4.5), layout='constrained')
+  axes = fig.subplots(1, len(panels), squeeze=False)[0]
+  record = {}
+  for ax, (title, (table, ece, n)) in zip(axes, panels.items()):
+    _draw_reliability(ax, table, ece, n, title)
+    record[title] = {'ece': float(ece), 'n': int(n), 'bins': [
+        {key: row[key] for key in _BIN_KEYS} for row in table if row['count'] > 0]}
+  return _save(fig, path, record)
 
 
 def line_plot(xs_by_name: Mapping[str, Sequence[float]],
