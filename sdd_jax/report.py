@@ -17,8 +17,7 @@ Sections (each only where some run has its numbers):
   (Table 10), standard dropout (Table 11), dropout position (Table 12), head hidden layers
   (Table 13), weight × rate (Table 14); each is a `pivot` by one or two fields with the other
   ablated fields at the paper's values.
-- The sensitivity study (`report_sensitivity.py`): top-1, NLL, ECE and mean confidence per
-  pooled dimension D and SD-Dropout weight, and their figure `sensitivity.png`.
+- The sensitivity study: metrics per pooled dimension D and weight (`report_sensitivity.py`).
 - The KL-direction probe (Table 8, Figure 4), links to the reliability diagrams, and the
   workdirs behind every group.
 
