@@ -17,6 +17,7 @@ Sections (each only where some run has its numbers):
   (Table 10), standard dropout (Table 11), dropout position (Table 12), head hidden layers
   (Table 13), weight × rate (Table 14); each is a `pivot` by one or two fields with the other
   ablated fields at the paper's values.
+- The sensitivity study: metrics per pooled dimension D and weight (`report_sensitivity.py`).
 - The KL-direction probe (Table 8, Figure 4), links to the reliability diagrams, and the
   workdirs behind every group.
 
@@ -39,6 +40,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from sdd_jax import metrics
 from sdd_jax import report_probe
+from sdd_jax import report_sensitivity
 from sdd_jax.report_runs import (  # pylint: disable=unused-import  (the API lives here too)
     BASE, FEATURE_DROPOUT, PLUS_SDD, REFERENCE, Group, Run, at_reference, group_seeds, label,
     load_runs, metric_keys, order_key)
@@ -223,6 +225,7 @@ def render(runs: Sequence[Run], out_dir: str = '.') -> str:
     for heading, table in ablations:
       parts += [f'### {heading}', '', table, '']
   parts += report_probe.section(groups, _group_name, out_dir)
+  parts += report_sensitivity.section(groups, out_dir)
   links = reliability_links(groups, out_dir)
   if links:
     parts += ['## Reliability diagrams', '', links, '']
