@@ -175,3 +175,78 @@ def test_batch_stats_agree_after_each_step(runs, step):
     n = runs['counts'][module]
     expected = decay * start[name] + (ours[name] - decay * start[name]) * n / (n - 1)
     np.testing.assert_allclose(theirs[name], expected, rtol=1e-4, err_msg=name)
+
+
+def _torch_symmetric_kl_grads(logits_u, logits_v, temperature, log_target):
+  u = torch.tensor(logits_u, requires_grad=True)
+  v = torch.tensor(logits_v, requires_grad=True)
+  term = (reference.kl_batchmean(u, v, temperature, log_target)
+          + reference.kl_batchmean(v, u, temperature, log_target))
+  term.backward()
+  return float(term.detach()), u.grad.numpy(), v.grad.numpy()
+
+
+@pytest.mark.parametrize('gap', [5.0, 400.0])
+def test_symmetric_kl_gradients_and_the_authors_nan(gap):
+  """Ours (`losses.symmetric_kl`, 'both') equals the reference's value and gradients; at a logit
+  gap above ~100 T (a probability underflows to 0 in float32) the authors' `kl_div(log_softmax,
+  softmax)` backward is NaN while ours and the `log_target` form stay finite and agree."""
+  temperature = 3.0
+  logits_u = np.array([[gap, 0.0, -1.0], [0.5, -0.5, 0.0]], np.float32)
+  logits_v = np.array([[0.0, gap, 1.0], [0.0, 0.3, -0.2]], np.float32)
+  ours_fn = lambda u, v: jnp.mean(losses.symmetric_kl(u, v, temperature))
+  ours_value = float(ours_fn(logits_u, logits_v))
+  ours_du, ours_dv = jax.grad(ours_fn, argnums=(0, 1))(logits_u, logits_v)
+  value, du, dv = _torch_symmetric_kl_grads(logits_u, logits_v, temperature, log_target=True)
+  np.testing.assert_allclose(value, ours_value, rtol=1e-5)
+  np.testing.assert_allclose(du, ours_du, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(dv, ours_dv, rtol=1e-4, atol=1e-7)
+  value, du, dv = _torch_symmetric_kl_grads(logits_u, logits_v, temperature, log_target=False)
+  np.testing.assert_allclose(value, ours_value, rtol=1e-5)  # the forward is finite either way
+  if gap < 100 * temperature:
+    np.testing.assert_allclose(du, ours_du, rtol=1e-4, atol=1e-7)
+  else:
+    assert np.isnan(du).any() and np.isfinite(np.asarray(ours_du)).all()
+
+
+class _FeaturesAsInput(torch.nn.Module):
+  """A fake network for `reference.sd_dropout_loss`: the 'images' are the pooled features."""
+
+  def __init__(self, kernel, bias):
+    super().__init__()
+    self.classifier = torch.nn.Linear(*kernel.shape)
+    with torch.no_grad():
+      self.classifier.weight.copy_(torch.from_numpy(kernel.T.copy()))
+      self.classifier.bias.copy_(torch.from_numpy(bias))
+
+  def features(self, x):
+    return x
+
+
+@pytest.mark.parametrize('direction', ['both', 'forward', 'reverse'])
+def test_sd_dropout_term_and_gradients_per_direction(direction):
+  """The reference's SD-Dropout term (value, gradients w.r.t. the features and the head) equals
+  `losses.sd_dropout` for each KL direction, with our masks injected."""
+  rng = np.random.default_rng(0)
+  features = rng.normal(size=(6, 8)).astype(np.float32) ** 2
+  kernel = rng.normal(size=(8, 5)).astype(np.float32)
+  bias = rng.normal(size=5).astype(np.float32)
+  key = jax.random.key(7)
+  sd = {'weight': 1.0, 'temperature': 3.0, 'rate': 0.5, 'direction': direction}
+
+  def ours_term(x, w, b):
+    return jnp.mean(losses.sd_dropout(lambda f: f @ w + b, x, key, rate=sd['rate'],
+                                      temperature=sd['temperature'], direction=direction))
+
+  value = float(ours_term(features, kernel, bias))
+  grads = jax.grad(ours_term, argnums=(0, 1, 2))(features, kernel, bias)
+  net = _FeaturesAsInput(kernel, bias)
+  x = torch.tensor(features, requires_grad=True)
+  masks = [torch.from_numpy(m) for m in np.asarray(losses.dropout_masks(key, features.shape,
+                                                                        sd['rate'], 2))]
+  out = reference.sd_dropout_loss(net, x, torch.zeros(6, dtype=torch.int64), sd, masks)
+  out['sd_dropout'].backward()
+  np.testing.assert_allclose(float(out['sd_dropout'].detach()), value, rtol=1e-5)
+  for theirs, ours in ((x.grad, grads[0]), (net.classifier.weight.grad.T, grads[1]),
+                       (net.classifier.bias.grad, grads[2])):
+    np.testing.assert_allclose(theirs.numpy(), ours, rtol=1e-4, atol=1e-6)

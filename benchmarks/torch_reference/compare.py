@@ -41,6 +41,14 @@ _ONLY = flags.DEFINE_enum('only', 'both', ['both', 'ours', 'reference'],
                           'Train only one implementation (the other is read if saved).')
 _DROP_LAST = flags.DEFINE_bool('drop_last', True, 'Reference loader drops the last partial '
                                'batch (as ours); the authors keep it (--nodrop_last).')
+_OURS_VARIANCE = flags.DEFINE_enum(
+    'ours_bn_variance', 'fast', ['fast', 'two_pass'],
+    "Experiment: 'two_pass' patches sdd_jax's ResNet BatchNorm (this process only) to "
+    "flax's use_fast_variance=False; 'fast' is the library as it is.")
+_LOG_TARGET = flags.DEFINE_bool(
+    'reference_log_target_kl', False, "Reference KL as kl_div(log_softmax, log_softmax, "
+    "log_target=True) instead of the authors' kl_div(log_softmax, softmax), whose backward is "
+    'NaN once a probability underflows (reference.kl_batchmean).')
 _THREADS = flags.DEFINE_integer('torch_threads', 1, 'torch.set_num_threads.')
 flags.mark_flags_as_required(['config', 'out'])
 
@@ -67,7 +75,9 @@ def format_table(finals: dict, stats: dict, title: str) -> str:
   lines.append(header)
   for impl in IMPLS:
     for seed, final in sorted(finals.get(impl, {}).items()):
-      lines.append(f'{impl:10s} {seed:>5d} ' + ' '.join(f'{final[m]:14.4f}' for m in METRICS))
+      diverged = final.get('diverged_step')
+      lines.append(f'{impl:10s} {seed:>5d} ' + ' '.join(f'{final[m]:14.4f}' for m in METRICS)
+                   + ('' if diverged is None else f'  NaN gradient at step {diverged}: stopped'))
   lines.append('')
   for impl in IMPLS:
     if not finals.get(impl):
@@ -123,7 +133,8 @@ def _run(impl: str, config, seed: int, out: str) -> dict:
     result = ours.train_ours(config, seed, os.path.join(out, f'ours_seed{seed}'))
   else:
     from benchmarks.torch_reference import reference  # pylint: disable=g-import-not-at-top
-    result = reference.train_reference(config, seed, drop_last=_DROP_LAST.value)
+    result = reference.train_reference(config, seed, drop_last=_DROP_LAST.value,
+                                       log_target_kl=_LOG_TARGET.value)
     import torch  # pylint: disable=g-import-not-at-top
     torch.save(result.pop('model').state_dict(), os.path.join(out, f'{impl}_seed{seed}.pt'))
   np.savez(os.path.join(out, f'{impl}_seed{seed}_logits.npz'), logits=result.pop('test_logits'),
@@ -139,6 +150,9 @@ def main(argv):
   del argv
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(_THREADS.value)
+  if _OURS_VARIANCE.value == 'two_pass':
+    from benchmarks.torch_reference import ours  # pylint: disable=g-import-not-at-top
+    ours.use_two_pass_variance()
   config, out = _CONFIG.value, _OUT.value
   os.makedirs(out, exist_ok=True)
   seeds = [int(s) for s in _SEEDS.value.split(',') if s.strip()]
@@ -149,7 +163,8 @@ def main(argv):
       saved = os.path.exists(os.path.join(out, f'{impl}_seed{seed}.json'))
       if impl in impls or saved:
         results[impl][seed] = _run(impl, config, seed, out)
-  finals = {impl: {s: r['final'] for s, r in runs.items()} for impl, runs in results.items()}
+  finals = {impl: {s: {**r['final'], 'diverged_step': r.get('diverged_step')}
+                   for s, r in runs.items()} for impl, runs in results.items()}
   stats = compare(finals)
   methods = ', '.join(config.methods.keys()) or 'ce'
   title = (f'{" ".join(sys.argv[1:])}\n{methods}, width {dict(config.model.kwargs).get("width")},'

@@ -8,6 +8,7 @@ library is not changed): each epoch it takes the test logits through the trainer
 final metrics are then computed from those logits by `logit_metrics` (the same NumPy code as
 the reference's) and checked against the `accuracy` evaluator's `test/top1`.
 """
+import functools
 import json
 import os
 import time
@@ -43,6 +44,15 @@ class LogitStats(base.Evaluator):
 
 if LogitStats.name not in evaluators_lib.EVALUATORS:
   evaluators_lib.EVALUATORS.register(LogitStats.name)(LogitStats)
+
+
+def use_two_pass_variance() -> None:
+  """Experiment (this process only): sdd_jax's ResNet BatchNorm computes the batch variance in
+  two passes, mean((x - mean(x))**2) (`use_fast_variance=False`, as PyTorch), instead of flax's
+  default max(0, mean(x**2) - mean(x)**2), which loses every digit once |mean| / std of a
+  channel passes ~1e3 in float32."""
+  from sdd_jax.models import resnet  # pylint: disable=g-import-not-at-top
+  resnet.BatchNorm = functools.partial(resnet.BatchNorm, use_fast_variance=False)
 
 
 def train_ours(config, seed: int, workdir: str) -> dict:

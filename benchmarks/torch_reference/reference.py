@@ -14,7 +14,8 @@ What it does, as the authors' code (yechanp/self_kd) and PyTorch defaults do it:
 - loss: `CE(head(f), y) + weight * T**2 * (KL(p_v || p_u) + KL(p_u || p_v))` with
   `z_u = head(F.dropout(f, rate))`, `z_v = head(F.dropout(f, rate))`, each KL as
   `F.kl_div(F.log_softmax(z_a / T), F.softmax(z_b / T), reduction='batchmean')`, gradients
-  through both arguments (the paper's 'both'); plain CE when the config has no sd_dropout;
+  through both arguments (the paper's 'both'; `direction='forward'` / `'reverse'` detach each
+  KL's first / second argument); plain CE when the config has no sd_dropout;
 - evaluation every epoch in `eval()` mode (running BatchNorm statistics, no dropout).
 
 Seeded: `torch.manual_seed(seed)` fixes the initialisation, the data order, the augmentation
@@ -35,10 +36,20 @@ from sdd_jax import data as data_lib
 
 
 def kl_batchmean(logits_student: torch.Tensor, logits_teacher: torch.Tensor,
-                 temperature: float) -> torch.Tensor:
-  """KL(p_teacher || p_student) at temperature T, summed over classes, mean over the batch."""
-  return F.kl_div(F.log_softmax(logits_student / temperature, dim=1),
-                  F.softmax(logits_teacher / temperature, dim=1), reduction='batchmean')
+                 temperature: float, log_target: bool = False) -> torch.Tensor:
+  """KL(p_teacher || p_student) at temperature T, summed over classes, mean over the batch.
+
+  `log_target=False` is the authors' form, `kl_div(log_softmax(s), softmax(t))`: once a logit
+  gap exceeds ~100 T, a teacher probability underflows to 0 and the backward through it is
+  0 * log(0) = NaN (the forward stays finite). `log_target=True` passes `log_softmax(t)`: the
+  same value and gradient wherever both are finite, and finite everywhere (as ours).
+  """
+  log_p_student = F.log_softmax(logits_student / temperature, dim=1)
+  if log_target:
+    return F.kl_div(log_p_student, F.log_softmax(logits_teacher / temperature, dim=1),
+                    reduction='batchmean', log_target=True)
+  return F.kl_div(log_p_student, F.softmax(logits_teacher / temperature, dim=1),
+                  reduction='batchmean')
 
 
 def sd_dropout_loss(model: model_lib.CifarResNet, images: torch.Tensor, labels: torch.Tensor,
@@ -49,7 +60,8 @@ def sd_dropout_loss(model: model_lib.CifarResNet, images: torch.Tensor, labels: 
   Args:
     model: the network (in train() mode for a training step).
     images: NCHW float; labels: int64 [batch].
-    sd_config: {'weight', 'temperature', 'rate'} or None (plain cross-entropy).
+    sd_config: {'weight', 'temperature', 'rate'[, 'log_target']} or None (plain
+      cross-entropy); `log_target` picks the KL's form (`kl_batchmean`).
     masks: two [batch, D] inverted-dropout masks to use instead of `F.dropout`'s (tests
       inject the masks the JAX step drew).
 
@@ -67,8 +79,14 @@ def sd_dropout_loss(model: model_lib.CifarResNet, images: torch.Tensor, labels: 
     else:
       dropped = [mask * features for mask in masks]
     logits_u, logits_v = (model.classifier(x) for x in dropped)
-    term = (kl_batchmean(logits_u, logits_v, temperature)
-            + kl_batchmean(logits_v, logits_u, temperature))
+    log_target = bool(sd_config.get('log_target', False))
+    direction = sd_config.get('direction', 'both')
+    # kl_batchmean(student, teacher) = KL(p_teacher || p_student): 'forward' (Eq. 6, the authors'
+    # --detach) detaches each KL's first argument (the teacher), 'reverse' (Eq. 7) the second.
+    teacher = (lambda z: z.detach()) if direction == 'forward' else (lambda z: z)
+    student = (lambda z: z.detach()) if direction == 'reverse' else (lambda z: z)
+    term = (kl_batchmean(student(logits_v), teacher(logits_u), temperature, log_target)
+            + kl_batchmean(student(logits_u), teacher(logits_v), temperature, log_target))
     out['sd_dropout'] = term
     out['loss'] = ce + sd_config['weight'] * temperature**2 * term
   return out
@@ -83,11 +101,10 @@ def sd_dropout_config(config) -> Optional[dict]:
   if not methods:
     return None
   sd = dict(methods['sd_dropout'])
-  if sd.get('direction', 'both') != 'both' or sd.get('num_samples', 2) != 2 or \
-      sd.get('position', 4) != 4:
-    raise ValueError('the torch reference implements the paper default only: direction=both, '
-                     'num_samples=2, position=4')
-  return {k: float(sd[k]) for k in ('weight', 'temperature', 'rate')}
+  if sd.get('num_samples', 2) != 2 or sd.get('position', 4) != 4:
+    raise ValueError('the torch reference implements num_samples=2, position=4 only')
+  return {**{k: float(sd[k]) for k in ('weight', 'temperature', 'rate')},
+          'direction': sd.get('direction', 'both')}
 
 
 def create_model(config, in_channels: int, bn_momentum: float = 0.1) -> model_lib.CifarResNet:
@@ -159,13 +176,21 @@ def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> np
 
 
 def train_reference(config, seed: int, *, drop_last: bool = True, bn_momentum: float = 0.1,
-                    log: Callable[[str], None] = print) -> dict:
+                    log_target_kl: bool = False, log: Callable[[str], None] = print) -> dict:
   """Trains `config` with seed `seed`; returns {'final': metrics, 'history': [per epoch],
-  'wall_seconds', 'test_logits', 'test_labels', 'model'}. Metrics come from `logit_metrics`."""
+  'wall_seconds', 'test_logits', 'test_labels', 'model', 'diverged_step'}. Metrics come from
+  `logit_metrics`.
+
+  A step whose loss or gradients are not finite is not applied and training stops there
+  (`diverged_step`, else None): the authors' loop would go on with NaN parameters (chance
+  accuracy); ours stops with NonFiniteLossError. The final metrics are then the last finite
+  model's."""
   start = time.time()
   torch.manual_seed(seed)
   np.random.seed(seed)
   sd_config = sd_dropout_config(config)
+  if sd_config:
+    sd_config['log_target'] = log_target_kl
   train_images, train_labels = _arrays(config.data, config.data.train_split)
   test_images, test_labels = _arrays(config.data, config.data.eval_split)
   model = create_model(config, train_images.shape[-1], bn_momentum)
@@ -177,7 +202,7 @@ def train_reference(config, seed: int, *, drop_last: bool = True, bn_momentum: f
   test_transform = _transforms(config.data, train=False)
   test_x = test_transform(torch.from_numpy(np.ascontiguousarray(
       test_images.transpose(0, 3, 1, 2))))
-  history = []
+  history, diverged_step, step = [], None, 0
   for epoch in range(config.num_epochs):
     model.train()
     sums = {'loss': 0.0, 'ce': 0.0, 'sd_dropout': 0.0, 'top1': 0.0}
@@ -186,12 +211,21 @@ def train_reference(config, seed: int, *, drop_last: bool = True, bn_momentum: f
       out = sd_dropout_loss(model, images, labels, sd_config)
       optimizer.zero_grad(set_to_none=True)
       out['loss'].backward()
+      grad_norm = torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None])
+      if not (torch.isfinite(out['loss']) and torch.isfinite(grad_norm).all()):
+        diverged_step = step
+        log(f'reference seed {seed}: non-finite loss or gradient at step {step} (epoch '
+            f'{epoch + 1}), max|logit| {float(out["logits"].detach().abs().max()):.1f}; stopped')
+        break
       optimizer.step()
       steps += 1
+      step += 1
       for key in ('loss', 'ce', 'sd_dropout'):
         sums[key] += float(out[key]) if key in out else 0.0
       sums['top1'] += 100 * float((out['logits'].argmax(1) == labels).float().mean())
       max_abs = max(max_abs, float(out['logits'].detach().abs().max()))
+    if not steps:
+      break
     scheduler.step()
     test = logit_metrics.logit_metrics(predict(model, test_x, config.eval_batch_size),
                                        test_labels)
@@ -200,9 +234,11 @@ def train_reference(config, seed: int, *, drop_last: bool = True, bn_momentum: f
     if not sd_config:
       row.pop('train/sd_dropout')
     history.append(row)
+    if diverged_step is not None:
+      break
     log(f'reference seed {seed} epoch {epoch + 1}: loss {row["train/loss"]:.4f} train top-1 '
         f'{row["train/top1"]:.1f} test top-1 {test["top1"]:.2f} max|logit| {max_abs:.1f}')
   logits = predict(model, test_x, config.eval_batch_size)
   return {'final': logit_metrics.logit_metrics(logits, test_labels), 'history': history,
           'wall_seconds': time.time() - start, 'test_logits': logits,
-          'test_labels': np.asarray(test_labels), 'model': model}
+          'test_labels': np.asarray(test_labels), 'model': model, 'diverged_step': diverged_step}
