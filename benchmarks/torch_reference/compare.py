@@ -37,8 +37,9 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config fil
                                           lock_config=False)
 _SEEDS = flags.DEFINE_string('seeds', '0,1,2,3,4', 'Comma-separated seeds.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder.')
-_ONLY = flags.DEFINE_enum('only', 'both', ['both', 'ours', 'reference'],
-                          'Train only one implementation (the other is read if saved).')
+_ONLY = flags.DEFINE_enum('only', 'both', ['both', 'ours', 'reference', 'none'],
+                          'Train only one implementation (the other is read if saved); none: '
+                          'only tabulate the saved runs.')
 _DROP_LAST = flags.DEFINE_bool('drop_last', True, 'Reference loader drops the last partial '
                                'batch (as ours); the authors keep it (--nodrop_last).')
 _OURS_VARIANCE = flags.DEFINE_enum(
@@ -156,7 +157,7 @@ def main(argv):
   config, out = _CONFIG.value, _OUT.value
   os.makedirs(out, exist_ok=True)
   seeds = [int(s) for s in _SEEDS.value.split(',') if s.strip()]
-  impls = IMPLS if _ONLY.value == 'both' else (_ONLY.value,)
+  impls = {'both': IMPLS, 'none': ()}.get(_ONLY.value, (_ONLY.value,))
   results = {impl: {} for impl in IMPLS}
   for seed in seeds:
     for impl in IMPLS:
