@@ -221,7 +221,7 @@ def train_reference(config, seed: int, *, drop_last: bool = True, bn_momentum: f
       steps += 1
       step += 1
       for key in ('loss', 'ce', 'sd_dropout'):
-        sums[key] += float(out[key]) if key in out else 0.0
+        sums[key] += float(out[key].detach()) if key in out else 0.0
       sums['top1'] += 100 * float((out['logits'].argmax(1) == labels).float().mean())
       max_abs = max(max_abs, float(out['logits'].detach().abs().max()))
     if not steps:
