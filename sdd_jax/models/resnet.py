@@ -9,7 +9,11 @@
   that `from_stage` stays consistent).
 
 BatchNorm as PyTorch: momentum 0.1 (flax momentum 0.9), epsilon 1e-5, global-batch
-statistics (no `axis_name`). Conv kernels He-normal fan-out without bias (torchvision).
+statistics (no `axis_name`), and the running variance averages the *unbiased* batch variance
+(n / (n - 1) times the biased one that normalises, n = batch x H x W), as `nn.BatchNorm2d`;
+flax's own keeps the biased one, which on small maps (8x8 digits: n = 64 at stage 4) made
+evaluation ~1 point more confident than PyTorch's (benchmarks/torch_reference). Conv kernels
+He-normal fan-out without bias (torchvision).
 Padding is explicit and symmetric as in PyTorch (flax 'SAME' differs at stride 2).
 """
 import functools
@@ -21,8 +25,30 @@ import jax.numpy as jnp
 
 from sdd_jax.models import heads
 
-# PyTorch BatchNorm2d defaults: running = 0.9 * running + 0.1 * batch, eps 1e-5.
-BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5, param_dtype=jnp.float32)
+class BatchNorm(nn.BatchNorm):
+  """PyTorch BatchNorm2d: running = 0.9 * running + 0.1 * batch (momentum 0.1), eps 1e-5, and
+  the running variance built from the unbiased batch variance. Same variables as flax's."""
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, use_running_average=None, *, mask=None):
+    use_running_average = nn.merge_param('use_running_average', self.use_running_average,
+                                         use_running_average)
+    update = not use_running_average and not self.is_initializing()
+    old = self.get_variable('batch_stats', 'var') if update else None
+    y = super().__call__(x, None if self.use_running_average is not None else use_running_average,
+                         mask=mask)
+    if update:  # flax stored momentum * old + (1 - momentum) * biased; make it unbiased
+      if mask is not None:
+        raise NotImplementedError('BatchNorm: masked statistics are not supported')
+      n = x.size // x.shape[-1]
+      new = self.get_variable('batch_stats', 'var')
+      self.put_variable('batch_stats', 'var',
+                        self.momentum * old + (new - self.momentum * old) * n / (n - 1))
+    return y
+
 
 # torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu'), std sqrt(2 / fan_out).
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')

@@ -73,7 +73,8 @@ def test_batch_norm_running_stats_follow_pytorch_momentum(
       new['mean'], 0.9 * old['mean'] + 0.1 * conv_out.mean(axis=(0, 1, 2)),
       rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(
-      new['var'], 0.9 * old['var'] + 0.1 * conv_out.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+      new['var'], 0.9 * old['var'] + 0.1 * conv_out.var(axis=(0, 1, 2), ddof=1), rtol=1e-4,
+      atol=1e-5)  # as PyTorch: the running variance averages the unbiased batch variance
 
 
 def test_stage_4_ends_with_relu_and_bfloat16_outputs_float32(random_variables):

@@ -72,9 +72,10 @@ def test_batch_norm_running_stats_follow_pytorch_momentum(
   np.testing.assert_allclose(
       new['mean'], 0.9 * old['mean'] + 0.1 * conv_out.mean(axis=(0, 1, 2)),
       rtol=1e-4, atol=1e-5)
-  # Flax keeps the biased batch variance (PyTorch the unbiased one: a factor n / (n - 1)).
+  # As PyTorch: the running variance averages the unbiased batch variance (ddof 1).
   np.testing.assert_allclose(
-      new['var'], 0.9 * old['var'] + 0.1 * conv_out.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+      new['var'], 0.9 * old['var'] + 0.1 * conv_out.var(axis=(0, 1, 2), ddof=1), rtol=1e-4,
+      atol=1e-5)
 
 
 def test_bottleneck_strides_on_the_3x3_conv(random_variables):
