@@ -92,7 +92,7 @@ def runs():
   for i, batch in enumerate(batches):
     net.train()
     features_dim = net.classifier.in_features
-    masks = [torch.from_numpy(m) for m in
+    masks = [torch.from_numpy(np.array(m)) for m in
              _masks(SEED, i, (config.batch_size, features_dim), sd['rate'])]
     out = reference.sd_dropout_loss(net, _nchw(batch['images']),
                                     torch.from_numpy(batch['labels'].astype(np.int64)), sd, masks)
@@ -228,8 +228,8 @@ def test_sd_dropout_term_and_gradients_per_direction(direction):
   grads = jax.grad(ours_term, argnums=(0, 1, 2))(features, kernel, bias)
   net = _FeaturesAsInput(kernel, bias)
   x = torch.tensor(features, requires_grad=True)
-  masks = [torch.from_numpy(m) for m in np.asarray(losses.dropout_masks(key, features.shape,
-                                                                        sd['rate'], 2))]
+  masks = [torch.from_numpy(np.array(m))  # a writable copy: torch refuses read-only arrays
+           for m in np.asarray(losses.dropout_masks(key, features.shape, sd['rate'], 2))]
   out = reference.sd_dropout_loss(net, x, torch.zeros(6, dtype=torch.int64), sd, masks)
   out['sd_dropout'].backward()
   np.testing.assert_allclose(float(out['sd_dropout'].detach()), value, rtol=1e-5)
