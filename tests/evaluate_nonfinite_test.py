@@ -3,7 +3,6 @@
 The workdir is built in-process (the smoke config.json and a checkpoint of the initial state),
 without training: one JAX start-up, no subprocess."""
 import dataclasses
-import json
 import os
 
 import jax
@@ -18,6 +17,7 @@ from sdd_jax import evaluation
 from sdd_jax import optim
 from sdd_jax import state as state_lib
 from sdd_jax import trainer
+from tests import workdirs
 
 WARNING = ('**WARNING: {n} of {n} test examples had non-finite logits (NaN or inf), counted as '
            'wrong**')
@@ -44,11 +44,7 @@ def _workdir(path, fill):
   return str(path), len(data_lib.create_source(config.data, config.data.eval_split))
 
 
-def _strict(path):
-  def refuse(token):
-    raise ValueError(f'non-standard JSON token {token}')
-  with open(path, encoding='utf-8') as f:
-    return json.load(f, parse_constant=refuse)
+_strict = workdirs.strict_json
 
 
 def test_an_all_nan_checkpoint_scores_zero_and_the_report_says_so(tmp_path):
@@ -67,7 +63,7 @@ def test_an_all_nan_checkpoint_scores_zero_and_the_report_says_so(tmp_path):
   warnings = [line for line in lines if 'WARNING' in line]
   assert warnings == [WARNING.format(n=n) + f'; also: calibration/nonfinite {n} of {n}']
   assert lines.index(warnings[0]) == 2  # right under the title
-  assert f'| test/nll | n/a |' in lines and f'| test/nonfinite | {n} |' in lines
+  assert '| test/nll | n/a |' in lines and f'| test/nonfinite | {n} |' in lines
 
 
 def test_a_finite_checkpoint_has_no_warning(tmp_path):

@@ -28,11 +28,7 @@ def _config():
 _snapshot = workdirs.snapshot
 
 
-def _strict_json(path):
-  def refuse(token):
-    raise AssertionError(f'{path} holds {token}: not strict JSON')
-  with open(path, encoding='utf-8') as f:
-    return json.load(f, parse_constant=refuse)
+_strict_json = workdirs.strict_json
 
 
 def _train_records(workdir):

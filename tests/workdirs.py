@@ -1,5 +1,6 @@
 """Test support shared by the workdir tests: the tiny training config and byte snapshots."""
 import hashlib
+import json
 import os
 
 from configs import common
@@ -31,3 +32,11 @@ def snapshot(root, folders: bool = False):
       with open(path, 'rb') as f:
         result[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
   return result
+
+
+def strict_json(path):
+  """The JSON in `path`; AssertionError if it holds NaN or Infinity (not strict JSON)."""
+  def refuse(token):
+    raise AssertionError(f'{path} holds {token}: not strict JSON')
+  with open(path, encoding='utf-8') as f:
+    return json.load(f, parse_constant=refuse)
