@@ -4,24 +4,19 @@
 2. claim the workdir (a different config's run refuses), build model, optimizer and state;
 3. restore the newest readable checkpoint (its bytes verified), if any, with the run's
    host-side state (loss window, images/s clock) that the checkpoint's record holds;
-4. train, evaluating and checkpointing every so many epochs, stopping cleanly on SIGTERM;
+4. train, evaluating and checkpointing every so many epochs, stopping cleanly on preemption;
 5. write `summary.json` (strict JSON; the same figures however often the run was stopped,
    killed or re-run; a finished workdir re-run returns it and changes nothing).
 """
-import contextlib
 import functools
 import logging
 import os
-import signal
-import threading
 import time
 from typing import Dict
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from jax.experimental import multihost_utils
 
 from sdd_jax import checkpoint as checkpoint_lib
 from sdd_jax import config_validation
@@ -35,6 +30,7 @@ from sdd_jax import metric_writers
 from sdd_jax import models as models_lib
 from sdd_jax import optim
 from sdd_jax import parallel
+from sdd_jax import preemption
 from sdd_jax import probe
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
@@ -50,27 +46,6 @@ def create_model(config: ml_collections.ConfigDict):
   return models_lib.get_model(config.model.name, num_classes=config.data.num_classes,
                               head_hidden=tuple(config.model.head_hidden),
                               dtype=jnp.dtype(config.model.dtype), **config.model.kwargs)
-
-
-@contextlib.contextmanager
-def _sigterm_flag():
-  """Yields `requested()`: True once SIGTERM arrived (on any process, in multi-host runs)."""
-  event = threading.Event()
-  previous = None
-  if threading.current_thread() is threading.main_thread():
-    previous = signal.signal(signal.SIGTERM, lambda *_: event.set())
-
-  def requested() -> bool:
-    if jax.process_count() == 1:
-      return event.is_set()
-    flags = multihost_utils.process_allgather(np.int32(event.is_set()))
-    return bool(np.any(flags))
-
-  try:
-    yield requested
-  finally:
-    if previous is not None:
-      signal.signal(signal.SIGTERM, previous)
 
 
 def make_evaluate(config, model, mesh, eval_source, workdir: str, methods=()):
@@ -193,7 +168,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
                                          temperature=config.probe.temperature))
   stopped = False
   try:
-    with _sigterm_flag() as stop_requested:
+    with preemption.watch(start_step) as stop_requested:
       batches = loader.iterate(start_step)
       step_fn = None
       for step in range(start_step, total_steps):
@@ -226,10 +201,10 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
           if results:
             writer.write_scalars(step + 1, results)
           pending.restart_clock()  # images/s counts training only
-        if (stop_requested() or step + 1 == stop_after_step) and not last:
+        if (stop_requested(step + 1) or step + 1 == stop_after_step) and not last:
           # The steps since the last log point stay a window of the record, not a mean.
           checkpointer.save(state, pending.run_state())
-          logging.warning('SIGTERM: saved the checkpoint at step %d and stopped', step + 1)
+          logging.warning('stop requested: saved the checkpoint at step %d and stopped', step + 1)
           stopped = True
           break
     if not stopped and not last_test:  # resumed a finished run: evaluate its final state

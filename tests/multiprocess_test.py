@@ -1,12 +1,17 @@
-"""2 processes x 4 CPU devices (jax.distributed on localhost) train like 1 process x 8 devices."""
+"""2 processes x 4 CPU devices (jax.distributed on localhost) train like 1 process x 8 devices,
+and stop together when one of them gets SIGTERM."""
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
+import pytest
 
 from sdd_jax import checkpoint
 
@@ -36,21 +41,58 @@ def _params(workdir, step):
   return checkpoint.read_checkpoint(workdir, step)['params']
 
 
-def test_two_processes_equal_one_process_and_only_process_zero_logs(tmp_path):
+def start_two_processes(workdir, *extra):
+  """Starts `train.py` as processes 0 and 1 of a 2 x 4-device run; output goes to files beside
+  `workdir` (no pipe to fill)."""
+  port = _free_port()
+  processes = []
+  for i in range(2):
+    with open(f'{workdir}.{i}.out', 'w') as out, open(f'{workdir}.{i}.err', 'w') as err:
+      processes.append(subprocess.Popen(
+          _command(workdir, f'--coordinator_address=localhost:{port}', '--num_processes=2',
+                   f'--process_id={i}', *extra), cwd=ROOT, env=_env(4), stdout=out, stderr=err,
+          text=True))
+  return processes
+
+
+def finish(processes, workdir, timeout=300):
+  """[(stdout, stderr)] of each process once all have exited; if any is still running after
+  `timeout` seconds (a hang: e.g. one waits in a collective the other never joins), all are
+  killed and the test fails."""
+  deadline = time.time() + timeout
+  try:
+    for p in processes:
+      p.wait(timeout=max(deadline - time.time(), 0.1))
+  except subprocess.TimeoutExpired:
+    for p in processes:
+      p.kill()
+      p.wait()
+    pytest.fail(f'still running after {timeout} s: {_read(workdir, 1)[1][-2000:]}')
+  return [_read(workdir, i) for i in range(len(processes))]
+
+
+def _read(workdir, i):
+  with open(f'{workdir}.{i}.out') as out, open(f'{workdir}.{i}.err') as err:
+    return out.read(), err.read()
+
+
+@pytest.fixture(scope='module')
+def two_process_run(tmp_path_factory):
+  """One straight 2-process run, shared: its workdir and each process's (stdout, stderr)."""
+  multi = str(tmp_path_factory.mktemp('two_process') / 'multi')
+  processes = start_two_processes(multi)
+  outputs = finish(processes, multi, timeout=400)
+  for p, (_, err) in zip(processes, outputs):
+    assert p.returncode == 0, err[-3000:]
+  return multi, outputs
+
+
+def test_two_processes_equal_one_process_and_only_process_zero_logs(tmp_path, two_process_run):
   single = str(tmp_path / 'single')
-  multi = str(tmp_path / 'multi')
+  multi, outputs = two_process_run
   one = subprocess.run(_command(single), cwd=ROOT, env=_env(8), capture_output=True, text=True,
                        timeout=400)
   assert one.returncode == 0, one.stderr[-3000:]
-
-  port = _free_port()
-  processes = [subprocess.Popen(
-      _command(multi, f'--coordinator_address=localhost:{port}', '--num_processes=2',
-               f'--process_id={i}'), cwd=ROOT, env=_env(4), stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
-  outputs = [p.communicate(timeout=400) for p in processes]
-  for p, (_, err) in zip(processes, outputs):
-    assert p.returncode == 0, err[-3000:]
   # Process 0 alone prints the result and writes logs; both wrote the checkpoints together.
   assert 'final:' in outputs[0][0] and 'final:' not in outputs[1][0]
   final = [l for l in outputs[0][0].splitlines() if l.startswith('final:')][0]
@@ -67,3 +109,46 @@ def test_two_processes_equal_one_process_and_only_process_zero_logs(tmp_path):
   multi_log = [json.loads(l) for l in open(os.path.join(multi, 'metrics.jsonl'))]
   np.testing.assert_allclose([r['train/loss'] for r in single_log if 'train/loss' in r],
                              [r['train/loss'] for r in multi_log if 'train/loss' in r], rtol=1e-5)
+
+
+def _train_lines(workdir):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    return sum('train/loss' in line for line in f)
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resumed_run_is_exact(
+    tmp_path, two_process_run):
+  """SIGTERM to process 1 alone once step 1 is logged: JAX's preemption sync point (no
+  collective per step) makes both processes save the same step and exit 0; resumed, the run
+  ends with the straight run's parameters and optimizer state, bit for bit."""
+  straight, _ = two_process_run
+  workdir = str(tmp_path / 'stopped')
+  processes = start_two_processes(workdir)
+  deadline = time.time() + 300
+  while _train_lines(workdir) < 1:
+    assert all(p.poll() is None for p in processes), _read(workdir, 1)[1][-2000:]
+    assert time.time() < deadline, 'no step logged in 300 s'
+    time.sleep(0.05)
+  processes[1].send_signal(signal.SIGTERM)
+  outputs = finish(processes, workdir, timeout=150)
+  saved = []
+  for p, (_, err) in zip(processes, outputs):
+    assert p.returncode == 0, err[-3000:]
+    saved.append([int(s) for s in re.findall(r'saved the checkpoint at step (\d+) and stopped',
+                                             err)])
+  assert len(saved[0]) == 1 and saved[0] == saved[1], saved  # both stopped, at the same step
+  stop = saved[0][0]
+  assert 1 <= stop < 8
+  steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit())
+  assert steps[-1] == stop and 8 not in steps
+  assert not os.path.exists(os.path.join(workdir, 'summary.json'))
+
+  processes = start_two_processes(workdir)
+  for p, (_, err) in zip(processes, finish(processes, workdir, timeout=300)):
+    assert p.returncode == 0, err[-3000:]
+  a, b = checkpoint.read_checkpoint(straight, 8), checkpoint.read_checkpoint(workdir, 8)
+  for key in ('params', 'opt_state'):
+    jax.tree.map(np.testing.assert_array_equal, a[key], b[key])

@@ -1,7 +1,10 @@
 """Kill anywhere: SIGKILL inside the steps and inside an asynchronous checkpoint write, restart,
 and the final parameters equal an uninterrupted run's, bit for bit, and so does its summary
-(every figure but the measured times)."""
+(every figure but the measured times). SIGTERM to a single process stops it after the step in
+flight, with no collective (`sdd_jax.preemption`; the 2-process case is in
+tests/multiprocess_test.py, beside the straight 2-process run it compares with)."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,8 +13,13 @@ import time
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from sdd_jax import checkpoint
+from sdd_jax import parallel
+from sdd_jax import preemption
+from sdd_jax import trainer
+from tests import trainer_test
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = [sys.executable, os.path.join(ROOT, 'train.py'), '--config',
@@ -76,3 +84,70 @@ def test_sigkill_in_a_step_and_in_a_checkpoint_write_then_exact_resume(tmp_path)
       k: v for k, v in expected.items() if k not in timed}
   assert all(actual[k] > 0 for k in timed if k in actual)
   assert not [n for n in os.listdir(checkpoints) if 'tmp' in n]  # no half-written folder left
+
+
+def _no_collective(*args, **kwargs):
+  raise AssertionError('a collective in a single-process run')
+
+
+def test_one_process_stops_after_the_step_in_flight_at_sigterm_without_a_collective(
+    tmp_path, monkeypatch):
+  to_global, batches = parallel.to_global, []
+
+  def sigterm_at_step_3(batch, mesh):  # the trainer puts each step's batch on the mesh first
+    batches.append(batch)
+    if len(batches) == 1:  # the loop has begun (claiming the workdir syncs the processes once)
+      monkeypatch.setattr(multihost_utils, 'process_allgather', _no_collective)
+    if len(batches) == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return to_global(batch, mesh)
+
+  monkeypatch.setattr(parallel, 'to_global', sigterm_at_step_3)
+  handler = signal.getsignal(signal.SIGTERM)
+  workdir = str(tmp_path / 'w')
+  # 8 steps; no checkpoint before the end but the stop's.
+  config = trainer_test._config(checkpoint_every_epochs=100)
+  assert trainer.train_and_evaluate(config, workdir) == {}
+  assert len(batches) == 3
+  assert signal.getsignal(signal.SIGTERM) is handler  # put back
+  assert [s for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit()] == ['3']
+  assert int(checkpoint.read_checkpoint(workdir)['step']) == 3
+  assert not os.path.exists(os.path.join(workdir, 'summary.json'))
+
+
+def test_one_process_reads_its_own_sigterm_handler(monkeypatch):
+  monkeypatch.setattr(multihost_utils, 'process_allgather', _no_collective)
+  monkeypatch.setattr(multihost_utils, 'reached_preemption_sync_point', _no_collective)
+  previous = lambda *_: None  # pylint: disable=unnecessary-lambda-assignment
+  handler = signal.signal(signal.SIGTERM, previous)
+  try:
+    with preemption.watch(4) as requested:
+      assert not requested(5)
+      os.kill(os.getpid(), signal.SIGTERM)
+      assert requested(6)
+    assert signal.getsignal(signal.SIGTERM) is previous
+  finally:
+    signal.signal(signal.SIGTERM, handler)
+
+
+def test_several_processes_leave_sigterm_to_the_jax_notifier(monkeypatch, caplog):
+  """With several processes no Python handler replaces the preemption notifier's, and the
+  decision is the sync point's, asked first with the start step, then with each step."""
+  asked = []
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  monkeypatch.setattr(multihost_utils, 'process_allgather', _no_collective)
+  monkeypatch.setattr(multihost_utils, 'reached_preemption_sync_point',
+                      lambda step: asked.append(step) or step == 7)
+  handler = signal.getsignal(signal.SIGTERM)
+  with preemption.watch(5) as requested:
+    assert signal.getsignal(signal.SIGTERM) is handler
+    assert [requested(step) for step in (6, 7)] == [False, True]
+  assert asked == [5, 6, 7]
+
+  def service_off(step):
+    raise RuntimeError('Preemption sync manager has not been initialized.')
+
+  monkeypatch.setattr(multihost_utils, 'reached_preemption_sync_point', service_off)
+  with caplog.at_level(logging.WARNING), preemption.watch(0) as requested:
+    assert not requested(1)
+  assert 'jax_enable_preemption_service is off' in caplog.text

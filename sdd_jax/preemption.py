@@ -1,0 +1,64 @@
+"""Stopping cleanly before the machine goes away, without a collective per step.
+
+`watch()` yields `requested(step)`, which the training loop calls once after every step on
+every process; True means "save the checkpoint of this step and stop", and in a multi-process
+run it is True at the same step on every process.
+
+- One process: a Python SIGTERM handler sets an event; `requested` reads it (no collective,
+  no device-to-host read). The previous handler is put back on exit.
+- Several processes (after `jax.distributed.initialize()`): JAX's preemption sync point
+  (`multihost_utils.reached_preemption_sync_point`). `jax.distributed.initialize` starts the
+  coordination service's preemption sync manager (`jax_enable_preemption_service`, on by
+  default), whose notifier catches SIGTERM in C++ on any one process. That process tells the
+  coordination service; a background thread on every process then publishes its last step,
+  and all agree on (the largest) + 1 as the step to stop at. `requested(step)` itself only
+  reads a local counter. Our Python handler is NOT installed here: it would replace the
+  notifier's handler, and the other processes would never hear of the signal.
+
+`watch(start_step)` registers `start_step` with the sync point at once, so a notice during
+compilation stops the run after its first step. A notice before that (start-up, restore) on a
+resumed run makes the processes agree on a step before `start_step`: the run then trains on
+until the scheduler's SIGKILL and resumes from its newest checkpoint, as after any kill.
+orbax's `CheckpointManager.save` asks the same sync point about the step it saves, which is the
+step `requested` gets next, so the two agree; but on process 0 orbax asks once more, with that
+step, from the thread that finishes an asynchronous save: were a notice handled in the instant
+between that and the loop's next call, while process 0 is a step ahead of the others, the
+processes would stop at different steps (and hang until the scheduler's SIGKILL).
+"""
+import contextlib
+import logging
+import signal
+import threading
+from typing import Callable, Iterator
+
+import jax
+from jax.experimental import multihost_utils
+
+
+@contextlib.contextmanager
+def watch(start_step: int) -> Iterator[Callable[[int], bool]]:
+  """Yields `requested(step) -> bool`; call it after each step with the steps done, i.e.
+  `start_step + 1, start_step + 2, ...`, on every process."""
+  if jax.process_count() > 1:
+    yield _sync_point(start_step)
+    return
+  event = threading.Event()
+  previous = None
+  if threading.current_thread() is threading.main_thread():
+    previous = signal.signal(signal.SIGTERM, lambda *_: event.set())
+  try:
+    yield lambda step: event.is_set()
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
+
+
+def _sync_point(start_step: int) -> Callable[[int], bool]:
+  """`reached_preemption_sync_point`, or never (one warning) where the service is off."""
+  try:
+    multihost_utils.reached_preemption_sync_point(start_step)
+  except RuntimeError:  # jax_enable_preemption_service was off at jax.distributed.initialize
+    logging.warning('preemption notices are not caught (jax_enable_preemption_service is off): '
+                    'a SIGTERM kills the run, which resumes from its newest checkpoint')
+    return lambda step: False
+  return multihost_utils.reached_preemption_sync_point
