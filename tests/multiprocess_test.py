@@ -41,13 +41,14 @@ def _params(workdir, step):
   return checkpoint.read_checkpoint(workdir, step)['params']
 
 
-def start_two_processes(workdir, *extra):
-  """Starts `train.py` as processes 0 and 1 of a 2 x 4-device run; output goes to files beside
-  `workdir` (no pipe to fill)."""
+def start_two_processes(workdir, *extra, log=None):
+  """Starts `train.py` as processes 0 and 1 of a 2 x 4-device run; their output goes to files
+  `<log>.<i>.out/err` (`log` defaults to `workdir`; no pipe to fill)."""
   port = _free_port()
   processes = []
   for i in range(2):
-    with open(f'{workdir}.{i}.out', 'w') as out, open(f'{workdir}.{i}.err', 'w') as err:
+    with open(f'{log or workdir}.{i}.out', 'w') as out, \
+         open(f'{log or workdir}.{i}.err', 'w') as err:
       processes.append(subprocess.Popen(
           _command(workdir, f'--coordinator_address=localhost:{port}', '--num_processes=2',
                    f'--process_id={i}', *extra), cwd=ROOT, env=_env(4), stdout=out, stderr=err,
@@ -55,7 +56,7 @@ def start_two_processes(workdir, *extra):
   return processes
 
 
-def finish(processes, workdir, timeout=300):
+def finish(processes, log, timeout=300):
   """[(stdout, stderr)] of each process once all have exited; if any is still running after
   `timeout` seconds (a hang: e.g. one waits in a collective the other never joins), all are
   killed and the test fails."""
@@ -67,12 +68,12 @@ def finish(processes, workdir, timeout=300):
     for p in processes:
       p.kill()
       p.wait()
-    pytest.fail(f'still running after {timeout} s: {_read(workdir, 1)[1][-2000:]}')
-  return [_read(workdir, i) for i in range(len(processes))]
+    pytest.fail(f'still running after {timeout} s: {_read(log, 1)[1][-2000:]}')
+  return [_read(log, i) for i in range(len(processes))]
 
 
-def _read(workdir, i):
-  with open(f'{workdir}.{i}.out') as out, open(f'{workdir}.{i}.err') as err:
+def _read(log, i):
+  with open(f'{log}.{i}.out') as out, open(f'{log}.{i}.err') as err:
     return out.read(), err.read()
 
 
@@ -123,7 +124,8 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resumed_run_is_ex
     tmp_path, two_process_run):
   """SIGTERM to process 1 alone once step 1 is logged: JAX's preemption sync point (no
   collective per step) makes both processes save the same step and exit 0; resumed, the run
-  ends with the straight run's parameters and optimizer state, bit for bit."""
+  ends with the straight run's parameters and optimizer state, bit for bit, and its summary
+  (but the measured times)."""
   straight, _ = two_process_run
   workdir = str(tmp_path / 'stopped')
   processes = start_two_processes(workdir)
@@ -146,9 +148,16 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resumed_run_is_ex
   assert steps[-1] == stop and 8 not in steps
   assert not os.path.exists(os.path.join(workdir, 'summary.json'))
 
-  processes = start_two_processes(workdir)
-  for p, (_, err) in zip(processes, finish(processes, workdir, timeout=300)):
+  resumed = str(tmp_path / 'resumed')
+  processes = start_two_processes(workdir, log=resumed)
+  for p, (_, err) in zip(processes, finish(processes, resumed, timeout=300)):
     assert p.returncode == 0, err[-3000:]
   a, b = checkpoint.read_checkpoint(straight, 8), checkpoint.read_checkpoint(workdir, 8)
   for key in ('params', 'opt_state'):
     jax.tree.map(np.testing.assert_array_equal, a[key], b[key])
+  with open(os.path.join(straight, 'summary.json')) as f, \
+       open(os.path.join(workdir, 'summary.json')) as g:
+    expected, actual = json.load(f), json.load(g)
+  timed = ('wall_seconds', 'train/images_per_sec', 'train/flops_per_sec', 'train/mfu')
+  assert {k: v for k, v in actual.items() if k not in timed} == {
+      k: v for k, v in expected.items() if k not in timed}
