@@ -10,7 +10,10 @@ normalises them on the device (normalization.py).
 """
 import functools
 import os
+import signal
 import sys
+import threading
+import time
 from typing import Callable, Dict, Iterator
 
 from absl import flags
@@ -36,14 +39,31 @@ def resolve_workers(num_workers: int) -> int:
     return os.cpu_count() or 1
 
 
+def _init_worker(index: int, count: int) -> None:
+  """In each worker process: SIGTERM and SIGINT are the training process's to handle (it
+  checkpoints, then stops its workers); a worker whose parent died exits."""
+  del index, count
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  parent = os.getppid()
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(1)
+    os._exit(0)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, daemon=True).start()
+
+
 def prefetch(batch_fn: Callable[[int], Batch], start: int, stop: int, data_config, *,
              processes: bool = False) -> Iterator[Batch]:
   """Yields batch_fn(i) for i in [start, stop) in order.
 
   processes=True and n = resolve_workers(num_workers) > 0: n worker processes (spawned; they
   unpickle `batch_fn`) build the batches, each keeping up to max(1, prefetch) of its own
-  ready. Otherwise max(1, n) threads of this process build up to `prefetch` batches ahead
-  (prefetch=0: on demand in the caller's thread).
+  ready; they ignore SIGTERM/SIGINT (the training process checkpoints and stops them) and exit
+  if their parent dies. Otherwise max(1, n) threads of this process build up to `prefetch`
+  batches ahead (prefetch=0: on demand in the caller's thread).
   """
   workers = resolve_workers(data_config.num_workers)
   dataset = grain.MapDataset.range(start, stop).map(batch_fn)
@@ -52,7 +72,8 @@ def prefetch(batch_fn: Callable[[int], Batch], start: int, stop: int, data_confi
       flags.FLAGS.mark_as_parsed()
     options = grain.MultiprocessingOptions(num_workers=workers,
                                            per_worker_buffer_size=max(1, data_config.prefetch))
-    return iter(dataset.to_iter_dataset(grain.ReadOptions(num_threads=0)).mp_prefetch(options))
+    return iter(dataset.to_iter_dataset(grain.ReadOptions(num_threads=0)).mp_prefetch(
+        options, worker_init_fn=_init_worker))
   options = grain.ReadOptions(num_threads=max(1, workers) if data_config.prefetch else 0,
                               prefetch_buffer_size=data_config.prefetch)
   return iter(dataset.to_iter_dataset(options))
