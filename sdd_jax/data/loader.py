@@ -62,8 +62,8 @@ def prefetch(batch_fn: Callable[[int], Batch], start: int, stop: int, data_confi
   processes=True and n = resolve_workers(num_workers) > 0: n worker processes (spawned; they
   unpickle `batch_fn`) build the batches, each keeping up to max(1, prefetch) of its own
   ready; they ignore SIGTERM/SIGINT (the training process checkpoints and stops them) and exit
-  if their parent dies. Otherwise max(1, n) threads of this process build up to `prefetch`
-  batches ahead (prefetch=0: on demand in the caller's thread).
+  if their parent dies. Otherwise max(1, min(n, prefetch)) threads of this process build up to
+  `prefetch` batches ahead (prefetch=0: on demand in the caller's thread).
   """
   workers = resolve_workers(data_config.num_workers)
   dataset = grain.MapDataset.range(start, stop).map(batch_fn)
@@ -74,7 +74,8 @@ def prefetch(batch_fn: Callable[[int], Batch], start: int, stop: int, data_confi
                                            per_worker_buffer_size=max(1, data_config.prefetch))
     return iter(dataset.to_iter_dataset(grain.ReadOptions(num_threads=0)).mp_prefetch(
         options, worker_init_fn=_init_worker))
-  options = grain.ReadOptions(num_threads=max(1, workers) if data_config.prefetch else 0,
+  threads = max(1, min(workers, data_config.prefetch))  # more could not all be busy
+  options = grain.ReadOptions(num_threads=threads if data_config.prefetch else 0,
                               prefetch_buffer_size=data_config.prefetch)
   return iter(dataset.to_iter_dataset(options))
 
@@ -183,5 +184,10 @@ class TrainLoader:
 
   def iterate(self, start_step: int = 0) -> Iterator[Batch]:
     """batch(start_step), batch(start_step + 1), ... without end, built ahead by the worker
-    processes (`prefetch`); close() it, or drop it, to stop them."""
-    return prefetch(self.batch, start_step, sys.maxsize, self._data_config, processes=True)
+    processes (`prefetch`), started at the first next(); dropping or close()-ing the iterator
+    stops them and frees the shared memory of the batches they had ready."""
+    batches = prefetch(self.batch, start_step, sys.maxsize, self._data_config, processes=True)
+    try:
+      yield from batches
+    finally:
+      batches.close()
