@@ -185,7 +185,7 @@ class TrainLoader:
   def iterate(self, start_step: int = 0) -> Iterator[Batch]:
     """batch(start_step), batch(start_step + 1), ... without end, built ahead by the worker
     processes (`prefetch`), started at the first next(); dropping or close()-ing the iterator
-    stops them and frees the shared memory of the batches they had ready."""
+    stops them."""
     batches = prefetch(self.batch, start_step, sys.maxsize, self._data_config, processes=True)
     try:
       yield from batches
