@@ -57,8 +57,10 @@ def data_config(name: str = 'cifar100', **overrides) -> ml_collections.ConfigDic
       num_classes=100,
       num_examples=0,  # synthetic only
       synthetic_shape=(32, 32, 3),
-      prefetch=2,
-      num_workers=0,
+      prefetch=2,  # batches each worker keeps ready (threads: batches built ahead)
+      # Worker processes that decode and augment training batches: -1 = one per CPU core of
+      # the host (resolved at run time), 0 = none (a thread of the training process).
+      num_workers=-1,
   ))
   data.update(overrides)
   return data
@@ -161,6 +163,7 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       data.synthetic_shape = (data.image_size, data.image_size, channels)
   data.num_examples = 64
   data.prefetch = 1
+  data.num_workers = 0  # 64 tiny images: a worker process would cost more than it saves
   data.num_classes = min(data.num_classes, 10)
   kwargs = dict(config.model.kwargs)
   if config.model.name.startswith('densenet'):

@@ -31,7 +31,8 @@ def get_config(arg=None):
   config = common.recipe()
   config.data = common.data_config(
       'digits', source='digits', image_size=8, crop_padding=1, flip=False,
-      mean=(0.5,), std=(0.5,), num_classes=10)
+      mean=(0.5,), std=(0.5,), num_classes=10,
+      num_workers=0)  # 8x8 digits: a worker process would cost more than it saves
   config.model.kwargs = dict(width=16)
   config.batch_size = 64
   config.eval_batch_size = 360

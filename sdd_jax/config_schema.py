@@ -50,7 +50,9 @@ STATIC: Tuple[Field, ...] = (
     _int('data.num_classes'), _int('data.num_examples', 0),
     Field('data.synthetic_shape', 'tuple', item='int', low=1, lengths=(3,),
           allowed='a tuple (height, width, channels) of positive integers'),
-    _int('data.prefetch', 0), _int('data.num_workers', 0),
+    _int('data.prefetch', 0),
+    _int('data.num_workers', -1, allowed='-1 (one worker process per CPU core), 0 (none) or '
+                                         'a number of worker processes'),
     Field('optim.lr', 'number', low=0, low_open=True), Field('optim.momentum', 'number', 0, 1,
                                                               high_open=True),
     Field('optim.nesterov', 'bool'), Field('optim.weight_decay', 'number', low=0),

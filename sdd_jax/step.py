@@ -19,6 +19,7 @@ from sdd_jax import losses
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
 from sdd_jax import state as state_lib
+from sdd_jax.data import normalization
 
 
 def step_key(seed: int, step: jax.Array) -> jax.Array:
@@ -27,18 +28,22 @@ def step_key(seed: int, step: jax.Array) -> jax.Array:
 
 def make_train_step(model, tx: optax.GradientTransformation,
                     methods: Sequence[methods_lib.base.Method], *, seed: int, lr_schedule,
-                    mesh, run: Optional[methods_lib.RunInfo] = None):
+                    mesh, run: Optional[methods_lib.RunInfo] = None,
+                    normalize_fn: Optional[Callable] = None):
   """Returns `train_step(state, batch) -> (state, metrics)`, jitted over `mesh`.
 
   `batch` holds global arrays sharded on 'data': `images` [batch, H, W, C], `labels` [batch],
   plus what the methods need. `metrics` are replicated scalars (`train/...`; `train/top1`
   and the collapse diagnostics `train/share_*`, `train/confidence`, `train/dead_features`:
   `diagnostics.py`). The input state is donated. `run` gives the methods the facts of the run
-  (steps per epoch, ...).
+  (steps per epoch, ...). `normalize_fn(batch)` (`data.make_normalize_fn`) first turns uint8
+  images into normalised compute-dtype images, on the device; without it the images must be
+  normalised floats already.
   """
   run = run or methods_lib.RunInfo(num_devices=mesh.devices.size)
 
   def train_step(state, batch):
+    batch = normalize_fn(batch) if normalize_fn else normalization.check_normalized(batch)
     key = step_key(seed, state.step)
 
     def loss_fn(params):

@@ -152,8 +152,9 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
     logging.info('resumed from the checkpoint at step %d', restored_step)
   start_step = int(jax.device_get(state.step))
 
-  train_step = step_lib.make_train_step(model, tx, methods, seed=config.seed,
-                                        lr_schedule=lr_schedule, mesh=mesh, run=run)
+  train_step = step_lib.make_train_step(  # uint8 batches, normalised on the device
+      model, tx, methods, seed=config.seed, lr_schedule=lr_schedule, mesh=mesh, run=run,
+      normalize_fn=data_lib.make_normalize_fn(config.data, config.model.dtype))
   evaluate = make_evaluate(config, model, mesh, eval_source, workdir, methods)
 
   is_main = jax.process_index() == 0
@@ -164,8 +165,10 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   collapse = diagnostics.CollapseWatch(config.data.num_classes, steps_per_epoch, start_step)
   probe_fn = None
   if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
-    probe_fn = jax.jit(functools.partial(probe.probe_metrics, model, rate=config.probe.rate,
-                                         temperature=config.probe.temperature))
+    normalize = data_lib.make_normalize_fn(config.data)  # the probe sees float32 images
+    probe_fn = jax.jit(lambda variables, images, key: probe.probe_metrics(
+        model, variables, normalize({'images': images})['images'], key,
+        rate=config.probe.rate, temperature=config.probe.temperature))
   stopped = False
   try:
     with preemption.watch(start_step) as stop_requested:

@@ -31,6 +31,7 @@ from sdd_jax import parallel  # noqa: E402
 from sdd_jax import state as state_lib  # noqa: E402
 from sdd_jax import step as step_lib  # noqa: E402
 from sdd_jax import trainer  # noqa: E402
+from sdd_jax.data import augment  # noqa: E402
 
 SEED = 3
 NUM_STEPS = 2
@@ -63,6 +64,8 @@ def runs():
   loader = data_lib.TrainLoader(data_lib.create_source(config.data, 'train'), config.data,
                                 global_batch=config.batch_size, seed=SEED)
   batches = [loader.batch(i) for i in range(NUM_STEPS)]
+  for batch in batches:  # uint8 pixels -> the normalised float32 images both networks see
+    batch['images'] = augment.normalize(batch['images'], config.data.mean, config.data.std)
   schedule = optim.make_lr_schedule(config.optim, loader.steps_per_epoch)
   tx = optim.make_optimizer(config.optim, schedule)
   model = trainer.create_model(config)

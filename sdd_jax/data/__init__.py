@@ -9,14 +9,17 @@ step t is a pure function of (seed, t): the sampler picks indices from a permuta
 iterator state, P processes read disjoint row slices of the same global batch, and pairs or
 extra views are one more index lookup. tf.data would need TensorFlow (not installed here),
 checkpointed iterator state and a second pipeline for class-paired sampling. grain supplies only
-the background prefetch (`MapDataset.range(...).map(batch).to_iter_dataset`, threads).
+the background work: worker processes for training batches (`mp_prefetch`), threads for eval.
+Batches leave the host as uint8; `normalization.py` normalises them on the device.
 """
 from sdd_jax.data import folder_source  # registers 'folder'  # pylint: disable=unused-import
 from sdd_jax.data import tfds_source  # registers 'tfds'  # pylint: disable=unused-import
 from sdd_jax.data.eval_batches import create_eval_batches, num_eval_batches
-from sdd_jax.data.loader import TrainLoader, loader_options
+from sdd_jax.data.loader import TrainLoader, loader_options, resolve_workers
+from sdd_jax.data.normalization import IMAGE_KEYS, make_normalize_fn, normalize_eval_batch
 from sdd_jax.data.sources import SOURCES, DataError, Source, create_source
 from sdd_jax.data.split_checks import check_splits
 
-__all__ = ['DataError', 'SOURCES', 'Source', 'TrainLoader', 'check_splits', 'create_eval_batches',
-           'create_source', 'loader_options', 'num_eval_batches']
+__all__ = ['DataError', 'IMAGE_KEYS', 'SOURCES', 'Source', 'TrainLoader', 'check_splits',
+           'create_eval_batches', 'create_source', 'loader_options', 'make_normalize_fn',
+           'normalize_eval_batch', 'num_eval_batches', 'resolve_workers']

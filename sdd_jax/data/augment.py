@@ -9,7 +9,8 @@ not on the batch it lands in, the batch size or the number of processes.
 - `imagenet`: random-resized crop (scale (0.08, 1), ratio (3/4, 4/3), bilinear) + flip, per
   example with PIL. Eval: shorter side to `eval_resize`, centre `image_size` crop.
 - `none`: the image as it is, in training and eval.
-Then `(x / 255 - mean) / std` per channel, as float32.
+The result stays uint8: normalisation, `(x / 255 - mean) / std` per channel, happens on the
+device inside the jitted step (normalization.py); `normalize` here is its NumPy form.
 """
 import math
 from typing import Callable, Sequence, Tuple
@@ -45,7 +46,8 @@ def random_words(keys, count: int) -> np.ndarray:
 
 
 def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-  """uint8 [..., C] -> float32 [..., C]: `(images / 255 - mean) / std`."""
+  """uint8 [..., C] -> float32 [..., C]: `(images / 255 - mean) / std` on the host (the batches
+  themselves are normalised on the device: normalization.py)."""
   std = np.asarray(std, np.float64)
   scale = (1 / (255 * std)).astype(np.float32)
   bias = (-np.asarray(mean, np.float64) / std).astype(np.float32)
@@ -157,10 +159,9 @@ def _stack(images: Images) -> np.ndarray:
 
 def make_augment_fn(data_config, train: bool) -> Callable[[Images, np.ndarray], np.ndarray]:
   """-> `augment_fn(images, keys)`: uint8 [n, H, W, C] (or a list of [H_i, W_i, C]) and keys
-  int [n, k] -> float32 [n, image_size, image_size, C], augmented (if `train`) and normalised.
+  int [n, k] -> uint8 [n, image_size, image_size, C], augmented (if `train`), not normalised.
   Evaluation ignores the keys."""
   size, padding, flip = data_config.image_size, data_config.crop_padding, data_config.flip
-  mean, std = tuple(data_config.mean), tuple(data_config.std)
   kind = data_config.augment
 
   def augment_fn(images: Images, keys) -> np.ndarray:
@@ -181,6 +182,6 @@ def make_augment_fn(data_config, train: bool) -> Callable[[Images, np.ndarray], 
         _, height, width, _ = uint8.shape
         top, left, flips = draw_crop_and_flip(keys, height, width, size, padding, flip)
         uint8 = crop_and_flip(uint8, top, left, flips, size, padding)
-    return normalize(uint8, mean, std)
+    return uint8
 
   return augment_fn

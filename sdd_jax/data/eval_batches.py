@@ -2,7 +2,10 @@
 
 Global batch g holds positions [g * B, (g + 1) * B); the last one is padded to B with zero rows
 whose `mask` is False, and process p takes rows [p * b, (p + 1) * b), b = B / P. Metrics sum over
-`mask`, so nothing is dropped and nothing counts twice, whatever B and P are.
+`mask`, so nothing is dropped and nothing counts twice, whatever B and P are. Images are uint8
+(the evaluators see them normalised on the device: `normalization.normalize_eval_batch`); the
+batches are built ahead by `num_workers` threads of this process (not processes: an evaluation
+may open many short streams, e.g. one per corruption, and would pay a worker start-up for each).
 """
 from typing import Iterator
 
@@ -20,8 +23,8 @@ def num_eval_batches(num_examples: int, global_batch: int) -> int:
 
 def create_eval_batches(source: Source, data_config, *, global_batch: int, process_index: int = 0,
                         process_count: int = 1) -> Iterator[Batch]:
-  """Yields num_eval_batches(len(source), global_batch) host-local dicts: 'images' float32
-  [b, S, S, C] (eval preprocessing, normalised), 'labels' int32 [b], 'index' int32 [b] (source
+  """Yields num_eval_batches(len(source), global_batch) host-local dicts: 'images' uint8
+  [b, S, S, C] (eval preprocessing, not normalised), 'labels' int32 [b], 'index' int32 [b] (source
   index), 'mask' bool [b]; padded rows are all zero with mask False."""
   local_batch = check_batch_split(global_batch, process_index, process_count)
   num_examples = len(source)
@@ -36,7 +39,7 @@ def create_eval_batches(source: Source, data_config, *, global_batch: int, proce
     start = number * global_batch + process_index * local_batch
     positions = np.arange(start, start + local_batch)
     count = int(np.clip(num_examples - start, 0, local_batch))  # real rows come first
-    batch = {'images': np.zeros((local_batch, size, size, shape[-1]), np.float32),
+    batch = {'images': np.zeros((local_batch, size, size, shape[-1]), np.uint8),
              'labels': np.zeros(local_batch, np.int32),
              'index': np.where(positions < num_examples, positions, 0).astype(np.int32),
              'mask': positions < num_examples}

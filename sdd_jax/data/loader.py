@@ -3,12 +3,20 @@
 The indices come from `sampler.py`; augmentation keys are `(seed, epoch, index, view)` for the
 views and `(seed, epoch, position, stream)` for class partners, so the same example gets the
 same augmentation however the global batch is split across processes. `iterate(start)` yields
-exactly `batch(start), batch(start + 1), ...`, built ahead by background threads.
+exactly `batch(start), batch(start + 1), ...`, built ahead by `config.data.num_workers` worker
+processes (grain's `mp_prefetch`: worker i builds the steps start + i, start + i + n, ... and
+the batches come back in step order through shared memory). Images are uint8; the train step
+normalises them on the device (normalization.py).
 """
 import functools
+import os
+import signal
 import sys
+import threading
+import time
 from typing import Callable, Dict, Iterator
 
+from absl import flags
 import grain
 import numpy as np
 
@@ -20,13 +28,56 @@ from sdd_jax.data.sources import DataError, Source
 Batch = Dict[str, np.ndarray]
 
 
-def prefetch(batch_fn: Callable[[int], Batch], start: int, stop: int,
-             data_config) -> Iterator[Batch]:
-  """Yields batch_fn(i) for i in [start, stop) in order; `num_workers` threads (at least one)
-  build up to `prefetch` batches ahead (prefetch=0: built on demand in the caller's thread)."""
-  options = grain.ReadOptions(num_threads=max(1, data_config.num_workers) if data_config.prefetch
-                              else 0, prefetch_buffer_size=data_config.prefetch)
-  return iter(grain.MapDataset.range(start, stop).map(batch_fn).to_iter_dataset(options))
+def resolve_workers(num_workers: int) -> int:
+  """`config.data.num_workers` -> a count: -1 is the number of CPU cores this process may run
+  on (its affinity mask, else os.cpu_count()), resolved on the host that runs."""
+  if num_workers >= 0:
+    return num_workers
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+def _init_worker(index: int, count: int) -> None:
+  """In each worker process: SIGTERM and SIGINT are the training process's to handle (it
+  checkpoints, then stops its workers); a worker whose parent died exits."""
+  del index, count
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  parent = os.getppid()
+
+  def watch():
+    while os.getppid() == parent:
+      time.sleep(1)
+    os._exit(0)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, daemon=True).start()
+
+
+def prefetch(batch_fn: Callable[[int], Batch], start: int, stop: int, data_config, *,
+             processes: bool = False) -> Iterator[Batch]:
+  """Yields batch_fn(i) for i in [start, stop) in order.
+
+  processes=True and n = resolve_workers(num_workers) > 0: n worker processes (spawned; they
+  unpickle `batch_fn`) build the batches, each keeping up to max(1, prefetch) of its own
+  ready; they ignore SIGTERM/SIGINT (the training process checkpoints and stops them) and exit
+  if their parent dies. Otherwise max(1, min(n, prefetch)) threads of this process build up to
+  `prefetch` batches ahead (prefetch=0: on demand in the caller's thread).
+  """
+  workers = resolve_workers(data_config.num_workers)
+  dataset = grain.MapDataset.range(start, stop).map(batch_fn)
+  if processes and workers:
+    if not flags.FLAGS.is_parsed():  # grain reads its absl flags; outside absl.app: defaults
+      flags.FLAGS.mark_as_parsed()
+    options = grain.MultiprocessingOptions(num_workers=workers,
+                                           per_worker_buffer_size=max(1, data_config.prefetch))
+    return iter(dataset.to_iter_dataset(grain.ReadOptions(num_threads=0)).mp_prefetch(
+        options, worker_init_fn=_init_worker))
+  threads = max(1, min(workers, data_config.prefetch))  # more could not all be busy
+  options = grain.ReadOptions(num_threads=threads if data_config.prefetch else 0,
+                              prefetch_buffer_size=data_config.prefetch)
+  return iter(dataset.to_iter_dataset(options))
 
 
 def check_batch_split(global_batch: int, process_index: int, process_count: int) -> int:
@@ -65,10 +116,11 @@ def loader_options(needs) -> Dict[str, object]:
 class TrainLoader:
   """Host-local training batches of `source` for process `process_index` of `process_count`.
 
-  `batch(step)` -> {'images': float32 [b, S, S, C], 'labels': int32 [b], 'index': int32 [b]},
-  b = global_batch // process_count, plus 'second_view' float32 [b, S, S, C] (views=2) and
-  'pair_images' float32 [b, S, S, C], 'pair_index' int32 [b] (pairs=True: an example of the same
+  `batch(step)` -> {'images': uint8 [b, S, S, C], 'labels': int32 [b], 'index': int32 [b]},
+  b = global_batch // process_count, plus 'second_view' uint8 [b, S, S, C] (views=2) and
+  'pair_images' uint8 [b, S, S, C], 'pair_index' int32 [b] (pairs=True: an example of the same
   class as each anchor, for CS-KD). `image_shape` is [S, S, C], known without building a batch.
+  Images are augmented, not normalised (normalization.py does that on the device).
   """
 
   def __init__(self, source: Source, data_config, *, global_batch: int, seed: int,
@@ -94,6 +146,14 @@ class TrainLoader:
     self._augment_fn = make_augment_fn(data_config, train=True)
     self._class_index = (create_class_index(source.labels(), source.num_classes) if pairs
                          else None)
+    self.permutation = functools.lru_cache(maxsize=2)(self._permutation)
+
+  def __getstate__(self):
+    """What a worker process unpickles: everything but the permutation cache."""
+    return {k: v for k, v in self.__dict__.items() if k != 'permutation'}
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
     self.permutation = functools.lru_cache(maxsize=2)(self._permutation)
 
   def _permutation(self, epoch: int) -> np.ndarray:
@@ -123,5 +183,11 @@ class TrainLoader:
     return batch
 
   def iterate(self, start_step: int = 0) -> Iterator[Batch]:
-    """batch(start_step), batch(start_step + 1), ... without end, built ahead in the background."""
-    return prefetch(self.batch, start_step, sys.maxsize, self._data_config)
+    """batch(start_step), batch(start_step + 1), ... without end, built ahead by the worker
+    processes (`prefetch`), started at the first next(); dropping or close()-ing the iterator
+    stops them."""
+    batches = prefetch(self.batch, start_step, sys.maxsize, self._data_config, processes=True)
+    try:
+      yield from batches
+    finally:
+      batches.close()

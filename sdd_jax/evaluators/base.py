@@ -51,12 +51,13 @@ class EvalContext:
 
   def batches(self, source=None) -> Iterator[Dict[str, jax.Array]]:
     """Global padded batches (`images`, `labels`, `index`, `mask`) covering `source` (default:
-    the eval split) exactly once."""
+    the eval split) exactly once; images sent as uint8, normalised float32 on the device."""
     host_batches = data_lib.create_eval_batches(
         self.source if source is None else source, self.data_config,
         global_batch=self.batch_size, process_index=jax.process_index(),
         process_count=jax.process_count())
-    return (parallel.to_global(b, self.mesh) for b in host_batches)
+    return (data_lib.normalize_eval_batch(parallel.to_global(b, self.mesh), self.data_config)
+            for b in host_batches)
 
   def artefact_dir(self, name: str) -> str:
     path = os.path.join(self.workdir, 'evals', name)

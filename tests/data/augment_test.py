@@ -68,14 +68,15 @@ def test_random_words_are_a_pure_function_of_each_key():
   assert len(np.unique(words)) == words.size
 
 
-def test_cifar_augment_fn_is_draw_then_crop_then_normalize():
+def test_cifar_augment_fn_is_draw_then_crop_and_stays_uint8():
   config, images = _config(), _images(8)
   keys = np.stack([np.arange(8), np.ones(8, int)], axis=1)
   top, left, flip = augment.draw_crop_and_flip(keys, 32, 32, 32, 4, True)
-  expected = augment.normalize(augment.crop_and_flip(images, top, left, flip, 32, 4), MEAN, STD)
-  np.testing.assert_array_equal(augment.make_augment_fn(config, True)(images, keys), expected)
-  np.testing.assert_array_equal(augment.make_augment_fn(config, False)(list(images), None),
-                                augment.normalize(images, MEAN, STD))
+  expected = augment.crop_and_flip(images, top, left, flip, 32, 4)
+  got = augment.make_augment_fn(config, True)(images, keys)
+  assert got.dtype == np.uint8  # normalised on the device (normalization.py)
+  np.testing.assert_array_equal(got, expected)
+  np.testing.assert_array_equal(augment.make_augment_fn(config, False)(list(images), None), images)
 
 
 def test_random_resized_crop_is_a_resized_box_of_the_image():
@@ -110,7 +111,7 @@ def test_imagenet_augment_fn_handles_varying_sizes_and_grayscale():
   images = [_images(1, h, w, 1, seed=h)[0] for h, w in [(12, 41), (47, 17), (16, 16)]]
   keys = np.stack([np.arange(3), np.zeros(3, int)], axis=1)
   train = augment.make_augment_fn(config, True)(images, keys)
-  assert train.shape == (3, 16, 16, 1) and train.dtype == np.float32
+  assert train.shape == (3, 16, 16, 1) and train.dtype == np.uint8
   np.testing.assert_array_equal(train, augment.make_augment_fn(config, True)(images, keys))
   assert augment.make_augment_fn(config, False)(images, None).shape == (3, 16, 16, 1)
 

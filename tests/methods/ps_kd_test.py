@@ -19,6 +19,7 @@ from sdd_jax import parallel
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
 from sdd_jax import trainer
+from sdd_jax.data import augment
 from sdd_jax.methods import base
 from sdd_jax.methods.ps_kd import PSKD
 from tests.methods import numpy_reference as ref
@@ -112,6 +113,7 @@ def test_after_an_epoch_the_table_holds_the_softmax_of_the_examples_seen():
   expected = np.zeros((1024, 5), np.float32)  # rows padded to lcm(1024, 8)
   for step in range(2):
     batch = loader.batch(step)
+    batch['images'] = augment.normalize(batch['images'], data_config.mean, data_config.std)
     expected[batch['index']] = train_probs(state.variables, batch['images'])  # before update
     state, _ = train_step(state, parallel.to_global(batch, mesh))
   table = state.method_states['ps_kd']['table']
