@@ -153,10 +153,10 @@ def _validate_optim(optim, num_epochs: int) -> None:
 
 
 def validate_for_devices(config, num_devices: int, num_processes: int) -> None:
-  """The global batches must split evenly over the devices and the processes."""
-  for field in ('batch_size', 'eval_batch_size'):
-    value = config[field]
-    if value % num_devices or value % num_processes:
-      raise ConfigError(f'config.{field}: {value} does not divide over {num_devices} devices '
-                        f'and {num_processes} processes; use a multiple of '
-                        f'{max(num_devices, num_processes)} (set --config.{field}=...)')
+  """The global training batch must split evenly over the devices and the processes (the eval
+  batch is padded with masked rows to a multiple of both: `parallel.eval_batch_rows`)."""
+  value = config.batch_size
+  if value % num_devices or value % num_processes:
+    raise ConfigError(f'config.batch_size: {value} does not divide over {num_devices} devices '
+                      f'and {num_processes} processes; use a multiple of '
+                      f'{max(num_devices, num_processes)} (set --config.batch_size=...)')

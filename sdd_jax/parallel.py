@@ -54,6 +54,14 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated_sharding(mesh))
 
 
+def eval_batch_rows(batch_size: int, num_devices: int, num_processes: int = 1) -> int:
+  """Rows of a global eval batch of `batch_size` examples: rounded up to a multiple of the
+  device and process counts (the extra rows are padding, masked out), so any device count
+  evaluates any `config.eval_batch_size`."""
+  multiple = int(np.lcm(max(1, num_devices), max(1, num_processes)))
+  return -(-batch_size // multiple) * multiple
+
+
 def padded_rows(num_rows: int, num_devices: int, block: int = 1024) -> int:
   """Rows of a row-sharded table holding `num_rows`: rounded up to a multiple of
   `lcm(block, num_devices)`, so it splits evenly over the devices; for any power-of-two device

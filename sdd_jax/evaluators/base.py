@@ -34,7 +34,8 @@ class Predictors:
 
 @dataclasses.dataclass(frozen=True)
 class EvalContext:
-  """Where evaluation data comes from.
+  """Where evaluation data comes from. Every batch is padded (rows with `mask` False) to split
+  over the mesh, so an evaluator must weigh every sum, count and score by `mask`.
 
   Attributes:
     data_config: `config.data` (preprocessing, normalisation constants, splits).
@@ -51,11 +52,14 @@ class EvalContext:
 
   def batches(self, source=None) -> Iterator[Dict[str, jax.Array]]:
     """Global padded batches (`images`, `labels`, `index`, `mask`) covering `source` (default:
-    the eval split) exactly once."""
+    the eval split) exactly once: `batch_size` examples per batch, padded with masked rows to a
+    multiple of the device and process counts (`parallel.eval_batch_rows`)."""
+    rows = parallel.eval_batch_rows(self.batch_size, self.mesh.devices.size,
+                                    jax.process_count())
     host_batches = data_lib.create_eval_batches(
         self.source if source is None else source, self.data_config,
         global_batch=self.batch_size, process_index=jax.process_index(),
-        process_count=jax.process_count())
+        process_count=jax.process_count(), padded_batch=rows)
     return (parallel.to_global(b, self.mesh) for b in host_batches)
 
   def artefact_dir(self, name: str) -> str:
