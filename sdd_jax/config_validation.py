@@ -12,11 +12,14 @@ from sdd_jax import config_schema as schema
 from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
+from sdd_jax import profiling
 
 ConfigError = schema.ConfigError
 TOP_LEVEL = schema.TOP_LEVEL
 DTYPES = schema.DTYPES
 AUGMENTS = schema.AUGMENTS
+# Top-level fields a config may leave out (older workdirs' config.json): their default is off.
+OPTIONAL = (profiling.FIELD,)
 
 
 def nearest(name: str, known: Iterable[str]) -> str:
@@ -43,7 +46,7 @@ def validate(config) -> None:
   missing = [k for k in TOP_LEVEL if k not in config]
   if missing:
     raise ConfigError(f'config: missing field(s) {missing}; start from configs/common.recipe()')
-  _unknown('', config.keys(), TOP_LEVEL)
+  _unknown('', config.keys(), TOP_LEVEL + OPTIONAL)
   for section in schema.SECTIONS:
     if not hasattr(config[section], 'keys'):
       raise ConfigError(f'config.{section}: must be a section (ConfigDict), got '
@@ -70,6 +73,7 @@ def validate(config) -> None:
     raise ConfigError(f'config.{e}') from None
   _validate_method_needs(methods, config)
   _validate_eval_sections(config.evals)
+  profiling.check_steps(config.get(profiling.FIELD, ()))  # within the run: in the trainer
 
 
 def _present(config, path: str) -> bool:

@@ -25,7 +25,7 @@ class Predictors:
   """What an evaluator may call (jitted over the mesh, evaluation mode, float32).
 
   logits_fn(images [batch, H, W, C]) -> logits [batch, classes].
-  input_grad_fn(images, labels [batch], temperature) -> d/d images of
+  input_grad_fn(images, labels [batch], temperature: a Python number) -> d/d images of
       sum_i CE(logits_i / temperature, labels_i), [batch, H, W, C] (eval_spec §0.5: the sum).
   """
   logits_fn: Callable[[jax.Array], jax.Array]
