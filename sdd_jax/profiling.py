@@ -2,17 +2,17 @@
 
 Steps are numbered as in the logs: the first step of a run is 1, and `A,B` traces steps
 A, A+1, ..., B (both included). The trace starts just before step A is dispatched (its batch
-already on the device; the compilation of the run's first step is in it only when A is that
-step) and stops once step B has finished on the device. It goes to
+already on the device; the compilation of the run's first step is never in it) and stops once
+step B has finished on the device, or, when B is the run's last step or the run stops early, at
+the end of the loop (the final checkpoint and evaluation are then in it too). It goes to
 `<workdir>/profile/plugins/profile/<date_time>/<host>.xplane.pb`, the layout of TensorBoard's
 profile plugin: `pip install tensorboard tensorboard-plugin-profile` and
 `tensorboard --logdir <workdir>/profile`, tab "Profile".
 
 Only process 0 traces. Every process runs the same SPMD program, so one host's trace (its
-devices and its input pipeline) shows the step; traces of all hosts at once would multiply the
-writes, and the profiler session is per process anyway. A resumed run that starts inside
-[A, B] traces from its first step to B; one that starts after B traces nothing. Default `()`:
-off.
+devices and its input pipeline) shows the step; every host tracing would multiply the writes.
+A resumed run that starts inside [A, B] traces from its first step to B; one that starts after
+B traces nothing. Default `()`: off.
 """
 import contextlib
 import logging
