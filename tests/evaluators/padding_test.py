@@ -17,6 +17,7 @@ from sdd_jax.data import sources
 from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base
 from sdd_jax.evaluators import fgsm
+from sdd_jax.evaluators import odin
 
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 N, BATCH, CLASSES = 45, 20, 10  # batches of 20, 20 and 5 examples, each padded to 24 rows
@@ -126,3 +127,19 @@ def test_fgsm_equals_numpy_on_the_real_rows(setup, tmp_path):
   for key, value in expected.items():
     assert out[key] == pytest.approx(value, abs=1e-9), key
   assert out['fgsm/pix_0.1'] < out['fgsm/clean']  # the attack bites (the test can fail)
+
+
+def test_odin_and_msp_scores_equal_numpy_on_the_real_rows(setup, tmp_path):
+  ctx = _ctx(tmp_path, setup['source'])
+  temperature, epsilon = 1000.0, 0.0014
+  scores = odin.source_scores(ctx, setup['predict'], setup['source'], temperature, epsilon)
+  x, kernel, bias = setup['x'], setup['kernel'], setup['bias']
+  z = _logits(x, kernel, bias)
+  # d/dx of CE(z / T, argmax z), per channel (the same for every pixel); s(g) = +1 where g >= 0.
+  grad = (_softmax(z / temperature) - np.eye(CLASSES)[z.argmax(-1)]) @ kernel.T / temperature
+  perturbed = x - (epsilon / np.asarray(STD)) * np.where(grad >= 0, 1.0, -1.0)[:, None, None, :]
+  expected = {'msp': np.log(_softmax(z).max(-1)),
+              'odin': np.log(_softmax(_logits(perturbed, kernel, bias) / temperature).max(-1))}
+  for key, value in expected.items():
+    assert scores[key].shape == (N,) and np.all(np.isfinite(scores[key])), key
+    np.testing.assert_allclose(scores[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
