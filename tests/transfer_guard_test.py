@@ -30,13 +30,14 @@ def _config(root):
   for i in range(12):
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
         root / f'odin/LSUN/test/{i:05d}.png')
+  # every_epochs 0: after the last step, still inside the loop (and its guard).
   config.evals = {
-      'accuracy': {'every_epochs': 1}, 'calibration': {'every_epochs': 1},
-      'fgsm': {'every_epochs': 1, 'epsilons': (0.1,), 'norm_epsilons': (0.1,),
+      'accuracy': {'every_epochs': 1}, 'calibration': {'every_epochs': 0},
+      'fgsm': {'every_epochs': 0, 'epsilons': (0.1,), 'norm_epsilons': (),
                'paper_epsilons': (0.2,)},
-      'odin': {'every_epochs': 1, 'sets': ('lsun',), 'folder_root': str(root / 'odin'),
+      'odin': {'every_epochs': 0, 'sets': ('lsun',), 'folder_root': str(root / 'odin'),
                'holdout': 4, 'max_examples': 12},
-      'corruption': {'every_epochs': 1, 'path': str(root / 'CIFAR-100-C'),
+      'corruption': {'every_epochs': 0, 'path': str(root / 'CIFAR-100-C'),
                      'corruptions': ('gaussian_noise',), 'check_labels': False}}
   return config
 
