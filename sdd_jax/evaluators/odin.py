@@ -97,6 +97,7 @@ def _host_rows(x: jax.Array, mask: jax.Array) -> np.ndarray:
   """The masked rows of a global `[batch]` array, on the host, in batch order."""
   if jax.process_count() > 1:
     x, mask = (multihost_utils.process_allgather(v, tiled=True) for v in (x, mask))
+  x, mask = jax.device_get((x, mask))  # explicit: the training loop's transfer guard
   return np.asarray(x)[np.asarray(mask, bool)]
 
 
