@@ -3,9 +3,10 @@ inside the loop (accuracy, calibration, FGSM, ODIN, corruption, at an eval batch
 devices do not divide) finishes, so every transfer on the loop's path is explicit; a host round
 trip slipped into the loop fails loudly.
 
-On CPU, JAX reads device arrays into NumPy without a copy, so only the host-to-device half of a
-round trip (NumPy or Python numbers fed back to JAX) is caught here; on GPUs and TPUs the
-device-to-host half (`np.asarray`, `float(x)`) is refused as well.
+On CPU, JAX reads device arrays into NumPy without a copy and does not guard that direction, so
+only the host-to-device half of a round trip (NumPy or Python numbers fed back to JAX) is caught
+here; on accelerators the device-to-host half (`np.asarray`, `float(x)`) is a real copy, which
+the guard is meant to refuse too (not run here).
 """
 import numpy as np
 import jax
