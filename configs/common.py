@@ -99,6 +99,8 @@ def recipe() -> ml_collections.ConfigDict:
   # The KL-direction probe (paper §3.3, Table 8, Figure 4): every N steps (0: off), the
   # Assumption-1 statistics and the forward/reverse KL gradients w.r.t. the head weights.
   config.probe = ml_collections.ConfigDict({'every_steps': 0, 'rate': 0.5, 'temperature': 3.0})
+  # A jax.profiler trace of steps A..B into <workdir>/profile (sdd_jax/profiling.py); () is off.
+  config.profile_steps = ()
   config.checkpoint_every_epochs = 10
   config.max_to_keep = 3
   config.log_every_steps = 50

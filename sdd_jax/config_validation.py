@@ -12,11 +12,14 @@ from sdd_jax import config_schema as schema
 from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
+from sdd_jax import profiling
 
 ConfigError = schema.ConfigError
 TOP_LEVEL = schema.TOP_LEVEL
 DTYPES = schema.DTYPES
 AUGMENTS = schema.AUGMENTS
+# Top-level fields a config may leave out (older workdirs' config.json): their default is off.
+OPTIONAL = (profiling.FIELD,)
 
 
 def nearest(name: str, known: Iterable[str]) -> str:
@@ -43,7 +46,7 @@ def validate(config) -> None:
   missing = [k for k in TOP_LEVEL if k not in config]
   if missing:
     raise ConfigError(f'config: missing field(s) {missing}; start from configs/common.recipe()')
-  _unknown('', config.keys(), TOP_LEVEL)
+  _unknown('', config.keys(), TOP_LEVEL + OPTIONAL)
   for section in schema.SECTIONS:
     if not hasattr(config[section], 'keys'):
       raise ConfigError(f'config.{section}: must be a section (ConfigDict), got '
@@ -70,6 +73,7 @@ def validate(config) -> None:
     raise ConfigError(f'config.{e}') from None
   _validate_method_needs(methods, config)
   _validate_eval_sections(config.evals)
+  profiling.check_steps(config.get(profiling.FIELD, ()))  # within the run: in the trainer
 
 
 def _present(config, path: str) -> bool:
@@ -153,10 +157,10 @@ def _validate_optim(optim, num_epochs: int) -> None:
 
 
 def validate_for_devices(config, num_devices: int, num_processes: int) -> None:
-  """The global batches must split evenly over the devices and the processes."""
-  for field in ('batch_size', 'eval_batch_size'):
-    value = config[field]
-    if value % num_devices or value % num_processes:
-      raise ConfigError(f'config.{field}: {value} does not divide over {num_devices} devices '
-                        f'and {num_processes} processes; use a multiple of '
-                        f'{max(num_devices, num_processes)} (set --config.{field}=...)')
+  """The global training batch must split evenly over the devices and the processes (the eval
+  batch is padded with masked rows to a multiple of both: `parallel.eval_batch_rows`)."""
+  value = config.batch_size
+  if value % num_devices or value % num_processes:
+    raise ConfigError(f'config.batch_size: {value} does not divide over {num_devices} devices '
+                      f'and {num_processes} processes; use a multiple of '
+                      f'{max(num_devices, num_processes)} (set --config.batch_size=...)')

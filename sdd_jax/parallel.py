@@ -45,13 +45,25 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def to_global(batch: Dict[str, np.ndarray], mesh: Mesh) -> Dict[str, jax.Array]:
-  """Host-local numpy batch (this process's rows) -> global arrays sharded over 'data'."""
+  """Host-local numpy batch (this process's rows) -> global arrays sharded over 'data'.
+
+  The one deliberate host-to-device copy of the batches: allowed under the training loop's
+  `jax.transfer_guard('disallow')` (with several processes JAX makes it as an implicit one)."""
   sharding = data_sharding(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+  with jax.transfer_guard_host_to_device('allow'):
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def eval_batch_rows(batch_size: int, num_devices: int, num_processes: int = 1) -> int:
+  """Rows of a global eval batch of `batch_size` examples: rounded up to a multiple of the
+  device and process counts (the extra rows are padding, masked out), so any device count
+  evaluates any `config.eval_batch_size`."""
+  multiple = int(np.lcm(max(1, num_devices), max(1, num_processes)))
+  return -(-batch_size // multiple) * multiple
 
 
 def padded_rows(num_rows: int, num_devices: int, block: int = 1024) -> int:

@@ -94,7 +94,8 @@ def make_logits_fn(model, mesh, apply_fn: Optional[Callable] = None):
 def make_input_grad_fn(model, mesh):
   """Returns jitted `input_grad_fn(variables, images, labels, temperature)`: the gradient with
   respect to `images` of sum_i CE(logits_i / temperature, labels_i), evaluation mode, float32
-  (the sum, not the mean, so that tiny ODIN gradients do not underflow; eval_spec §0.5)."""
+  (the sum, not the mean, so that tiny ODIN gradients do not underflow; eval_spec §0.5).
+  `temperature` is a Python number, a compile-time constant (no host-to-device copy)."""
   data = parallel.data_sharding(mesh)
 
   def input_grad_fn(variables, images, labels, temperature):
@@ -104,6 +105,6 @@ def make_input_grad_fn(model, mesh):
       return jnp.sum(losses.cross_entropy(logits / temperature, labels))
     return jax.grad(total)(images.astype(jnp.float32))
 
-  return jax.jit(input_grad_fn,
-                 in_shardings=(parallel.replicated_sharding(mesh), data, data, None),
+  return jax.jit(input_grad_fn, static_argnums=3,
+                 in_shardings=(parallel.replicated_sharding(mesh), data, data),
                  out_shardings=data)

@@ -32,6 +32,7 @@ from sdd_jax import optim
 from sdd_jax import parallel
 from sdd_jax import preemption
 from sdd_jax import probe
+from sdd_jax import profiling
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
 from sdd_jax import throughput
@@ -116,6 +117,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                 seed=config.seed, process_index=jax.process_index(),
                                 process_count=jax.process_count(),
                                 **data_lib.loader_options(methods_lib.batch_needs(methods)))
+  profiling.check_steps(config.get(profiling.FIELD, ()), loader.steps_per_epoch * config.num_epochs)
   with workdir_lib.Claim(workdir, config):
     return _train(config, workdir, mesh, methods, loader, eval_source, start_time,
                   stop_after_step)
@@ -166,12 +168,15 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   probe_fn = None
   if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
     normalize = data_lib.make_normalize_fn(config.data)  # the probe sees float32 images
-    probe_fn = jax.jit(lambda variables, images, key: probe.probe_metrics(
-        model, variables, normalize({'images': images})['images'], key,
-        rate=config.probe.rate, temperature=config.probe.temperature))
+    probe_fn = jax.jit(lambda variables, images, step: probe.probe_metrics(
+        model, variables, normalize({'images': images})['images'],
+        step_lib.step_key(config.seed, step), rate=config.probe.rate,
+        temperature=config.probe.temperature))
   stopped = False
   try:
-    with preemption.watch(start_step) as stop_requested:
+    with preemption.watch(start_step) as stop_requested, jax.transfer_guard('disallow'), \
+        profiling.step_trace(config.get(profiling.FIELD, ()), workdir, total_steps,
+                             is_main) as before_step:
       batches = loader.iterate(start_step)
       step_fn = None
       for step in range(start_step, total_steps):
@@ -180,12 +185,13 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
           step_fn = train_step.lower(state, batch).compile()
           pending.flops_per_step = throughput.compiled_flops(step_fn)
           pending.restart_clock()
+        before_step(step + 1, state)
         state, metrics = step_fn(state, batch)
         pending.add(step + 1, metrics)
         checkpointer.commit_records()  # the record of a save orbax has finished since
         if probe_fn is not None and (step + 1) % config.probe.every_steps == 0:
           probed = probe_fn(methods_lib.inference_variables(methods, state.variables),
-                            batch['images'], step_lib.step_key(config.seed, step))
+                            batch['images'], parallel.replicate(np.int32(step), mesh))
           writer.write_scalars(step + 1, metric_writers.scalars_of(jax.device_get(probed)))
         epoch_done = (step + 1) % steps_per_epoch == 0
         epoch = (step + 1) // steps_per_epoch

@@ -24,7 +24,7 @@ from sdd_jax.errors import UserError
 # Fields that may change between a run and its resumption (they do not change the training);
 # a name ending in '.' covers the whole section.
 RESUMABLE_FIELDS = ('log_every_steps', 'checkpoint_every_epochs', 'max_to_keep',
-                    'data.prefetch', 'data.num_workers', 'evals.', 'probe.')
+                    'data.prefetch', 'data.num_workers', 'evals.', 'probe.', 'profile_steps')
 
 
 class WorkdirError(UserError):

@@ -80,7 +80,6 @@ CASES = [
     ('boundaries', {'optim.lr_boundaries': (5,)}, r'config.optim.lr_boundaries: must be'),
     ('batch_zero', {'batch_size': 0}, r'config.batch_size: must be an integer >= 1'),
     ('batch_devices', {'batch_size': 12}, r'config.batch_size: 12 does not divide over 8 devices'),
-    ('eval_batch_devices', {'eval_batch_size': 20}, r'config.eval_batch_size: 20 does not divide'),
     ('batch_too_big', {'batch_size': 128}, r'the training split has 64 examples, fewer than one global batch of 128; lower '
                                                r'config.batch_size'),
     ('model_name', {'model.name': 'resnet17'}, r"config.model.name: must be one of"),

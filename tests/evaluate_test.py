@@ -110,6 +110,21 @@ def test_every_evaluator_on_a_smoke_checkpoint(trained, tmp_path):
     assert image.format == 'PNG'
 
 
+def test_any_device_count_evaluates(trained, tmp_path, monkeypatch):
+  """5 devices divide neither the training batch (16) nor the eval batch (24, padded to 25 rows):
+  the metrics are those of the finished run, every example counted once."""
+  root, summary = trained
+  workdir = _workdir(trained, tmp_path)
+  create_mesh = parallel.create_mesh
+  monkeypatch.setattr(parallel, 'create_mesh', lambda: create_mesh(jax.devices()[:5]))
+  m = evaluation.evaluate_workdir(workdir, names=['accuracy'],
+                                  overrides=_overrides(root)).metrics
+  assert m['test/count'] == 64
+  assert m['test/top1'] == pytest.approx(summary['test/top1'])
+  assert m['test/nll'] == pytest.approx(summary['test/nll'], rel=1e-5)
+  assert m['test/ece'] == pytest.approx(summary['test/ece'], rel=1e-4)
+
+
 def _run(*args):
   return subprocess.run([sys.executable, os.path.join(ROOT, 'evaluate.py'), *args], cwd=ROOT,
                         env=ONE_DEVICE, capture_output=True, text=True, timeout=120,

@@ -1,5 +1,7 @@
 """The paper-table configs (Tables 1, 3, 9-14): every documented token builds a valid config
 with the paper's settings; bad tokens are refused. No training (configs_test.py runs `smoke`)."""
+import json
+
 import pytest
 
 from configs import cifar100_ablations
@@ -7,7 +9,10 @@ from configs import cifar100_dropout_baseline
 from configs import cub200_resnet18
 from configs import dogs_resnet18
 from configs import imagenet_resnet152_sdd
+from sdd_jax import config_cli
 from sdd_jax import config_validation
+from sdd_jax import parallel
+from sdd_jax import workdir
 
 
 def _valid(module, arg):
@@ -52,8 +57,9 @@ def test_imagenet_table3_and_pod():
   assert config.data.eval_split == 'validation'
   assert not list(_valid(imagenet_resnet152_sdd, 'ce').methods)
   pod = _valid(imagenet_resnet152_sdd, 'pod,ce')
-  assert (pod.batch_size, pod.optim.lr, pod.optim.warmup_epochs, pod.model.dtype) == (
-      1024, 0.4, 5, 'bfloat16')
+  assert (pod.batch_size, pod.eval_batch_size, pod.optim.warmup_epochs, pod.model.dtype) == (
+      2048, 2048, 5, 'bfloat16')
+  assert pod.optim.lr == pytest.approx(0.8, rel=1e-12)  # 0.1 x 2048 / 256
   assert not list(pod.methods)
   smoke = _valid(imagenet_resnet152_sdd, 'smoke,pod')
   assert tuple(smoke.model.kwargs['stage_sizes']) == (1, 1, 1, 1)
@@ -103,3 +109,50 @@ def test_dropout_baseline_table11(arg, name, rate, samples):
   config = _valid(cifar100_dropout_baseline, arg)
   assert config.data.name == name
   assert config.methods.to_dict() == {'feature_dropout': {'rate': rate, 'samples': samples}}
+
+
+def _pod_from_the_command_line(*overrides):
+  argv = ['train.py', '--config', 'configs/imagenet_resnet152_sdd.py:pod', *overrides]
+  return config_cli.load(argv)
+
+
+def test_pod_lr_follows_an_overridden_batch_size():
+  """Linear scaling by reference: --config.batch_size moves the lr (0.1 per 256 images); an
+  explicit --config.optim.lr wins, before or after the batch; what is saved is the number."""
+  assert _pod_from_the_command_line().optim.lr == pytest.approx(0.8, rel=1e-12)
+  config = _pod_from_the_command_line('--config.batch_size=4096')
+  assert (config.batch_size, config.optim.lr) == (4096, pytest.approx(1.6, rel=1e-12))
+  config_validation.validate(config)
+  saved = json.loads(config.to_json())
+  assert saved['optim']['lr'] == pytest.approx(1.6, rel=1e-12) and saved['batch_size'] == 4096
+  assert workdir.config_digest(config) == workdir.config_digest(saved)
+  assert workdir.config_digest(config) != workdir.config_digest(_pod_from_the_command_line())
+  for order in (('--config.optim.lr=0.5', '--config.batch_size=4096'),
+                ('--config.batch_size=4096', '--config.optim.lr=0.5')):
+    config = _pod_from_the_command_line(*order)
+    assert (config.batch_size, config.optim.lr) == (4096, 0.5), order
+
+
+@pytest.mark.parametrize('devices', [2 ** k for k in range(3, 12)])  # 8, 16, ..., 2048
+def test_pod_validates_for_8_to_2048_devices(devices):
+  """The validator alone (no training): every power-of-two slice from 8 to 2048 devices, with
+  the process counts of 8-accelerator GPU hosts and 4-chip TPU hosts (and one process)."""
+  for arg in ('pod', 'pod,ce'):
+    config = _valid(imagenet_resnet152_sdd, arg)
+    for processes in sorted({1, devices // 8, devices // 4}):
+      config_validation.validate_for_devices(config, devices, processes)
+      assert parallel.eval_batch_rows(config.eval_batch_size, devices, processes) == 2048
+    per_device = {8: 256, 16: 128, 256: 8, 2048: 1}  # the docstring's figures
+    if devices in per_device:
+      assert config.batch_size // devices == per_device[devices]
+
+
+def test_pod_batch_that_does_not_divide_is_refused_with_the_fix():
+  config = _valid(imagenet_resnet152_sdd, 'pod')
+  with pytest.raises(config_validation.ConfigError,
+                     match=r'config.batch_size: 2048 does not divide over 4096 devices and 512 '
+                           r'processes; use a multiple of 4096 \(set --config.batch_size=...\)'):
+    config_validation.validate_for_devices(config, 4096, 512)
+  config.eval_batch_size = 1000  # the eval batch is padded instead: no error
+  config_validation.validate_for_devices(config, 2048, 256)
+  assert parallel.eval_batch_rows(1000, 2048, 256) == 2048

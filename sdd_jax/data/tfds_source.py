@@ -4,12 +4,15 @@
 ('train', 'train[:90%]', ...); images of varying size (caltech_birds2011, stanford_dogs,
 imagenet2012) come back as they are, and only the augmentation makes them one size. Preparing
 (`download_and_prepare`) needs internet, and TensorFlow to encode images; reading needs neither.
+With several processes only process 0 prepares; the others wait for it (`create_tfds_source`).
 """
 import os
 from typing import Optional
 
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
+from jax.experimental import multihost_utils
 
 from sdd_jax.data.sources import SOURCES, DataError, Source
 
@@ -77,18 +80,57 @@ class TfdsSource(Source):
     return self._labels
 
 
+def _barrier(name: str) -> None:
+  """Every process waits here until all have arrived (a collective over all devices)."""
+  multihost_utils.sync_global_devices(name)
+
+
+def _prepare(builder, data_config) -> None:
+  """`download_and_prepare` as array_record (if `download`), or DataError (one line)."""
+  if not data_config.download:
+    raise DataError(_missing_hint(builder, data_config))
+  download_config = tfds.download.DownloadConfig(manual_dir=data_config.manual_dir)
+  try:
+    builder.download_and_prepare(file_format='array_record', download_config=download_config)
+  except Exception as error:  # pylint: disable=broad-except
+    reason = ' '.join(f'{type(error).__name__}: {error}'.split())[:300]
+    raise DataError(f'preparing failed ({reason}); {_missing_hint(builder, data_config)}'
+                    ) from error
+
+
 @SOURCES.register('tfds')
 def create_tfds_source(data_config, split: str) -> TfdsSource:
-  """Checks that `data_config.name` is prepared (preparing it if `download`), then opens `split`."""
-  builder = tfds.builder(data_config.name, data_dir=data_config.data_dir)
+  """Checks that `data_config.name` is prepared (preparing it if `download`), then opens `split`.
+
+  With several processes only process 0 prepares (downloads, builds) it; every process then
+  waits at a barrier, and a process other than 0 that still does not find it prepared (its
+  `data_dir` is not the folder process 0 wrote, e.g. a local disk per host) fails with one line.
+  """
+  def create_builder():
+    return tfds.builder(data_config.name, data_dir=data_config.data_dir)
+
+  process, processes = jax.process_index(), jax.process_count()
+  if processes == 1:
+    builder = create_builder()
+    if not builder.is_prepared():
+      _prepare(builder, data_config)
+    return TfdsSource(builder, split, data_config.image_key, data_config.label_key)
+  failure = None
+  if process == 0:
+    builder = create_builder()
+    if not builder.is_prepared():
+      try:
+        _prepare(builder, data_config)
+      except DataError as error:  # raised after the barrier: the others must not wait forever
+        failure = error
+  _barrier(f'sdd_jax tfds {data_config.name} prepared')
+  if failure is not None:
+    raise failure
+  builder = create_builder()  # after the barrier: what process 0 prepared
   if not builder.is_prepared():
-    if not data_config.download:
-      raise DataError(_missing_hint(builder, data_config))
-    download_config = tfds.download.DownloadConfig(manual_dir=data_config.manual_dir)
-    try:
-      builder.download_and_prepare(file_format='array_record', download_config=download_config)
-    except Exception as error:  # pylint: disable=broad-except
-      reason = ' '.join(f'{type(error).__name__}: {error}'.split())[:300]
-      raise DataError(f'preparing failed ({reason}); {_missing_hint(builder, data_config)}'
-                      ) from error
+    raise DataError(f'process {process} of {processes}: tfds data set {data_config.name!r} is '
+                    f'not prepared in {builder.data_dir_root}, which process 0 prepares: set '
+                    'config.data.data_dir to a folder every host reads (e.g. '
+                    'gs://BUCKET/tensorflow_datasets) or prepare it on every host first; '
+                    + _missing_hint(builder, data_config))
   return TfdsSource(builder, split, data_config.image_key, data_config.label_key)

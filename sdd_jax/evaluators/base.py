@@ -25,7 +25,7 @@ class Predictors:
   """What an evaluator may call (jitted over the mesh, evaluation mode, float32).
 
   logits_fn(images [batch, H, W, C]) -> logits [batch, classes].
-  input_grad_fn(images, labels [batch], temperature) -> d/d images of
+  input_grad_fn(images, labels [batch], temperature: a Python number) -> d/d images of
       sum_i CE(logits_i / temperature, labels_i), [batch, H, W, C] (eval_spec §0.5: the sum).
   """
   logits_fn: Callable[[jax.Array], jax.Array]
@@ -34,7 +34,8 @@ class Predictors:
 
 @dataclasses.dataclass(frozen=True)
 class EvalContext:
-  """Where evaluation data comes from.
+  """Where evaluation data comes from. Every batch is padded (rows with `mask` False) to split
+  over the mesh, so an evaluator must weigh every sum, count and score by `mask`.
 
   Attributes:
     data_config: `config.data` (preprocessing, normalisation constants, splits).
@@ -51,11 +52,15 @@ class EvalContext:
 
   def batches(self, source=None) -> Iterator[Dict[str, jax.Array]]:
     """Global padded batches (`images`, `labels`, `index`, `mask`) covering `source` (default:
-    the eval split) exactly once; images sent as uint8, normalised float32 on the device."""
+    the eval split) exactly once: `batch_size` examples per batch, padded with masked rows to a
+    multiple of the device and process counts (`parallel.eval_batch_rows`); images sent as uint8,
+    normalised float32 on the device."""
+    rows = parallel.eval_batch_rows(self.batch_size, self.mesh.devices.size,
+                                    jax.process_count())
     host_batches = data_lib.create_eval_batches(
         self.source if source is None else source, self.data_config,
         global_batch=self.batch_size, process_index=jax.process_index(),
-        process_count=jax.process_count())
+        process_count=jax.process_count(), padded_batch=rows)
     return (data_lib.normalize_eval_batch(parallel.to_global(b, self.mesh), self.data_config)
             for b in host_batches)
 

@@ -23,6 +23,7 @@ Keys (top-1 %): `fgsm/clean`, `fgsm/<variant>_<ε>` with ε printed `%.4g` (e.g.
 in pixel and normalised units, and the normalisation constants.
 """
 import dataclasses
+import functools
 from typing import Dict, Sequence, Tuple
 
 import jax
@@ -76,16 +77,22 @@ class Attack:
     return (0 - mean) / std, (1 - mean) / std
 
 
-@jax.jit
-def step_and_clip(images: jax.Array, grads: jax.Array, step: jax.Array, lower: jax.Array,
-                  upper: jax.Array) -> jax.Array:
-  """The core FGSM step: clip(images + step · sign(grads), lower, upper).
+def step_and_clip(images: jax.Array, grads: jax.Array, step: Sequence[float],
+                  lower: Sequence[float], upper: Sequence[float]) -> jax.Array:
+  """The core FGSM step: clip(images + step · sign(grads), lower, upper), jitted.
 
   Args:
     images: `[batch, H, W, C]` normalised images.
     grads: `[batch, H, W, C]` loss gradient w.r.t. `images`; sign(0) = 0.
-    step, lower, upper: `[C]` per channel, in normalised units.
+    step, lower, upper: `[C]` per channel, in normalised units; compile-time constants (no
+      host-to-device copy: the training loop's transfer guard allows none).
   """
+  constants = tuple(tuple(float(x) for x in np.ravel(v)) for v in (step, lower, upper))
+  return _step_and_clip(images, grads, *constants)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _step_and_clip(images, grads, step, lower, upper):
   dtype = images.dtype
   step, lower, upper = (jnp.asarray(v, dtype) for v in (step, lower, upper))
   return jnp.clip(images + step * jnp.sign(grads).astype(dtype), lower, upper)

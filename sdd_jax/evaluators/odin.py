@@ -27,6 +27,7 @@ score), so they can only lower the metrics.
 A set whose data is missing gives `skipped/odin/<set>` = 1 (the reason is logged and in
 results.json); if every set is missing the evaluator raises `Skipped`.
 """
+import functools
 import logging
 from typing import Dict, Sequence
 
@@ -56,19 +57,24 @@ LABEL = ('ODIN: x~ = x - eps * s(grad_x CE(f(x)/T, argmax f(x))), eps in [0, 1] 
          '"lsun_resize" is the secondary variant.')
 
 
-@jax.jit
-def perturb(images: jax.Array, grads: jax.Array, step: jax.Array) -> jax.Array:
+def perturb(images: jax.Array, grads: jax.Array, step: Sequence[float]) -> jax.Array:
   """ODIN's input step on normalised images: images − step_c · s(grads), s(0) = +1, no clip.
 
   Args:
     images: `[batch, H, W, C]` normalised.
     grads: `[batch, H, W, C]` ∇ of Σ CE(f(images)/T, ŷ) w.r.t. `images`.
-    step: `[C]` ε/σ_c (pixel ε in normalised units).
+    step: `[C]` ε/σ_c (pixel ε in normalised units); a compile-time constant (no host-to-device
+      copy: the training loop's transfer guard allows none).
   """
+  return _perturb(images, grads, tuple(float(x) for x in np.ravel(step)))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _perturb(images, grads, step):
   return images - jnp.asarray(step, images.dtype) * metrics.odin_sign(grads)
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnums=1)
 def _scores(logits, temperature):
   return metrics.max_log_softmax(logits, temperature), jnp.argmax(logits, axis=-1)
 
@@ -91,6 +97,7 @@ def _host_rows(x: jax.Array, mask: jax.Array) -> np.ndarray:
   """The masked rows of a global `[batch]` array, on the host, in batch order."""
   if jax.process_count() > 1:
     x, mask = (multihost_utils.process_allgather(v, tiled=True) for v in (x, mask))
+  x, mask = jax.device_get((x, mask))  # explicit: the training loop's transfer guard
   return np.asarray(x)[np.asarray(mask, bool)]
 
 

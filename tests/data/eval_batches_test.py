@@ -44,3 +44,23 @@ def test_processes_together_cover_everything_once(process_count):
 def test_global_batch_must_divide_by_process_count():
   with pytest.raises(DataError, match='global batch 10 must be a positive multiple'):
     create_eval_batches(SOURCE, CONFIG, global_batch=10, process_count=4)
+
+
+@pytest.mark.parametrize('process_count', [1, 4])
+def test_padded_batches_hold_the_same_examples_in_more_rows(process_count):
+  """global_batch 100 in 104 rows (13 devices' worth): rows 100..103 of every global batch are
+  zero padding with mask False; the examples per batch are those of the unpadded batches."""
+  plain = list(create_eval_batches(SOURCE, CONFIG, global_batch=100))
+  parts = [list(create_eval_batches(SOURCE, CONFIG, global_batch=100, padded_batch=104,
+                                    process_index=p, process_count=process_count))
+           for p in range(process_count)]
+  assert all(len(part) == len(plain) == 4 for part in parts)
+  for g, batch in enumerate(plain):
+    padded = {key: np.concatenate([part[g][key] for part in parts]) for key in batch}
+    assert len(padded['mask']) == 104 and not padded['mask'][100:].any()
+    assert not padded['images'][100:].any() and not padded['index'][100:].any()
+    for key in batch:
+      np.testing.assert_array_equal(padded[key][:100], batch[key])
+  # The last batch holds 60 examples: processes of 26 rows -> 26, 26, 8, 0 real ones.
+  assert [part[-1]['mask'].sum() for part in parts] == ([60] if process_count == 1
+                                                        else [26, 26, 8, 0])

@@ -9,6 +9,7 @@ from PIL import Image
 
 from configs.common import data_config
 from sdd_jax.data import DataError, TrainLoader, create_eval_batches, create_source
+from sdd_jax.data import tfds_source
 
 
 class SddJaxTinyImages(tfds.core.GeneratorBasedBuilder):
@@ -96,3 +97,81 @@ def test_wrong_num_classes_and_missing_feature():
       create_source(data_config('cifar100', num_classes=10), 'train')
     with pytest.raises(DataError, match=r"no feature 'fine_label'.*'coarse_label', 'id'"):
       create_source(data_config('cifar100', label_key='fine_label'), 'train')
+
+
+class _Processes:
+  """Stands in for `jax` in tfds_source: this process's index among `count`, and a barrier that
+  records the order of events (and can run what process 0 does meanwhile)."""
+
+  def __init__(self, index, count, while_waiting=None):
+    self.index, self.count, self.while_waiting, self.events = index, count, while_waiting, []
+
+  def process_index(self):
+    return self.index
+
+  def process_count(self):
+    return self.count
+
+  def barrier(self, name):
+    self.events.append(('barrier', name))
+    if self.while_waiting:
+      self.while_waiting()
+
+
+def _multi_process(monkeypatch, tmp_path, index, while_waiting=None):
+  """Process `index` of 2; download_and_prepare is recorded (and really run)."""
+  processes = _Processes(index, 2, while_waiting)
+  monkeypatch.setattr(tfds_source, 'jax', processes)
+  monkeypatch.setattr(tfds_source, '_barrier', processes.barrier)
+  prepare = SddJaxTinyImages.download_and_prepare
+
+  def recorded(self, *args, **kwargs):
+    processes.events.append(('prepare', str(self.data_dir_root)))
+    return prepare(self, *args, **kwargs)
+
+  monkeypatch.setattr(SddJaxTinyImages, 'download_and_prepare', recorded)
+  return processes, data_config('sdd_jax_tiny_images', data_dir=str(tmp_path), num_classes=3,
+                                augment='imagenet', image_size=8, eval_resize=8)
+
+
+def test_process_zero_prepares_then_the_barrier(monkeypatch, tmp_path):
+  processes, config = _multi_process(monkeypatch, tmp_path, 0)
+  assert len(create_source(config, 'train')) == 12
+  assert processes.events == [('prepare', str(tmp_path)),
+                              ('barrier', 'sdd_jax tfds sdd_jax_tiny_images prepared')]
+  assert len(create_source(config, 'test')) == 5  # prepared: no second prepare, one barrier
+  assert [e[0] for e in processes.events] == ['prepare', 'barrier', 'barrier']
+
+
+def test_other_processes_never_prepare_they_wait_for_process_zero(monkeypatch, tmp_path):
+  def process_zero_prepares():  # what process 0 does while process 1 waits at the barrier
+    tfds.builder('sdd_jax_tiny_images', data_dir=str(tmp_path)).download_and_prepare(
+        file_format='array_record')
+
+  processes, config = _multi_process(monkeypatch, tmp_path, 1, process_zero_prepares)
+  source = create_source(config, 'train')
+  assert len(source) == 12 and source.num_classes == 3
+  # One prepare, by "process 0" during the barrier; none by process 1 itself.
+  assert [e[0] for e in processes.events] == ['barrier', 'prepare']
+
+
+def test_other_process_that_does_not_see_the_data_fails_with_one_line(monkeypatch, tmp_path):
+  processes, config = _multi_process(monkeypatch, tmp_path, 1)  # process 0 wrote elsewhere
+  with pytest.raises(DataError, match=(
+      r"^process 1 of 2: tfds data set 'sdd_jax_tiny_images' is not prepared in .*, which "
+      r'process 0 prepares: set config.data.data_dir to a folder every host reads')) as error:
+    create_source(config, 'train')
+  assert '\n' not in str(error.value)
+  assert [e[0] for e in processes.events] == ['barrier']  # waited, never prepared
+
+
+def test_process_zero_that_cannot_prepare_still_releases_the_others(monkeypatch, tmp_path):
+  processes, config = _multi_process(monkeypatch, tmp_path, 0)
+  config.download = False
+  with pytest.raises(DataError, match="'sdd_jax_tiny_images' is not prepared in"):
+    create_source(config, 'train')
+  assert [e[0] for e in processes.events] == ['barrier']
+
+
+def test_the_real_barrier_runs():  # one process here; the same collective on a pod
+  tfds_source._barrier('sdd_jax tfds test barrier')
