@@ -17,6 +17,7 @@ from typing import Dict
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from sdd_jax import checkpoint as checkpoint_lib
 from sdd_jax import config_validation
