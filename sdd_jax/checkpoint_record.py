@@ -52,14 +52,22 @@ def _canonical(fields: Dict[str, Any]) -> bytes:
 
 def _files(step_dir) -> Dict[str, str]:
   """{path relative to `step_dir`: sha256} of every file but the record."""
-  hashes, root = {}, epath.Path(step_dir)
-  for folder, _, names in root.walk():
-    for name in names:
-      path = folder / name
-      relative = str(path.relative_to(root))
-      if relative != RECORD_FILE and not relative.startswith(RECORD_FILE):
-        hashes[relative] = _sha256(path)
+  hashes = {}
+  for relative, path in _walk(epath.Path(step_dir), ''):
+    if relative != RECORD_FILE and not relative.startswith(RECORD_FILE):
+      hashes[relative] = _sha256(path)
   return dict(sorted(hashes.items()))
+
+
+def _walk(folder: epath.Path, prefix: str):
+  """(relative path, path) of every file under `folder` (names joined by hand: epath's own
+  walk drops the `gs://` of object-store paths)."""
+  for entry in folder.iterdir():
+    path = folder / entry.name
+    if path.is_dir():
+      yield from _walk(path, f'{prefix}{entry.name}/')
+    else:
+      yield f'{prefix}{entry.name}', path
 
 
 def write(step_dir: str, *, config_digest: Optional[str], run: Dict[str, Any]) -> None:
