@@ -1,5 +1,6 @@
 """Claiming a workdir: one run at a time, and only the run of the config that made it.
 
+- On an object store (`gs://`), a lease object instead (`lease.py`).
 - A lock (`<workdir>/.lock`, `fcntl.flock`, held by process 0 for the whole run) makes a second
   run on a workdir in use fail at once; the kernel drops the lock when its process dies, so a
   stale lock from a killed run never blocks a restart.
@@ -19,6 +20,7 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 from sdd_jax import checkpoint_record
+from sdd_jax import lease as lease_lib
 from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 
@@ -149,12 +151,14 @@ class Claim:
     self.workdir = workdir
     self.config = config
     self._lock_file: Optional[object] = None
+    self._lease: Optional[lease_lib.Lease] = None
 
   def __enter__(self):
     check_config(self.workdir, self.config)
     if jax.process_index() == 0 and not workdir_path.is_local(self.workdir):
       directory = workdir_path.path(self.workdir)
-      directory.mkdir(parents=True, exist_ok=True)
+      self._lease = lease_lib.Lease(self.workdir)
+      self._lease.acquire()  # an object store has no flock: lease.py
       self._write_config(directory / 'config.json')
     elif jax.process_index() == 0:
       try:
@@ -186,6 +190,9 @@ class Claim:
                                                sort_keys=True))
 
   def __exit__(self, *exc):
+    if self._lease is not None:
+      self._lease.release()
+      self._lease = None
     if self._lock_file is not None:
       self._lock_file.seek(0)
       self._lock_file.truncate()
