@@ -2,14 +2,18 @@
 
 Writers share clu's `write_scalars(step, scalars)` / `flush()` / `close()` shape; clu itself
 is not used because its `metric_writers` package imports TensorFlow. The TensorBoard writer uses
-the `tensorboard` package's own event-file writer (which reaches gs:// through fsspec). Only
-process 0 writes files.
+the `tensorboard` package's own event-file writer. Only process 0 writes files.
+
+TensorBoard events are written for local workdirs only: tensorboard's fsspec backend appends
+each flush, and gcsfs turns an append into an overwrite (a UserWarning), so an event file on
+gs:// would keep only its last flush. On an object store, `metrics.jsonl` holds every scalar.
 
 An object (gs://) cannot be appended to: on an object store `metrics.jsonl` is held in memory
 and the whole object is rewritten at each write (a record per `log_every_steps`, so a few MB at
 most over a long run).
 """
 import json
+import logging
 import os
 import sys
 import time
@@ -169,8 +173,12 @@ def create_writer(workdir: str, total_steps: int, is_main: bool,
   them itself when it reads an earlier step after a later one)."""
   if not is_main:
     return MultiWriter([])
+  if not workdir_path.is_local(workdir):
+    logging.info('%s is on an object store: TensorBoard events are not written (gcsfs cannot '
+                 'append); metrics.jsonl holds every scalar', workdir)
   return MultiWriter([
-      TensorBoardWriter(os.fspath(workdir_path.path(workdir) / 'tensorboard')),
+      *([TensorBoardWriter(os.fspath(workdir_path.path(workdir) / 'tensorboard'))]
+        if workdir_path.is_local(workdir) else []),
       JsonlWriter(os.fspath(workdir_path.path(workdir) / 'metrics.jsonl'),
                   resume_step=start_step),
       ProgressWriter(total_steps),

@@ -8,8 +8,9 @@ Docker, no binary download), which CI can install from the package registry. orb
 TensorStore path builder supports gs:// only (it rewrites `s3://` to `s3:/`), so GCS is the
 object store we can test end to end.
 
-The server runs as its own process (its CLI, in memory): started in a thread of the pytest
-process it hung on the first request, so it gets its own interpreter; `start()` waits until its
+The server runs as its own process (tests/gcs_emulator.py: the emulator, in memory, plus the
+`x-goog-generation` read header of real GCS that TensorStore needs): started in a thread of
+the pytest process it hung on the first request, so it gets its own interpreter; `start()` waits until its
 port answers and stops it when the test session ends. `start()` starts one server per process, sets the environment every client reads (inherited by
 the train.py subprocesses of a test) and returns its URL. Use the `gcs_root` fixture of
 tests/conftest.py: a fresh `gs://` prefix per test.
@@ -51,13 +52,9 @@ def start() -> str:
   """Starts the emulator once per process (bucket BUCKET, in memory); returns its URL."""
   if 'url' not in _SERVER:
     port = _free_port()
-    cli = os.path.join(os.path.dirname(sys.executable), 'gcp-storage-emulator')
-    command = ([cli] if os.path.exists(cli) else
-               [sys.executable, '-m', 'gcp_storage_emulator'])
-    process = subprocess.Popen(
-        command + ['start', '--host', '127.0.0.1', '--port', str(port), '--in-memory',
-                   '--default-bucket', BUCKET, '--quiet'],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen([sys.executable, '-m', 'tests.gcs_emulator', str(port), BUCKET],
+                               cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not _answers(port):
       if process.poll() is not None or time.monotonic() > deadline:
