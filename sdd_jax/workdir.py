@@ -159,7 +159,11 @@ class Claim:
       directory = workdir_path.path(self.workdir)
       self._lease = lease_lib.Lease(self.workdir)
       self._lease.acquire()  # an object store has no flock: lease.py
-      self._write_config(directory / 'config.json')
+      try:
+        self._write_config(directory / 'config.json')
+      except BaseException:
+        self.__exit__()  # __exit__ is not called when __enter__ raises
+        raise
     elif jax.process_index() == 0:
       try:
         os.makedirs(self.workdir, exist_ok=True)
