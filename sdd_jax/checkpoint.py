@@ -2,8 +2,6 @@
 each checkpoint's bytes and run state (`checkpoint_record`), and a fallback to the previous
 checkpoint when the latest one cannot be read or verified."""
 import logging
-import os
-import shutil
 import threading
 from typing import Any, Dict, Optional, Tuple
 
@@ -12,6 +10,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from sdd_jax import checkpoint_record
+from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 
 
@@ -33,7 +32,7 @@ class Checkpointer:
                config_digest: Optional[str] = None):
     """`read_only=True` (evaluation of a workdir that may still be training): nothing is
     created, cleaned up or set aside."""
-    self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    self.directory = workdir_path.path(workdir) / 'checkpoints'
     self._max_to_keep = max_to_keep
     self._read_only = read_only
     self._config_digest = config_digest
@@ -82,8 +81,8 @@ class Checkpointer:
     with self._lock:
       pending, self._pending = self._pending, {}
     for step, run in sorted(pending.items()):
-      step_dir = os.path.join(self.directory, str(step))
-      if jax.process_index() == 0 and os.path.isdir(step_dir):  # not removed by max_to_keep
+      step_dir = self.directory / str(step)
+      if jax.process_index() == 0 and step_dir.is_dir():  # not removed by max_to_keep
         checkpoint_record.write(step_dir, config_digest=self._config_digest, run=run)
 
   def verified(self, step: int) -> bool:
@@ -95,7 +94,7 @@ class Checkpointer:
     `checkpoint_record.Unverifiable` that says why it cannot be used."""
     if step not in self._verified:
       try:
-        self._verified[step] = checkpoint_record.verify(os.path.join(self.directory, str(step)))
+        self._verified[step] = checkpoint_record.verify(self.directory / str(step))
       except checkpoint_record.Unverifiable as e:
         self._verified[step] = e
     return self._verified[step]
@@ -137,7 +136,7 @@ class Checkpointer:
         unreadable.append(step)
         continue
       mismatch = None if abstract is None else _shape_mismatch(
-          os.path.join(self.directory, str(step)), abstract)
+          self.directory / str(step), abstract)
       if mismatch:  # refused before any array is read
         logging.warning('checkpoint %d in %s does not fit this config (%s); trying the previous '
                         'one', step, self.directory, mismatch)
@@ -166,12 +165,12 @@ class Checkpointer:
     if self._read_only:
       return
     if jax.process_index() == 0:
-      aside = os.path.join(os.path.dirname(self.directory), 'unreadable_checkpoints')
-      os.makedirs(aside, exist_ok=True)
-      target, n = os.path.join(aside, str(step)), 1
-      while os.path.exists(target):  # set aside before: keep both
-        target, n = os.path.join(aside, f'{step}.{n}'), n + 1
-      shutil.move(os.path.join(self.directory, str(step)), target)
+      aside = self.directory.parent / 'unreadable_checkpoints'
+      aside.mkdir(parents=True, exist_ok=True)
+      target, n = aside / str(step), 1
+      while target.exists():  # set aside before: keep both
+        target, n = aside / f'{step}.{n}', n + 1
+      (self.directory / str(step)).rename(target)
     self._manager.close()
     self._manager = self._create_manager()
     self._verified.pop(step, None)
@@ -222,13 +221,13 @@ def read_checkpoint(workdir: str, step: Optional[int] = None) -> Any:
   """The state saved at `step` (default: the newest) as nested dicts of arrays on one local
   device, whatever mesh or process count wrote it, after verifying its bytes: for analysis,
   reports and tests."""
-  directory = os.path.join(workdir, 'checkpoints')
+  directory = workdir_path.path(workdir) / 'checkpoints'
   if step is None:
-    steps = [int(s) for s in os.listdir(directory) if s.isdigit()]
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
     if not steps:
       raise CheckpointError(f'no checkpoint in {directory}')
     step = max(steps)
-  step_dir = os.path.join(directory, str(step))
+  step_dir = directory / str(step)
   try:
     checkpoint_record.verify(step_dir)
   except checkpoint_record.Unverifiable as e:
@@ -236,4 +235,4 @@ def read_checkpoint(workdir: str, step: Optional[int] = None) -> Any:
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                           _item_metadata(step_dir))
-  return ocp.StandardCheckpointer().restore(os.path.join(step_dir, 'default'), abstract)
+  return ocp.StandardCheckpointer().restore(step_dir / 'default', abstract)

@@ -21,8 +21,11 @@ temporary folders, and the run resumes from the previous checkpoint (or the star
 """
 import hashlib
 import json
-import os
 from typing import Any, Dict, Optional
+
+from etils import epath
+
+from sdd_jax import workdir_path
 
 RECORD_FILE = 'sdd_jax_record.json'
 
@@ -35,9 +38,9 @@ class Unfinished(Unverifiable):
   """A step folder has no record: its save did not finish."""
 
 
-def _sha256(path: str) -> str:
+def _sha256(path: epath.Path) -> str:
   digest = hashlib.sha256()
-  with open(path, 'rb') as f:
+  with path.open('rb') as f:
     for block in iter(lambda: f.read(1 << 20), b''):
       digest.update(block)
   return digest.hexdigest()
@@ -47,35 +50,39 @@ def _canonical(fields: Dict[str, Any]) -> bytes:
   return json.dumps(fields, sort_keys=True, allow_nan=False).encode()
 
 
-def _files(step_dir: str) -> Dict[str, str]:
+def _files(step_dir) -> Dict[str, str]:
   """{path relative to `step_dir`: sha256} of every file but the record."""
   hashes = {}
-  for folder, _, names in os.walk(step_dir):
-    for name in names:
-      path = os.path.join(folder, name)
-      relative = os.path.relpath(path, step_dir)
-      if relative != RECORD_FILE and not relative.startswith(RECORD_FILE):
-        hashes[relative] = _sha256(path)
+  for relative, path in _walk(epath.Path(step_dir), ''):
+    if relative != RECORD_FILE and not relative.startswith(RECORD_FILE):
+      hashes[relative] = _sha256(path)
   return dict(sorted(hashes.items()))
+
+
+def _walk(folder: epath.Path, prefix: str):
+  """(relative path, path) of every file under `folder` (names joined by hand: epath's own
+  walk drops the `gs://` of object-store paths)."""
+  for entry in folder.iterdir():
+    path = folder / entry.name
+    if path.is_dir():
+      yield from _walk(path, f'{prefix}{entry.name}/')
+    else:
+      yield f'{prefix}{entry.name}', path
 
 
 def write(step_dir: str, *, config_digest: Optional[str], run: Dict[str, Any]) -> None:
   """Hashes the committed `step_dir` and writes its record (temporary file, then rename)."""
   fields = {'config_digest': config_digest, 'files': _files(step_dir), 'run': run}
   record = {**fields, 'record_sha256': hashlib.sha256(_canonical(fields)).hexdigest()}
-  path = os.path.join(step_dir, RECORD_FILE)
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
-  os.replace(path + '.tmp', path)
+  workdir_path.write_text(epath.Path(step_dir) / RECORD_FILE,
+                          json.dumps(record, indent=1, sort_keys=True, allow_nan=False))
 
 
 def read(step_dir: str) -> Dict[str, Any]:
   """The record of `step_dir`, its own digest checked (the files are not hashed: see
   `verify`); raises Unverifiable."""
-  path = os.path.join(step_dir, RECORD_FILE)
   try:
-    with open(path, 'rb') as f:
-      record = json.loads(f.read().decode('utf-8'))
+    record = json.loads((epath.Path(step_dir) / RECORD_FILE).read_bytes().decode('utf-8'))
     fields = {k: record[k] for k in ('config_digest', 'files', 'run')}
     ok = hashlib.sha256(_canonical(fields)).hexdigest() == record['record_sha256']
   except FileNotFoundError:
@@ -92,7 +99,7 @@ def verify(step_dir: str) -> Dict[str, Any]:
   raises Unverifiable naming the first file that is missing or differs."""
   record = read(step_dir)
   for relative, expected in record['files'].items():
-    path = os.path.join(step_dir, relative)
+    path = epath.Path(step_dir) / relative
     try:
       actual = _sha256(path)
     except OSError:

@@ -3,8 +3,17 @@
 Writers share clu's `write_scalars(step, scalars)` / `flush()` / `close()` shape; clu itself
 is not used because its `metric_writers` package imports TensorFlow. The TensorBoard writer uses
 the `tensorboard` package's own event-file writer. Only process 0 writes files.
+
+TensorBoard events are written for local workdirs only: tensorboard's fsspec backend appends
+each flush, and gcsfs turns an append into an overwrite (a UserWarning), so an event file on
+gs:// would keep only its last flush. On an object store, `metrics.jsonl` holds every scalar.
+
+An object (gs://) cannot be appended to: on an object store `metrics.jsonl` is held in memory
+and the whole object is rewritten at each write (a record per `log_every_steps`, so a few MB at
+most over a long run).
 """
 import json
+import logging
 import os
 import sys
 import time
@@ -14,6 +23,8 @@ import numpy as np
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer import event_file_writer
+
+from sdd_jax import workdir_path
 
 
 class ScalarWriter:
@@ -77,27 +88,37 @@ class JsonlWriter(ScalarWriter):
   """
 
   def __init__(self, path: str, resume_step: Optional[int] = None):
-    if resume_step is not None and os.path.exists(path):
-      _keep_through(path, resume_step)
-    self._file = open(path, 'a', encoding='utf-8')
+    self._path = workdir_path.path(path)
+    if resume_step is not None and self._path.exists():
+      _keep_through(self._path, resume_step)
+    if workdir_path.is_local(path):
+      self._file, self._text = open(path, 'a', encoding='utf-8'), None
+    else:  # an object: rewritten whole
+      self._file = None
+      self._text = self._path.read_text() if self._path.exists() else ''
 
   def write_scalars(self, step, scalars):
     record = {'step': int(step), **{k: float(v) for k, v in scalars.items()}}
+    if self._file is None:
+      self._text += json.dumps(record) + '\n'
+      self._path.write_text(self._text)
+      return
     self._file.write(json.dumps(record) + '\n')
     self._file.flush()  # readable while the run goes on (and complete up to a SIGKILL)
 
   def flush(self):
-    self._file.flush()
+    if self._file is not None:
+      self._file.flush()
 
   def close(self):
-    self._file.close()
+    if self._file is not None:
+      self._file.close()
 
 
-def _keep_through(path: str, step: int) -> None:
+def _keep_through(path, step: int) -> None:
   """Rewrites the JSON-lines file `path` without the records after `step` and the lines that
   are not records (temporary file, then rename; untouched when nothing is dropped)."""
-  with open(path, 'rb') as f:
-    lines = f.read().split(b'\n')
+  lines = path.read_bytes().split(b'\n')
   kept = []
   for line in lines:
     try:
@@ -109,9 +130,7 @@ def _keep_through(path: str, step: int) -> None:
       kept.append(line)
   text = b''.join(line + b'\n' for line in kept)
   if text != b''.join(line + b'\n' for line in lines if line):
-    with open(path + '.tmp', 'wb') as f:
-      f.write(text)
-    os.replace(path + '.tmp', path)
+    workdir_path.write_bytes(path, text)
 
 
 class ProgressWriter(ScalarWriter):
@@ -154,16 +173,21 @@ def create_writer(workdir: str, total_steps: int, is_main: bool,
   them itself when it reads an earlier step after a later one)."""
   if not is_main:
     return MultiWriter([])
+  if not workdir_path.is_local(workdir):
+    logging.info('%s is on an object store: TensorBoard events are not written (gcsfs cannot '
+                 'append); metrics.jsonl holds every scalar', workdir)
   return MultiWriter([
-      TensorBoardWriter(os.path.join(workdir, 'tensorboard')),
-      JsonlWriter(os.path.join(workdir, 'metrics.jsonl'), resume_step=start_step),
+      *([TensorBoardWriter(os.fspath(workdir_path.path(workdir) / 'tensorboard'))]
+        if workdir_path.is_local(workdir) else []),
+      JsonlWriter(os.fspath(workdir_path.path(workdir) / 'metrics.jsonl'),
+                  resume_step=start_step),
       ProgressWriter(total_steps),
   ])
 
 
 def read_jsonl(path: str) -> list:
-  with open(path, encoding='utf-8') as f:
-    return [json.loads(line) for line in f if line.strip()]
+  text = workdir_path.path(path).read_text()
+  return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def scalars_of(metrics: Mapping[str, Any]) -> dict:

@@ -5,7 +5,6 @@ training means at each log point, the images/s clock, and `summary.json`.
 resume, so a run stopped, killed or re-run logs and summarises as the uninterrupted run did.
 """
 import json
-import os
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -13,6 +12,7 @@ import jax
 import numpy as np
 
 from sdd_jax import throughput
+from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 from sdd_jax.evaluators import results as eval_results
 
@@ -106,8 +106,7 @@ def read_summary(path: str, total_steps: int) -> Optional[dict]:
   def refuse(token):
     raise ValueError(token)
   try:
-    with open(path, encoding='utf-8') as f:
-      summary = json.load(f, parse_constant=refuse)
+    summary = json.loads(workdir_path.path(path).read_text(), parse_constant=refuse)
   except (OSError, ValueError):
     return None
   if not isinstance(summary, dict) or summary.get('steps') != total_steps or not isinstance(
@@ -118,6 +117,5 @@ def read_summary(path: str, total_steps: int) -> Optional[dict]:
 
 def write_summary(path: str, summary: dict) -> None:
   """Strict JSON (NaN and inf as null), written to a temporary file and renamed."""
-  with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    json.dump(eval_results.jsonable(summary), f, indent=2, sort_keys=True, allow_nan=False)
-  os.replace(path + '.tmp', path)
+  workdir_path.write_text(workdir_path.path(path), json.dumps(
+      eval_results.jsonable(summary), indent=2, sort_keys=True, allow_nan=False))

@@ -1,5 +1,6 @@
 """Claiming a workdir: one run at a time, and only the run of the config that made it.
 
+- On an object store (`gs://`), a lease object instead (`lease.py`).
 - A lock (`<workdir>/.lock`, `fcntl.flock`, held by process 0 for the whole run) makes a second
   run on a workdir in use fail at once; the kernel drops the lock when its process dies, so a
   stale lock from a killed run never blocks a restart.
@@ -19,6 +20,8 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 from sdd_jax import checkpoint_record
+from sdd_jax import lease as lease_lib
+from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 
 # Fields that may change between a run and its resumption (they do not change the training);
@@ -62,7 +65,11 @@ def config_digest(config) -> str:
 
 def check_path(workdir: str) -> None:
   """Raises WorkdirError if `workdir` (or what a run writes inside it) would be a path too
-  long for its file system: a name over NAME_MAX, or a total over PATH_MAX."""
+  long for its file system: a name over NAME_MAX, or a total over PATH_MAX. Object-store
+  URIs: only the stores orbax can write to (`workdir_path.check_supported`)."""
+  workdir_path.check_supported(workdir)
+  if not workdir_path.is_local(workdir):
+    return
   path = os.path.abspath(workdir)
   existing = path
   while not os.path.isdir(existing):
@@ -85,15 +92,15 @@ def check_path(workdir: str) -> None:
 def _check_checkpoints_without_config(workdir: str, config) -> None:
   """A workdir with checkpoints but no config.json: every checkpoint whose record is readable
   must carry this config's digest, and at least one must."""
-  directory = os.path.join(workdir, 'checkpoints')
-  steps = sorted((int(s) for s in os.listdir(directory) if s.isdigit()), reverse=True) \
-      if os.path.isdir(directory) else []
+  directory = workdir_path.path(workdir) / 'checkpoints'
+  steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()), reverse=True) \
+      if directory.is_dir() else []
   if not steps:
     return
   digest, matched = config_digest(config), False
   for step in steps:
     try:
-      stored = checkpoint_record.read(os.path.join(directory, str(step)))['config_digest']
+      stored = checkpoint_record.read(directory / str(step))['config_digest']
     except checkpoint_record.Unverifiable:
       continue
     if stored != digest:
@@ -110,8 +117,7 @@ def read_config_json(path: str) -> dict:
   """The config a run saved at `path` (its `config.json`) as a dict; WorkdirError (one line)
   when the file cannot be read or is not a JSON object."""
   try:
-    with open(path, encoding='utf-8') as f:
-      saved = json.load(f)
+    saved = json.loads(workdir_path.path(path).read_text())
     if not isinstance(saved, dict):
       raise ValueError('not a JSON object')
   except (OSError, ValueError) as e:
@@ -122,11 +128,12 @@ def read_config_json(path: str) -> dict:
 
 def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises WorkdirError if `workdir` cannot hold this config's run (reads only)."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise WorkdirError(f'--workdir {workdir} is a file; give a directory path')
   check_path(workdir)
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  directory = workdir_path.path(workdir)
+  if directory.exists() and not directory.is_dir():
+    raise WorkdirError(f'--workdir {workdir} is a file; give a directory path')
+  path = directory / 'config.json'
+  if not path.exists():
     _check_checkpoints_without_config(workdir, config)
     return
   old, new = _flatten(read_config_json(path)), _flatten(json.loads(config.to_json()))
@@ -144,10 +151,20 @@ class Claim:
     self.workdir = workdir
     self.config = config
     self._lock_file: Optional[object] = None
+    self._lease: Optional[lease_lib.Lease] = None
 
   def __enter__(self):
     check_config(self.workdir, self.config)
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and not workdir_path.is_local(self.workdir):
+      directory = workdir_path.path(self.workdir)
+      self._lease = lease_lib.Lease(self.workdir)
+      self._lease.acquire()  # an object store has no flock: lease.py
+      try:
+        self._write_config(directory / 'config.json')
+      except BaseException:
+        self.__exit__()  # __exit__ is not called when __enter__ raises
+        raise
+    elif jax.process_index() == 0:
       try:
         os.makedirs(self.workdir, exist_ok=True)
         self._lock_file = open(os.path.join(self.workdir, '.lock'), 'a+', encoding='utf-8')
@@ -167,15 +184,19 @@ class Claim:
       self._lock_file.truncate()
       self._lock_file.write(f'pid {os.getpid()} on {os.uname().nodename}\n')
       self._lock_file.flush()
-      path = os.path.join(self.workdir, 'config.json')
-      if not os.path.exists(path):
-        with open(path + '.tmp', 'w', encoding='utf-8') as f:
-          json.dump(json.loads(self.config.to_json()), f, indent=2, sort_keys=True)
-        os.replace(path + '.tmp', path)
+      self._write_config(workdir_path.path(self.workdir) / 'config.json')
     multihost_utils.sync_global_devices('sdd_jax workdir claimed')
     return self
 
+  def _write_config(self, path) -> None:
+    if not path.exists():
+      workdir_path.write_text(path, json.dumps(json.loads(self.config.to_json()), indent=2,
+                                               sort_keys=True))
+
   def __exit__(self, *exc):
+    if self._lease is not None:
+      self._lease.release()
+      self._lease = None
     if self._lock_file is not None:
       self._lock_file.seek(0)
       self._lock_file.truncate()

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 
 import jax
 
+from sdd_jax import workdir_path
 from sdd_jax.evaluators import results as results_lib
 
 ORDER = ('accuracy', 'calibration', 'fgsm', 'corruption', 'odin')
@@ -74,8 +75,8 @@ def _section(name: str, record: Dict[str, Any]) -> str:
 def read_all(workdir: str, unreadable: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
   """{evaluator name: its results.json record} for every `evals/<name>/results.json`; an
   unreadable one is left out (and its reason put in `unreadable`, when given)."""
-  root = os.path.join(workdir, 'evals')
-  names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+  root = workdir_path.path(workdir) / 'evals'
+  names = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
   records = {}
   for name in sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n)):
     try:
@@ -125,7 +126,7 @@ def write_report(workdir: str, header: Optional[Dict[str, Any]] = None) -> str:
   records = read_all(workdir, unreadable)
   warning = nonfinite_warning(records)
   lines = ['# Evaluation report', ''] + ([warning, ''] if warning else []) + [
-           f'- workdir: `{os.path.abspath(workdir)}`',
+           f'- workdir: `{workdir_path.path(workdir)}`',
            f'- written: {datetime.datetime.now().isoformat(timespec="seconds")}']
   lines += [f'- {key}: {_cell(value)}' for key, value in (header or {}).items()]
   constants = {json.dumps(r.get('normalisation'), sort_keys=True): r.get('normalisation')
@@ -143,7 +144,10 @@ def write_report(workdir: str, header: Optional[Dict[str, Any]] = None) -> str:
   text = '\n'.join(lines) + '\n\n' + '\n\n'.join(
       _section(name, record) for name, record in records.items()) + '\n'
   path = os.path.join(workdir, 'evals', REPORT_FILE)
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and not workdir_path.is_local(path):  # an object: written whole
+    workdir_path.path(path).parent.mkdir(parents=True, exist_ok=True)
+    workdir_path.path(path).write_text(text)
+  elif jax.process_index() == 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f'{path}.{os.getpid()}.tmp'  # whole or not at all, like results.json
     with open(tmp, 'w', encoding='utf-8') as f:

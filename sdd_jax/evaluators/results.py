@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional, Sequence
 import jax
 import numpy as np
 
+from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 
 RESULTS_FILE = 'results.json'
@@ -68,8 +69,7 @@ def results_path(workdir: str, name: str) -> str:
 def read_record(path: str) -> dict:
   """The record in `path`; raises `ResultsError` (one line: the path and what is wrong)."""
   try:
-    with open(path, encoding='utf-8') as f:
-      record = json.load(f)
+    record = json.loads(workdir_path.path(path).read_text())
   except (OSError, UnicodeDecodeError, ValueError) as e:
     raise ResultsError(f'{path}: unreadable ({type(e).__name__}: '
                        f'{str(e).splitlines()[0] if str(e) else "empty"})') from None
@@ -85,7 +85,7 @@ def read_record(path: str) -> dict:
 def read_results(workdir: str, name: str) -> Optional[dict]:
   """The record of evaluator `name` (None when it has none); `ResultsError` when unreadable."""
   path = results_path(workdir, name)
-  if not os.path.isfile(path):
+  if not workdir_path.path(path).is_file():
     return None
   return read_record(path)
 
@@ -99,7 +99,11 @@ def write_results(workdir: str, name: str, *, data_config, metrics: Dict[str, fl
   record = {'evaluator': name, 'label': label, 'metrics': metrics,
             'normalisation': normalisation(data_config), 'details': details or {},
             'tables': list(tables), 'plots': list(plots), 'skipped': skipped}
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and not workdir_path.is_local(path):  # an object: written whole
+    target = workdir_path.path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(jsonable(record), indent=2, allow_nan=False))
+  elif jax.process_index() == 0:
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     text = json.dumps(jsonable(record), indent=2, allow_nan=False)
