@@ -12,7 +12,6 @@
 import dataclasses
 import functools
 import logging
-import os
 from typing import Any, Dict, Optional, Sequence
 
 import ml_collections
@@ -26,6 +25,7 @@ from sdd_jax import parallel
 from sdd_jax import step as step_lib
 from sdd_jax import trainer
 from sdd_jax import workdir as workdir_lib
+from sdd_jax import workdir_path
 from sdd_jax.evaluators import report as report_lib
 from sdd_jax.evaluators import results as results_lib
 from sdd_jax.errors import UserError
@@ -54,11 +54,12 @@ def _tuples(value: Any) -> Any:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with."""
-  if not os.path.isdir(workdir):
+  root = workdir_path.path(workdir)
+  if not root.is_dir():
     raise EvaluationError(f'--workdir {workdir} is not a folder; give the --workdir of a '
                           'train.py run')
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
+  path = root / 'config.json'
+  if not path.is_file():
     raise EvaluationError(f'{path} not found; --workdir must be a folder written by train.py')
   return ml_collections.ConfigDict(_tuples(workdir_lib.read_config_json(path)))
 
@@ -116,8 +117,8 @@ def restore_variables(config, workdir: str, mesh):
   any number of devices; the methods then pick the plain network's variables
   (`methods.inference_variables`, e.g. without BYOT's auxiliary heads).
   """
-  directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory) or not os.listdir(directory):
+  directory = workdir_path.path(workdir) / 'checkpoints'
+  if not directory.is_dir() or not any(directory.iterdir()):
     raise EvaluationError(f'no checkpoint in {directory}; train first (train.py --workdir '
                           f'{workdir})')
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep, read_only=True)

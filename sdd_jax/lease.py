@@ -5,8 +5,10 @@ An object store has no `flock`, so process 0 of a run on a `gs://` workdir write
 rewrites it every HEARTBEAT_S seconds from a daemon thread while the run goes on. A lease whose
 `expires` has passed is stale: its run died (or its host lost the network) and a new run takes
 it over. Staleness time: STALE_AFTER_S = 300 s after the last heartbeat (five missed
-heartbeats), so a killed run blocks its workdir for at most five minutes. A second run refuses
-while the lease is fresh, in one line naming the holder and when the lease expires.
+heartbeats), so a killed run blocks its workdir for at most five minutes. A lease written on
+this same host by a process that no longer exists (a run killed with SIGKILL and restarted on
+the same machine) is stale at once. A second run refuses while the lease is fresh, in one line
+naming the holder and when the lease expires.
 
 Limit: the check and the write are two requests (the emulator the tests use has no conditional
 writes), so two runs started within the same second could both take a stale lease; the lease
@@ -35,6 +37,19 @@ class WorkdirInUse(UserError):
 def _when(unix_time: float) -> str:
   return datetime.datetime.fromtimestamp(unix_time, datetime.timezone.utc).strftime(
       '%Y-%m-%d %H:%M:%S UTC')
+
+
+def _dead_here(lease: dict) -> bool:
+  """Whether `lease` was written on this host by a process that has exited."""
+  if lease.get('host') != socket.gethostname() or not isinstance(lease.get('pid'), int):
+    return False
+  try:
+    os.kill(lease['pid'], 0)
+  except ProcessLookupError:
+    return True
+  except OSError:  # e.g. another user's live process
+    return False
+  return False
 
 
 class Lease:
@@ -67,7 +82,7 @@ class Lease:
     is fresh."""
     current = self.read()
     if current and current.get('holder') != self.holder and \
-        float(current.get('expires', 0)) > time.time():
+        float(current.get('expires', 0)) > time.time() and not _dead_here(current):
       raise WorkdirInUse(f'--workdir {self.path.parent} is in use by {current.get("holder")} '
                          f'(lease expires {_when(float(current["expires"]))} unless renewed); '
                          'wait for it or use another --workdir')

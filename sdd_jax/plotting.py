@@ -3,23 +3,29 @@
 Figures are built as `matplotlib.figure.Figure` with the Agg canvas, so nothing touches global
 pyplot state (no backend switch, no open-figure registry) and plotting works headless.
 """
+import io
 import json
-import pathlib
 from typing import Mapping, Sequence, Tuple
 
+from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from sdd_jax import workdir_path
 
 _BIN_KEYS = ('lower', 'upper', 'count', 'acc', 'conf')
 
 
-def _save(fig: Figure, path, record: dict) -> Tuple[pathlib.Path, pathlib.Path]:
-  """Writes the PNG at `path` and `record` as JSON next to it (same stem, `.json`)."""
-  path = pathlib.Path(path)
+def _save(fig: Figure, path, record: dict) -> Tuple[epath.Path, epath.Path]:
+  """Writes the PNG at `path` (a local path or a `gs://` URI) and `record` as JSON next to it
+  (same stem, `.json`)."""
+  path = workdir_path.path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  FigureCanvasAgg(fig).print_png(str(path))
+  png = io.BytesIO()
+  FigureCanvasAgg(fig).print_png(png)
+  workdir_path.write_bytes(path, png.getvalue())
   json_path = path.with_suffix('.json')
-  json_path.write_text(json.dumps(record, indent=2))
+  workdir_path.write_text(json_path, json.dumps(record, indent=2))
   return path, json_path
 
 
@@ -70,7 +76,7 @@ def create_reliability_figure(table: Sequence[Mapping], ece: float, n: int,
 
 
 def reliability_diagram(table: Sequence[Mapping], ece: float, n: int, path,
-                        histogram: bool = True) -> Tuple[pathlib.Path, pathlib.Path]:
+                        histogram: bool = True) -> Tuple[epath.Path, epath.Path]:
   """Saves the reliability diagram PNG at `path` and its numbers as `<stem>.json` (§2, §0.7).
 
   The JSON is `{"ece": fraction, "n": N, "bins": [{lower, upper, count, acc, conf}, ...]}`
@@ -82,7 +88,7 @@ def reliability_diagram(table: Sequence[Mapping], ece: float, n: int, path,
 
 
 def reliability_panels(panels: Mapping[str, Tuple[Sequence[Mapping], float, int]],
-                       path) -> Tuple[pathlib.Path, pathlib.Path]:
+                       path) -> Tuple[epath.Path, epath.Path]:
   """One reliability diagram per entry of `panels` ({title: (table, ece, n)}), side by side in
   one PNG at `path`, and their numbers as `<stem>.json` ({title: {ece, n, bins}})."""
   fig = Figure(figsize=(4.5 * len(panels), 4.5), layout='constrained')
@@ -98,7 +104,7 @@ def reliability_panels(panels: Mapping[str, Tuple[Sequence[Mapping], float, int]
 def line_plot(xs_by_name: Mapping[str, Sequence[float]],
               ys_by_name: Mapping[str, Sequence[float]], path, xlabel: str = '',
               ylabel: str = '', title: str = '',
-              logx: bool = False) -> Tuple[pathlib.Path, pathlib.Path]:
+              logx: bool = False) -> Tuple[epath.Path, epath.Path]:
   """One line per name (e.g. accuracy vs FGSM ε per method); PNG at `path` plus `<stem>.json`.
 
   Args:

@@ -41,6 +41,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from sdd_jax import metrics
 from sdd_jax import report_probe
 from sdd_jax import report_sensitivity
+from sdd_jax import workdir_path
 from sdd_jax.report_runs import (  # pylint: disable=unused-import  (the API lives here too)
     BASE, FEATURE_DROPOUT, PLUS_SDD, REFERENCE, Group, Run, at_reference, group_seeds, label,
     load_runs, metric_keys, order_key)
@@ -154,7 +155,7 @@ def _reference_text() -> str:
 
 
 def _rel(path: str, out_dir: str) -> str:
-  return os.path.relpath(path, out_dir).replace(os.sep, '/')
+  return workdir_path.relative_link(path, out_dir)
 
 
 def _group_name(g: Group) -> str:
@@ -168,7 +169,7 @@ def reliability_links(groups: Sequence[Group], out_dir: str) -> str:
     for run in g.runs:
       record = run.evals.get('calibration') or {}
       for plot in record.get('plots') or ():
-        path = os.path.join(run.workdir, 'evals', 'calibration', plot)
+        path = workdir_path.join(run.workdir, 'evals', 'calibration', plot)
         lines.append(f'- [{_group_name(g)}, seed {run.config.get("seed")}]'
                      f'({_rel(path, out_dir)})')
   return '\n'.join(lines)
@@ -249,11 +250,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f'in {", ".join(args.dirs)}' + (f' ({skipped} unreadable, named above)' if skipped
                                           else ''), file=sys.stderr)
     return 1
-  out_dir = os.path.dirname(os.path.abspath(args.out))
+  out = workdir_path.path(args.out)  # a local file or a gs:// object
+  out_dir = os.fspath(out.parent)
   text = render(runs, out_dir)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(args.out, 'w', encoding='utf-8') as f:
-    f.write(text)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  workdir_path.write_text(out, text)
   left_out = sum(p.startswith('skipped run ') for p in problems)
   print(f'{args.out}: {len(runs)} runs' + (f' ({left_out} unreadable left out)' if left_out
                                            else ''))

@@ -13,9 +13,9 @@ of its `probe/...` values is not a number. Every message names the file (so the 
 wrong with it.
 """
 import json
-import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 
 # Sections that must be JSON objects (or absent) in each kind of file.
@@ -41,11 +41,11 @@ def _first_line(error: Exception) -> str:
 
 def read_object(path: str) -> Optional[Dict[str, Any]]:
   """The JSON object in `path`, None when there is no such file; `RunFileError` otherwise."""
-  if not os.path.exists(path):
+  target = workdir_path.path(path)
+  if not target.exists():
     return None
   try:
-    with open(path, encoding='utf-8') as f:
-      value = json.load(f)
+    value = json.loads(target.read_bytes().decode('utf-8'))
   except (OSError, UnicodeDecodeError, ValueError) as e:
     raise RunFileError(f'{path}: unreadable ({_first_line(e)})') from None
   if not isinstance(value, dict):
@@ -90,12 +90,12 @@ def _line_problem(record: Any) -> Optional[str]:
 def read_lines(path: str) -> Tuple[List[Dict[str, Any]], Optional[str]]:
   """The good records of a JSON-lines file ([] when missing) and, when some lines were bad,
   one message: `<path>: skipped N unreadable line(s) (line k: <what>)`, naming the first."""
-  if not os.path.exists(path):
+  target = workdir_path.path(path)
+  if not target.exists():
     return [], None
   records, bad, total = [], [], 0
   try:
-    with open(path, 'rb') as f:
-      lines = f.read().split(b'\n')
+    lines = target.read_bytes().split(b'\n')
   except OSError as e:
     return [], f'{path}: unreadable ({_first_line(e)})'
   for number, raw in enumerate(lines, 1):
@@ -123,10 +123,10 @@ def read_lines(path: str) -> Tuple[List[Dict[str, Any]], Optional[str]]:
 def find_workdirs(directory: str, problems: Optional[List[str]] = None) -> List[str]:
   """`directory` itself if it holds `config.json`, else every such folder below it (sorted). A
   folder with traces of a run (`WORKDIR_TRACES`) but no config.json is named in `problems`."""
-  if os.path.isfile(os.path.join(directory, 'config.json')):
+  if workdir_path.path(directory).joinpath('config.json').is_file():
     return [directory]
   found = []
-  for root, dirs, files in os.walk(directory):
+  for root, dirs, files in workdir_path.walk(directory):
     names = set(files) | set(dirs)
     traces = [name for name in WORKDIR_TRACES if name in names]
     if 'config.json' not in names and traces and problems is not None:

@@ -7,12 +7,12 @@ Assumption-1 fraction, mean |r| and r1 (then mean ± std over seeds); Figure 4 p
 similarity and the L1 norms of the forward and reverse KL gradients w.r.t. the head weights
 against the step (the first seed of each group).
 """
-import os
 from typing import Dict, List, Sequence, Tuple
 
 from sdd_jax import plotting
 from sdd_jax import report_files
 from sdd_jax import report_runs
+from sdd_jax import workdir_path
 from sdd_jax.report_tables import Cell, markdown
 
 TABLE8 = (('P(Assumption 1)', 'probe/assumption1_fraction'), ('mean |r|', 'probe/mean_abs_r'),
@@ -24,7 +24,7 @@ FIGURE4 = (('cosine(∇ forward KL, ∇ reverse KL)', ('probe/grad_cosine',)),
 def probe_records(workdir: str) -> List[Dict[str, float]]:
   """The `probe/...` records of a workdir's metrics.jsonl, one per probed step, in step order
   (a resumed run may log a step twice: the last record wins); unreadable lines are left out."""
-  records, _ = report_files.read_lines(os.path.join(workdir, 'metrics.jsonl'))
+  records, _ = report_files.read_lines(workdir_path.join(workdir, 'metrics.jsonl'))
   return list(report_runs.probe_records(records))
 
 
@@ -72,7 +72,7 @@ def figure4(groups, name_fn, out_dir: str) -> List[Tuple[str, str]]:
         label = name if len(keys) == 1 else f'{name}: {key.split("_")[-1]}'
         xs[label] = [r['step'] for r in records]
         ys[label] = [r[key] for r in records]
-    path = os.path.join(out_dir, f'figure4_{index}.png')
+    path = workdir_path.join(out_dir, f'figure4_{index}.png')
     plotting.line_plot(xs, ys, path, xlabel='step', ylabel=title, title=f'Figure 4: {title}')
     plots.append((title, path))
   return plots
@@ -85,5 +85,5 @@ def section(groups: Sequence, name_fn, out_dir: str) -> List[str]:
     return []
   lines = ['## KL-direction analysis (Table 8, Figure 4)', '', table, '']
   for title, path in figure4(groups, name_fn, out_dir):
-    lines += [f'![{title}]({os.path.relpath(path, out_dir)})', '']
+    lines += [f'![{title}]({workdir_path.relative_link(path, out_dir)})', '']
   return lines

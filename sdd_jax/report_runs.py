@@ -10,10 +10,10 @@ import collections
 import dataclasses
 import json
 import math
-import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sdd_jax import report_files
+from sdd_jax import workdir_path
 
 # Paper Table 1 order, then the others alphabetically.
 METHOD_ORDER = ('ce', 'cs_kd', 'ddgsd', 'byot', 'dml', 'label_smoothing')
@@ -146,21 +146,21 @@ _FIELDS = ('dataset', 'method', 'sd_dropout', 'kl_direction', 'dropout', 'model.
 def load_run(workdir: str, problems: Optional[List[str]] = None) -> Run:
   """The run in `workdir`; `report_files.RunFileError` when a file of it cannot be read. Bad
   lines of `metrics.jsonl` are skipped, with a message appended to `problems`."""
-  path = os.path.join(workdir, 'config.json')
+  path = workdir_path.join(workdir, 'config.json')
   config = report_files.read_object(path) or {}
   report_files.check_config(path, config)
-  path = os.path.join(workdir, 'summary.json')
+  path = workdir_path.join(workdir, 'summary.json')
   summary = report_files.read_object(path) or {}
   report_files.check_summary(path, summary)
   evals = {}
-  root = os.path.join(workdir, 'evals')
-  for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
-    path = os.path.join(root, name, 'results.json')
+  root = workdir_path.path(workdir) / 'evals'
+  for name in sorted(p.name for p in root.iterdir()) if root.is_dir() else ():
+    path = workdir_path.join(workdir, 'evals', name, 'results.json')
     record = report_files.read_object(path)
     if record:
       report_files.check_types(path, record, report_files.RESULTS_TYPES)
       evals[name] = record
-  lines, problem = report_files.read_lines(os.path.join(workdir, 'metrics.jsonl'))
+  lines, problem = report_files.read_lines(workdir_path.join(workdir, 'metrics.jsonl'))
   if problem and problems is not None:
     problems.append(problem)
   run = Run(workdir=workdir, config=config, summary=summary, evals=evals,
@@ -170,7 +170,7 @@ def load_run(workdir: str, problems: Optional[List[str]] = None) -> Run:
       run.field(name)
     except (AttributeError, TypeError, ValueError) as e:
       raise report_files.RunFileError(
-          f'{os.path.join(workdir, "config.json")}: cannot read the field {name} '
+          f'{workdir_path.join(workdir, "config.json")}: cannot read the field {name} '
           f'({type(e).__name__}: {e})') from None
   return run
 
@@ -179,14 +179,14 @@ def load_runs(dirs: Sequence[str], problems: Optional[List[str]] = None) -> List
   """Every readable run at or below `dirs`; what was left out (a run whose files cannot be
   read, bad lines of metrics.jsonl) is appended to `problems`, one line each."""
   problems = [] if problems is None else problems
-  workdirs = sorted({os.path.normpath(w) for d in dirs
+  workdirs = sorted({workdir_path.normalize(w) for d in dirs
                      for w in report_files.find_workdirs(d, problems)})
   runs = []
   for workdir in workdirs:
     try:
       runs.append(load_run(workdir, problems))
     except (report_files.RunFileError, OSError) as e:  # OSError: e.g. evals/ not readable
-      problems.append(f'skipped run {workdir}: ' + str(e).replace(workdir + os.sep, '', 1))
+      problems.append(f'skipped run {workdir}: ' + str(e).replace(workdir_path.join(workdir, ''), '', 1))
   return runs
 
 

@@ -17,14 +17,15 @@ without it (older runs) gets it from the calibration evaluator's reliability bin
 The figure (`sensitivity.png` next to the report; `sensitivity_2.png` ... for further data set
 and model pairs) plots ECE and top-1 against λ, CE at λ = 0, one line per D, bars ± std.
 """
+import io
 import json
 import math
-import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from sdd_jax import workdir_path
 from sdd_jax.report_runs import PLUS_SDD, SDD, Group, Run, at_reference, label
 from sdd_jax.report_tables import Cell, embolden, markdown
 
@@ -157,9 +158,11 @@ def section(groups: Sequence[Group], out_dir: str) -> List[str]:
               f'{", ".join(seeds)}.', '']
     for title, value, better in METRICS:
       lines += [f'### {title}', '', table(cells, value, better), '']
-    path = os.path.join(out_dir, 'sensitivity.png' if index == 0 else
-                        f'sensitivity_{index + 1}.png')
-    os.makedirs(out_dir, exist_ok=True)
-    FigureCanvasAgg(create_figure(cells, name)).print_png(path)
-    lines += [f'![ECE and top-1 against λ, {name}]({os.path.basename(path)})', '']
+    path = workdir_path.path(out_dir) / ('sensitivity.png' if index == 0 else
+                                         f'sensitivity_{index + 1}.png')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    png = io.BytesIO()
+    FigureCanvasAgg(create_figure(cells, name)).print_png(png)
+    workdir_path.write_bytes(path, png.getvalue())
+    lines += [f'![ECE and top-1 against λ, {name}]({path.name})', '']
   return lines

@@ -10,7 +10,6 @@
 """
 import functools
 import logging
-import os
 import time
 from typing import Dict
 
@@ -39,6 +38,7 @@ from sdd_jax import step as step_lib
 from sdd_jax import throughput
 from sdd_jax import train_log
 from sdd_jax import workdir as workdir_lib
+from sdd_jax import workdir_path
 
 NonFiniteLossError = train_log.NonFiniteLossError
 WorkdirError = workdir_lib.WorkdirError
@@ -129,7 +129,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   """The body of `train_and_evaluate`, run while the workdir is claimed."""
   steps_per_epoch = loader.steps_per_epoch
   total_steps = steps_per_epoch * config.num_epochs
-  summary_path = os.path.join(workdir, 'summary.json')
+  summary_path = workdir_path.join(workdir, 'summary.json')
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
                                              config_digest=workdir_lib.config_digest(config))
   if checkpointer.latest_step() == total_steps:  # a finished run, re-run: change nothing

@@ -63,3 +63,48 @@ def write_bytes(target: epath.Path, data: bytes) -> None:
   with open(tmp, 'wb') as f:
     f.write(data)
   os.replace(tmp, os.fspath(target))
+
+
+def join(root: PathLike, *names: str) -> str:
+  """`root/names...` as text: local paths as `os.path.join` gives them, URIs joined with '/'."""
+  text = os.fspath(root)
+  if is_local(text):
+    return os.path.join(text, *names)
+  return '/'.join([text.rstrip('/'), *names])
+
+
+def normalize(root: PathLike) -> str:
+  """`root` without `.` / `..` / trailing separators (`os.path.normpath` would turn `gs://b`
+  into `gs:/b`)."""
+  text = os.fspath(root)
+  return os.path.normpath(text) if is_local(text) else text.rstrip('/')
+
+
+def relative_link(target: PathLike, start: PathLike) -> str:
+  """How a markdown file in folder `start` links to `target`: a relative path when both are on
+  the same filesystem, else `target` in full."""
+  target, start = os.fspath(target), os.fspath(start)
+  if is_local(target) and is_local(start):
+    return os.path.relpath(target, start).replace(os.sep, '/')
+  prefix = start.rstrip('/') + '/'
+  return target[len(prefix):] if target.startswith(prefix) else target
+
+
+def walk(root: PathLike):
+  """`os.walk(root)` for local folders and object-store prefixes: (folder, dirnames, filenames)
+  top-down; as with os.walk, the caller may prune `dirnames` in place. Folder texts are joined
+  by hand (epath's own walk drops the `gs://`)."""
+  text = os.fspath(root)
+  if is_local(text):
+    yield from os.walk(text)
+    return
+  folder = epath.Path(text)
+  try:
+    entries = sorted(folder.iterdir(), key=lambda p: p.name)
+  except (FileNotFoundError, NotADirectoryError):
+    return
+  dirs = [p.name for p in entries if (folder / p.name).is_dir()]
+  files = [p.name for p in entries if p.name not in dirs]
+  yield text, dirs, files
+  for name in dirs:
+    yield from walk(join(text, name))

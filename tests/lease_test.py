@@ -1,5 +1,9 @@
 """The lease of an object-store workdir, on the GCS emulator (tests/object_store.py)."""
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -60,3 +64,21 @@ def test_heartbeats_move_the_expiry_forward(gcs_root):
         later['heartbeat'] + 5)
   finally:
     holder.release()
+
+
+def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(gcs_root):
+  dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+  dead.wait()  # a pid that no longer exists (reaped)
+  now = time.time()
+  record = {'holder': f'pid {dead.pid} on {socket.gethostname()} (x)', 'host':
+            socket.gethostname(), 'pid': dead.pid, 'heartbeat': now, 'expires': now + 300}
+  (epath.Path(gcs_root) / 'lease.json').write_text(json.dumps(record))
+  taker = lease.Lease(gcs_root)
+  taker.acquire()  # fresh by its expiry, but its process is gone
+  taker.release()
+  # The same record naming a live process (this one) or another host still refuses.
+  for host, pid in ((socket.gethostname(), os.getpid()), ('elsewhere', dead.pid)):
+    (epath.Path(gcs_root) / 'lease.json').write_text(json.dumps({**record, 'host': host,
+                                                                 'pid': pid}))
+    with pytest.raises(lease.WorkdirInUse):
+      lease.Lease(gcs_root).acquire()

@@ -7,13 +7,14 @@ metrics that need every score are gathered to the host and use `metrics.py`. Art
 `<workdir>/evals/<name>/`. Every section has `every_epochs` (0: only after training).
 """
 import dataclasses
-import os
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import jax
+from etils import epath
 
 from sdd_jax import data as data_lib
 from sdd_jax import parallel
+from sdd_jax import workdir_path
 
 
 class Skipped(Exception):
@@ -64,10 +65,11 @@ class EvalContext:
     return (data_lib.normalize_eval_batch(parallel.to_global(b, self.mesh), self.data_config)
             for b in host_batches)
 
-  def artefact_dir(self, name: str) -> str:
-    path = os.path.join(self.workdir, 'evals', name)
+  def artefact_dir(self, name: str) -> epath.Path:
+    """`<workdir>/evals/<name>` (a local folder or a `gs://` prefix), created by process 0."""
+    path = workdir_path.path(self.workdir) / 'evals' / name
     if jax.process_index() == 0:
-      os.makedirs(path, exist_ok=True)
+      path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -11,8 +11,6 @@ Keys (percent unless said): `calibration/ece`, `calibration/top1`, `calibration/
 Artefacts in `<workdir>/evals/calibration/`: `reliability.png`, `reliability.json` (per-bin
 lower, upper, count, acc, conf) and `results.json`.
 """
-import os
-
 import jax
 import numpy as np
 
@@ -44,7 +42,7 @@ class Calibration(base.Evaluator):
            'calibration/nonfinite': float(total['nonfinite'])}
     directory = ctx.artefact_dir(self.name)
     if jax.process_index() == 0:
-      plotting.reliability_diagram(table, ece, int(round(count)), os.path.join(directory, PLOT))
+      plotting.reliability_diagram(table, ece, int(round(count)), directory / PLOT)
     rows = [(f'({row["lower"]:.1f}, {row["upper"]:.1f}]', row['count'], 100 * row['acc'],
              100 * row['conf'], 100 * (row['conf'] - row['acc'])) for row in table]
     results_lib.write_results(
