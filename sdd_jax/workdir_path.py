@@ -7,15 +7,24 @@ driver). `path` keeps local paths absolute, as before, and URIs as they are.
 `s3://` is refused up front (`check_supported`): orbax 0.12's TensorStore path builder turns
 `s3://` into `s3:/`, so array checkpoints cannot be written there.
 
+gcsfs caches folder listings by default; TensorStore writes the checkpoint arrays behind its
+back, and other processes write the same workdir, so a cached listing would hide their objects
+(a resumed run's checkpoints, a record's files). The cache is switched off for every gs://
+filesystem fsspec creates (orbax's included): each listing asks the store.
+
 On an object store, writes of one object are atomic already, so `write_text` writes in place; a
 local file is written to `<name>.tmp` and renamed over the old one, as before.
 """
 import os
 from typing import Union
 
+import fsspec
 from etils import epath
 
 from sdd_jax.errors import UserError
+
+for _protocol in ('gcs', 'gs'):  # before any gs:// filesystem exists: fsspec caches instances
+  fsspec.config.conf.setdefault(_protocol, {})['use_listings_cache'] = False
 
 PathLike = Union[str, os.PathLike]
 

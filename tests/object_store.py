@@ -36,10 +36,12 @@ def _free_port() -> int:
 def environment(url: str) -> dict:
   """What the clients read: gcsfs (STORAGE_EMULATOR_HOST), TensorStore (TENSORSTORE_GCS_HTTP_URL,
   and a fixed token instead of Google credentials), epath kept on fsspec even where TensorFlow
-  is installed (its gfile backend would not see the emulator)."""
+  is installed (its gfile backend would not see the emulator), and gcsfs's bucket-type probe
+  off (it asks the Storage Control gRPC API, which the emulator has not, and warns at each
+  request; on real GCS it finds the bucket's type)."""
   return {'STORAGE_EMULATOR_HOST': url, 'TENSORSTORE_GCS_HTTP_URL': url,
           'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator', 'GOOGLE_CLOUD_PROJECT': 'sdd-jax-test',
-          'EPATH_USE_TF': 'false'}
+          'EPATH_USE_TF': 'false', 'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false'}
 
 
 def _answers(port: int) -> bool:

@@ -104,13 +104,12 @@ def test_stop_and_resume_on_gs_equals_the_local_run_bitwise(local_run, gcs_root,
                                                             monkeypatch):
   local, local_summary = local_run
   monkeypatch.chdir(tmp_path)  # a write that misses the URI lands here, not in the repository
-  # (evaluators/base.py still writes the evaluators' plots with os: a local `gs:` folder)
   remote = f'{gcs_root}/run'
   assert trainer.train_and_evaluate(workdirs.tiny_config(), remote, stop_after_step=3) == {}
   root = epath.Path(remote)
   assert sorted(p.name for p in (root / 'checkpoints').iterdir()) == ['3']
-  assert not os.path.exists('gs:')  # training wrote nothing to a local folder named after the URI
   summary = trainer.train_and_evaluate(workdirs.tiny_config(), remote)
+  assert not os.path.exists('gs:')  # nothing went to a local folder named after the URI
   a, b = checkpoint.read_checkpoint(local), checkpoint.read_checkpoint(remote)
   assert int(a['step']) == int(b['step']) == 8
   jax.tree.map(np.testing.assert_array_equal, a['params'], b['params'])
