@@ -20,6 +20,8 @@ Commands (paper Table 3, top-1 / top-5 on the 50,000 validation images, final ep
       # Cross-entropy 74.8 / 92.5
   python train.py --config configs/imagenet_resnet152_sdd.py:pod --workdir gs://BUCKET/in_r152_sdd
   python train.py --config configs/imagenet_resnet152_sdd.py:pod,ce --workdir gs://BUCKET/in_r152_ce
+(gs:// workdirs: README, "Workdirs on Google Cloud Storage"; tested against a GCS emulator, not
+against GCS itself.)
 
 Pod variant (`pod`; ours, not the paper's): global batch 2048 (training and evaluation), lr by
 the linear scaling rule of Goyal et al. 2017 from the standard ImageNet reference (0.1 per 256

@@ -4,18 +4,21 @@ Writers share clu's `write_scalars(step, scalars)` / `flush()` / `close()` shape
 is not used because its `metric_writers` package imports TensorFlow. The TensorBoard writer uses
 the `tensorboard` package's own event-file writer. Only process 0 writes files.
 
-TensorBoard events are written for local workdirs only: tensorboard's fsspec backend appends
-each flush, and gcsfs turns an append into an overwrite (a UserWarning), so an event file on
-gs:// would keep only its last flush. On an object store, `metrics.jsonl` holds every scalar.
+TensorBoard events of a gs:// workdir: tensorboard's fsspec backend appends each flush, and
+gcsfs turns an append into an overwrite, so the events are written to a local staging folder
+and each event file is uploaded whole to `<workdir>/tensorboard/` every UPLOAD_EVERY_S seconds
+and at the end (`UploadingTensorBoardWriter`); a killed run loses at most the last
+UPLOAD_EVERY_S seconds of events there (`metrics.jsonl` has them).
 
 An object (gs://) cannot be appended to: on an object store `metrics.jsonl` is held in memory
 and the whole object is rewritten at each write (a record per `log_every_steps`, so a few MB at
 most over a long run).
 """
 import json
-import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any, Mapping, Optional
 
@@ -77,6 +80,42 @@ class TensorBoardWriter(ScalarWriter):
 
   def close(self):
     self._writer.close()
+
+
+UPLOAD_EVERY_S = 30.0
+
+
+class UploadingTensorBoardWriter(TensorBoardWriter):
+  """TensorBoard events for an object-store `logdir`: written to a local staging folder, each
+  event file uploaded whole every `upload_every_s` seconds and at `close`."""
+
+  def __init__(self, logdir: str, upload_every_s: float = UPLOAD_EVERY_S):
+    self._staging = tempfile.mkdtemp(prefix='sdd_jax_tensorboard_')
+    super().__init__(self._staging)
+    self._target = workdir_path.path(logdir)
+    self._every = upload_every_s
+    self._last = time.monotonic()
+
+  def write_scalars(self, step, scalars):
+    super().write_scalars(step, scalars)
+    if time.monotonic() - self._last >= self._every:
+      self.flush()
+
+  def _upload(self):
+    self._target.mkdir(parents=True, exist_ok=True)
+    for name in sorted(os.listdir(self._staging)):
+      with open(os.path.join(self._staging, name), 'rb') as f:
+        workdir_path.write_bytes(self._target / name, f.read())
+    self._last = time.monotonic()
+
+  def flush(self):
+    super().flush()
+    self._upload()
+
+  def close(self):
+    super().close()
+    self._upload()
+    shutil.rmtree(self._staging, ignore_errors=True)
 
 
 class JsonlWriter(ScalarWriter):
@@ -173,12 +212,10 @@ def create_writer(workdir: str, total_steps: int, is_main: bool,
   them itself when it reads an earlier step after a later one)."""
   if not is_main:
     return MultiWriter([])
-  if not workdir_path.is_local(workdir):
-    logging.info('%s is on an object store: TensorBoard events are not written (gcsfs cannot '
-                 'append); metrics.jsonl holds every scalar', workdir)
+  tensorboard = (TensorBoardWriter if workdir_path.is_local(workdir) else
+                 UploadingTensorBoardWriter)
   return MultiWriter([
-      *([TensorBoardWriter(os.fspath(workdir_path.path(workdir) / 'tensorboard'))]
-        if workdir_path.is_local(workdir) else []),
+      tensorboard(os.fspath(workdir_path.path(workdir) / 'tensorboard')),
       JsonlWriter(os.fspath(workdir_path.path(workdir) / 'metrics.jsonl'),
                   resume_step=start_step),
       ProgressWriter(total_steps),
