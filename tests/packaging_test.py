@@ -174,3 +174,56 @@ def test_ci_runs_readme_set_up_and_test_commands():
   assert f'.venv/bin/python -m pip install --quiet {install}' in ci
   assert test == '.venv/bin/ruff check . && .venv/bin/python -m pytest -q -n 2 tests'
   assert ci[-1] == test
+
+
+def _repository_texts():
+  """{path: text} of the code and prose a user of the repository reads (docs/ itself left out)."""
+  paths = [os.path.join(ROOT, name) for name in ('README.md', 'train.py', 'evaluate.py')]
+  for folder in ('sdd_jax', 'configs', 'tests', 'benchmarks'):
+    for ext in ('py', 'md'):
+      paths += glob.glob(os.path.join(ROOT, folder, '**', f'*.{ext}'), recursive=True)
+  texts = {}
+  for path in paths:
+    with open(path, encoding='utf-8') as f:
+      texts[os.path.relpath(path, ROOT)] = f.read()
+  return texts
+
+
+def _evaluation_sections():
+  """The section numbers docs/evaluation.md defines: headings `§A` / `§A.B`, and the numbered
+  items `B.` of a heading `§A` as `A.B`."""
+  with open(os.path.join(ROOT, 'docs', 'evaluation.md'), encoding='utf-8') as f:
+    text = f.read()
+  sections, current = set(), None
+  for line in text.splitlines():
+    heading = re.match(r'#{2,3} §(\d+(?:\.\d+)?) ', line)
+    if heading:
+      sections.add(heading.group(1))
+      current = heading.group(1)
+    item = re.match(r'(\d+)\. ', line)
+    if item and current is not None and '.' not in current:
+      sections.add(f'{current}.{item.group(1)}')
+  return sections
+
+
+def test_citations_name_the_repository_docs_and_sections_that_exist():
+  texts = _repository_texts()
+  stale = sorted(f'{path}: {match}' for path, text in texts.items()
+                 if not path.endswith('packaging_test.py')
+                 for match in re.findall(r'\S*(?:methods_spec|eval_spec|shared/STYLE)\S*', text))
+  assert not stale, f'cite docs/methods.md or docs/evaluation.md instead: {stale}'
+  sections = _evaluation_sections()
+  assert {'0.5', '0.6', '2', '5.1', '5.4', '8.3'} <= sections  # the parser sees the doc's parts
+  cited = {}
+  for path, text in texts.items():
+    for group in re.findall(r'docs/evaluation\.md((?:,? §[\d.]+)+)', text):
+      for number in re.findall(r'§(\d+(?:\.\d+)?)', group):
+        cited.setdefault(number, path)
+  assert len(cited) >= 10
+  missing = {number: path for number, path in cited.items() if number not in sections}
+  assert not missing, f'docs/evaluation.md has no such section: {missing}'
+  with open(os.path.join(ROOT, 'docs', 'methods.md'), encoding='utf-8') as f:
+    headings = set(re.findall(r'^#{2,3} (.+)$', f.read(), re.M))
+  for path, text in texts.items():
+    for name in re.findall(r'docs/methods\.md "([^"]+)"', text):
+      assert name in headings, (path, name)
