@@ -59,7 +59,7 @@ def overrides() -> dict:
 def main(argv):
   del argv
   logging.getLogger('absl').setLevel(logging.WARNING)
-  # eval_spec §0.2: true float32 matmuls and convolutions (JAX's GPU default is TF32, whose
+  # docs/evaluation.md §0.2: true float32 matmuls and convolutions (JAX's GPU default is TF32, whose
   # ~1e-3 relative error would reorder ODIN's T = 1000 scores, spaced ~1e-6 apart).
   jax.config.update('jax_default_matmul_precision', 'float32')
   try:

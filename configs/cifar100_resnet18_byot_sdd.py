@@ -1,9 +1,9 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), BYOT + SD-Dropout (paper Table 1, "+SD-Dropout" column).
 
-BYOT defaults (methods_spec.md): auxiliary classifiers after stages 1-3 (training only; the
+BYOT defaults (docs/methods.md): auxiliary classifiers after stages 1-3 (training only; the
 evaluated network is the plain ResNet-18); weight 1 x [0.9 sum CE(aux) + 0.1 T^2 sum
 KL(final || aux) + 1e-6 sum ||f_aux - f_final||^2], T = 3, final logits and features detached.
-SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (methods_spec: the authors' setting when
+SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (docs/methods.md: the authors' setting when
 combined with another method).
 
 Command:

@@ -1,6 +1,6 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), CS-KD (paper Table 1, "Base" column).
 
-CS-KD defaults (methods_spec.md): every anchor gets a partner of its class drawn uniformly by
+CS-KD defaults (docs/methods.md): every anchor gets a partner of its class drawn uniformly by
 the input pipeline; term KL(p^T(partner) || p^T(anchor)) at T = 4, weight 1, partner detached;
 cross-entropy on the anchors only; anchors and partners go through BatchNorm as one batch of 2B.
 

@@ -1,6 +1,6 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), DDGSD (paper Table 1, "Base" column).
 
-DDGSD defaults (methods_spec.md): two independently augmented views of each image in one
+DDGSD defaults (docs/methods.md): two independently augmented views of each image in one
 BatchNorm batch of 2B; CE on both views summed; symmetric KL between the views at T = 3 (each
 direction's target detached), weight 1; plus 0.005 x the squared distance between the views'
 batch-mean features (not multiplied by T^2).

@@ -1,10 +1,10 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), DDGSD + SD-Dropout (paper Table 1, "+SD-Dropout" column).
 
-DDGSD defaults (methods_spec.md): two independently augmented views of each image in one
+DDGSD defaults (docs/methods.md): two independently augmented views of each image in one
 BatchNorm batch of 2B; CE on both views summed; symmetric KL between the views at T = 3 (each
 direction's target detached), weight 1; plus 0.005 x the squared distance between the views'
 batch-mean features (not multiplied by T^2).
-SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (methods_spec: the authors' setting when
+SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (docs/methods.md: the authors' setting when
 combined with another method).
 
 Command:

@@ -1,6 +1,6 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), DML (paper Table 1, "Base" column).
 
-DML defaults (methods_spec.md): two ResNet-18s in one train state, one optimizer step; CE
+DML defaults (docs/methods.md): two ResNet-18s in one train state, one optimizer step; CE
 averaged over the two; KL(p^T(peer) || p^T(self)) for each, peer detached, T = 3, weight 1.
 Reported: network 0 as test/..., network 1 as dml/net1/..., their averaged-probability
 ensemble as dml/ensemble/....

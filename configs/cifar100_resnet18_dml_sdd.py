@@ -1,10 +1,10 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), DML + SD-Dropout (paper Table 1, "+SD-Dropout" column).
 
-DML defaults (methods_spec.md): two ResNet-18s in one train state, one optimizer step; CE
+DML defaults (docs/methods.md): two ResNet-18s in one train state, one optimizer step; CE
 averaged over the two; KL(p^T(peer) || p^T(self)) for each, peer detached, T = 3, weight 1.
 Reported: network 0 as test/..., network 1 as dml/net1/..., their averaged-probability
 ensemble as dml/ensemble/....
-SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (methods_spec: the authors' setting when
+SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (docs/methods.md: the authors' setting when
 combined with another method).
 
 Command:

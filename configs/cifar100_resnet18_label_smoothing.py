@@ -1,6 +1,6 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), label smoothing (paper Table 1, "LS" row).
 
-Label smoothing (methods_spec.md): targets (1 - 0.1) onehot + 0.1 / 100 replace the one-hot
+Label smoothing (docs/methods.md): targets (1 - 0.1) onehot + 0.1 / 100 replace the one-hot
 labels of the cross-entropy.
 
 Command:

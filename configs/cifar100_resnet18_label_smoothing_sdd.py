@@ -1,9 +1,9 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), label smoothing + SD-Dropout (paper Table 1, "LS" row,
 "+SD-Dropout" column).
 
-Label smoothing (methods_spec.md): targets (1 - 0.1) onehot + 0.1 / 100 replace the one-hot
+Label smoothing (docs/methods.md): targets (1 - 0.1) onehot + 0.1 / 100 replace the one-hot
 labels of the cross-entropy.
-SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (methods_spec: the authors' setting when
+SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (docs/methods.md: the authors' setting when
 combined with another method).
 
 Command:

@@ -1,10 +1,10 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), PS-KD + SD-Dropout (not in paper Table 1).
 
-PS-KD defaults (methods_spec.md): targets (1 - alpha_t) onehot + alpha_t * (the example's softmax
+PS-KD defaults (docs/methods.md): targets (1 - alpha_t) onehot + alpha_t * (the example's softmax
 from the previous epoch), alpha_t = 0.8 (epoch + 1) / 200, one-hot in the first epoch; the
 soft-target CE replaces the CE. The 50,000 x 100 prediction table lives in the train state,
 sharded by rows over the devices, and is checkpointed.
-SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (methods_spec: the authors' setting when
+SD-Dropout combined: rate 0.5, T = 3, weight 0.1 (docs/methods.md: the authors' setting when
 combined with another method).
 
 Command:

@@ -1,6 +1,6 @@
 r"""CIFAR-100, ResNet-18 (3x3 stem), cross-entropy + SD-Dropout (paper Table 1, "+ SD-Dropout").
 
-SD-Dropout stand-alone defaults (methods_spec.md, paper Table 14): rate 0.5, T = 3, weight 1,
+SD-Dropout stand-alone defaults (docs/methods.md, paper Table 14): rate 0.5, T = 3, weight 1,
 symmetric KL with gradients through both sides, masks on the pooled features.
 
 Command:

@@ -21,7 +21,7 @@ CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Paper defaults of each method (methods_spec.md); a config takes the ones it needs.
+# Paper defaults of each method (docs/methods.md); a config takes the ones it needs.
 SD_DROPOUT = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2,
                   position=4)
 # SD-Dropout combined with another method: weight 0.1 (the authors' setting).

@@ -1,10 +1,10 @@
 r"""CUB-200-2011, ImageNet-style ResNet-18 from scratch: paper Table 1, CUB-200-2011 column.
 
-Recipe (paper §4.1.1, methods_spec.md "Training recipe"): tfds `caltech_birds2011` (5,994 train /
+Recipe (paper §4.1.1, docs/methods.md "Training recipe"): tfds `caltech_birds2011` (5,994 train /
 5,794 test images, 200 classes), 224x224 random-resized crops + horizontal flip, evaluation
 resize 256 -> centre crop 224, ImageNet mean/std, batch 32, SGD lr 0.1 / momentum 0.9 /
 wd 1e-4, 200 epochs, lr x0.1 at 100 and 150 (the paper uses one recipe for all three data sets).
-CS-KD uses weight 3 here (methods_spec: the official code's fine-grained setting).
+CS-KD uses weight 3 here (docs/methods.md: the official code's fine-grained setting).
 
 Tokens (comma-separated after the colon): `method=ce|cs_kd|ddgsd|byot|dml|label_smoothing|ps_kd`
 (default ce) and flag `sdd` (adds SD-Dropout: weight 1.0 alone, 0.1 combined with a method;

@@ -99,6 +99,12 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
     config = module.get_config(arg) if colon else module.get_config()
   except ConfigError:
     raise
+  except ModuleNotFoundError as e:  # `from configs import common` where configs is not installed
+    if e.name != 'configs':
+      raise
+    raise ConfigError(f'--config {path}: the file imports the configs package, which this Python '
+                      'cannot find; install the repository (pip install -e . in its folder) or '
+                      'run from its root') from None
   except UserError as e:  # configs/common.apply_arg: an unknown or malformed :ARG token
     raise ConfigError(f'--config {spec}: {e}') from None
   except TypeError as e:  # ConfigDict's type safety: `config.optim.lr = 'abc'` in the file

@@ -22,6 +22,9 @@ from sdd_jax.evaluators import results as results_lib
 
 # (title, workdir name, config token): the baseline first.
 ARMS = (('CE', 'ce', 'ce'), ('SD-Dropout', 'sd_dropout', ''))
+# configs/demo.py beside this package (a checkout, `pip install -e .` or a wheel): any working folder.
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              'configs', 'demo.py')
 COLUMNS = (('top-1 %', 'test/top1'), ('NLL', 'test/nll'), ('ECE %', 'calibration/ece'),
            ('confidence %', 'calibration/confidence'))
 
@@ -32,7 +35,7 @@ def _spec(config: str, *tokens: str) -> str:
   return f'{path}:{",".join(tokens)}' if tokens else path
 
 
-def run(workdir: str, config: str = 'configs/demo.py', seed: int = 0,
+def run(workdir: str, config: str = DEFAULT_CONFIG, seed: int = 0,
         extra_tokens: Sequence[str] = ()) -> List[Dict[str, object]]:
   """Trains both arms of `config` (tokens `seed=N` and `extra_tokens` added to each) and
   returns one row per arm: {'title', 'workdir', <summary keys of COLUMNS>, 'calibration'}."""
@@ -83,7 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m sdd_jax.demo',
                                    description=__doc__.split('\n\n')[0])
   parser.add_argument('--workdir', required=True, help='one workdir per arm below it')
-  parser.add_argument('--config', default='configs/demo.py', help='a config file with a :ce '
+  parser.add_argument('--config', default=DEFAULT_CONFIG, help='a config file with a :ce '
                       'token (its baseline), e.g. configs/demo.py')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--smoke', action='store_true', help='a tiny model on synthetic data')

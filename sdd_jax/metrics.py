@@ -1,4 +1,4 @@
-"""Pure evaluation metrics; every formula and convention is in `eval_spec.md` (cited as §).
+"""Pure evaluation metrics; every formula and convention is in `docs/evaluation.md` (cited as §).
 
 Two kinds live here:
 

@@ -1,4 +1,4 @@
-"""Out-of-distribution detection metrics on the host (`eval_spec.md` §5, cited as §).
+"""Out-of-distribution detection metrics on the host (`docs/evaluation.md` §5, cited as §).
 
 Every function takes the scores of all in-distribution (`[n_in]`) and out-of-distribution
 (`[n_out]`) examples at once, higher = more in-distribution, and uses sklearn's ROC and

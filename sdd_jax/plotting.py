@@ -1,4 +1,4 @@
-"""Reliability diagrams and curves (eval_spec.md §2, §0.7): a PNG plus a JSON of every number.
+"""Reliability diagrams and curves (docs/evaluation.md §2, §0.7): a PNG plus a JSON of every number.
 
 Figures are built as `matplotlib.figure.Figure` with the Agg canvas, so nothing touches global
 pyplot state (no backend switch, no open-figure registry) and plotting works headless.

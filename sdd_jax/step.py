@@ -84,7 +84,7 @@ def make_logits_fn(model, mesh, apply_fn: Optional[Callable] = None):
   apply_fn = apply_fn or plain_logits
 
   def logits_fn(variables, images):
-    with jax.default_matmul_precision('float32'):  # no TF32 in evaluation (eval_spec §0.2)
+    with jax.default_matmul_precision('float32'):  # no TF32 in evaluation (docs/evaluation.md §0.2)
       return apply_fn(model, variables, images).astype(jnp.float32)
 
   return jax.jit(logits_fn, in_shardings=(parallel.replicated_sharding(mesh), data),
@@ -94,13 +94,13 @@ def make_logits_fn(model, mesh, apply_fn: Optional[Callable] = None):
 def make_input_grad_fn(model, mesh):
   """Returns jitted `input_grad_fn(variables, images, labels, temperature)`: the gradient with
   respect to `images` of sum_i CE(logits_i / temperature, labels_i), evaluation mode, float32
-  (the sum, not the mean, so that tiny ODIN gradients do not underflow; eval_spec §0.5).
+  (the sum, not the mean, so that tiny ODIN gradients do not underflow; docs/evaluation.md §0.5).
   `temperature` is a Python number, a compile-time constant (no host-to-device copy)."""
   data = parallel.data_sharding(mesh)
 
   def input_grad_fn(variables, images, labels, temperature):
     def total(x):
-      with jax.default_matmul_precision('float32'):  # no TF32 in evaluation (eval_spec §0.2)
+      with jax.default_matmul_precision('float32'):  # no TF32 in eval (docs/evaluation.md §0.2)
         logits = model.apply(variables, x, train=False).astype(jnp.float32)
       return jnp.sum(losses.cross_entropy(logits / temperature, labels))
     return jax.grad(total)(images.astype(jnp.float32))

@@ -190,7 +190,7 @@ def test_merge_evals_defaults_workdir_then_overrides(tmp_path):
 
 
 def test_restored_network_is_deterministic_and_per_example(trained):
-  """eval_spec §8.2: eval mode (running BatchNorm statistics, no dropout): two calls on one batch
+  """docs/evaluation.md §8.2: eval mode (BatchNorm running stats, no dropout): two calls on a batch
   give identical logits, and an example's logits do not depend on the rest of its batch."""
   root, _ = trained
   config = evaluation.load_config(str(root / 'run'))

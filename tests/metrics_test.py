@@ -1,4 +1,4 @@
-"""Tests for sdd_jax.metrics: the eval_spec.md vectors (A1, E1, E3, O1, T1, T2, C1), NumPy and
+"""Tests for sdd_jax.metrics: the docs/evaluation.md vectors (A1, E1, E3, O1, T1, T2, C1), NumPy and
 brute-force references, jit, masking and multi-device sharding."""
 import chex
 import jax

@@ -1,4 +1,4 @@
-"""OOD detection metrics (eval_spec.md §5.4): the spec's test vectors and an independent NumPy
+"""OOD detection metrics (docs/evaluation.md §5.4): the spec's test vectors and an independent NumPy
 threshold sweep, with sklearn as a second reference."""
 import numpy as np
 import pytest

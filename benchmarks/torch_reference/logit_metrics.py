@@ -1,6 +1,6 @@
 """Final-epoch metrics of a classifier from its test logits, in NumPy, for both implementations.
 
-The same formula as `sdd_jax.metrics` / the `accuracy` evaluator (eval_spec.md): top-1 with the
+The formula of `sdd_jax.metrics` / the `accuracy` evaluator (docs/evaluation.md): top-1 with the
 first-maximum rule, NLL, 10-bin ECE on the max softmax (`metrics.expected_calibration_error`),
 mean confidence; plus the largest |logit|, which tells a blow-up. Percent where the evaluator
 gives percent.

@@ -2,7 +2,7 @@
 
 TFDS shuffles examples when it prepares a data set, so index order is not the original order.
 Anything index-based (ODIN's held-out first 1000, pairing CIFAR-100-C rows with the test
-labels) sorts by a stable key first (eval_spec.md §0.6): `id` for cifar100 and svhn_cropped
+labels) sorts by a stable key first (docs/evaluation.md §0.6): `id` for cifar100 and svhn_cropped
 (`test_00000` ...), `file_name` for dtd. Folder and array sources are already in their
 canonical order (sorted relative path = the torchvision ImageFolder order; file order).
 """

@@ -1,4 +1,4 @@
-"""CIFAR-C readers (eval_spec.md §4, §6): CIFAR-100-C from its manual download, CIFAR-10-C via tfds.
+"""CIFAR-C readers (docs/evaluation.md §4, §6): CIFAR-100-C downloaded by hand, CIFAR-10-C via tfds.
 
 **CIFAR-100-C** (not in TFDS): `CIFAR-100-C.tar` from Zenodo record 3555552 unpacks to a folder
 with 19 `<corruption>.npy` files, uint8 `[50000, 32, 32, 3]`, and `labels.npy` `[50000]`.

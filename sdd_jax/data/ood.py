@@ -1,4 +1,4 @@
-"""Out-of-distribution sets for ODIN (eval_spec.md §5.3, §6), in their canonical order (§0.6).
+"""Out-of-distribution sets for ODIN (docs/evaluation.md §5.3, §6), in their canonical order (§0.6).
 
 A set is named in `config.evals.odin.sets` by one of:
 

@@ -1,7 +1,7 @@
 """`accuracy`: top-1, top-5, NLL and 10-bin ECE over every example of the eval split.
 
 The batches are padded and carry a `mask`; each batch reduces to sums on the device, so the
-result does not depend on the batch size and counts all N examples (eval_spec.md §0.5, §1-2).
+result does not depend on the batch size and counts all N examples (docs/evaluation.md §0.5, §1-2).
 Keys: `test/top1`, `test/top5`, `test/nll`, `test/ece` (percent), `test/count`, and
 `test/nonfinite`: how many examples had a NaN or ±inf logit. Those count as wrong, with NLL
 +inf (so `test/nll` is inf, written as null) and confidence 1.0 (`metrics.py`).

@@ -27,7 +27,7 @@ class Predictors:
 
   logits_fn(images [batch, H, W, C]) -> logits [batch, classes].
   input_grad_fn(images, labels [batch], temperature: a Python number) -> d/d images of
-      sum_i CE(logits_i / temperature, labels_i), [batch, H, W, C] (eval_spec §0.5: the sum).
+      sum_i CE(logits_i / temperature, labels_i), [batch, H, W, C] (docs/evaluation.md §0.5).
   """
   logits_fn: Callable[[jax.Array], jax.Array]
   input_grad_fn: Optional[Callable[..., jax.Array]] = None

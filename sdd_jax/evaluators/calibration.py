@@ -1,7 +1,7 @@
 """`calibration`: 10-bin ECE (right-closed bins), the per-bin table and a reliability diagram.
 
 ECE = Σ_m |B_m|/N · |acc(B_m) − conf(B_m)| over M = 10 equal-width bins ((m−1)/M, m/M], with
-confidence = max softmax and c = 1.0 in the last bin (Guo et al. 2017; eval_spec.md §2). The
+confidence = max softmax and c = 1.0 in the last bin (Guo et al. 2017; docs/evaluation.md §2). The
 raw model, no temperature scaling. Bin sums add up over padded + masked batches
 (`accuracy.accumulate_sums`), so nothing depends on the batch size.
 
@@ -23,7 +23,7 @@ from sdd_jax.evaluators import results as results_lib
 PLOT = 'reliability.png'
 LABEL = ('Expected calibration error of the raw model (no temperature scaling): 10 equal-width '
          'bins ((m-1)/10, m/10], confidence = max softmax, c = 1.0 in the last bin '
-         '(Guo et al. 2017; eval_spec §2). ECE in %.')
+         '(Guo et al. 2017; docs/evaluation.md §2). ECE in %.')
 
 
 class Calibration(base.Evaluator):

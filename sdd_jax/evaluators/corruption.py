@@ -1,4 +1,4 @@
-"""`corruption`: top-1 accuracy under CIFAR-C corruptions, mCA-15 and mCA-19 (eval_spec.md §4).
+"""`corruption`: accuracy under CIFAR-C corruptions, mCA-15 and mCA-19 (docs/evaluation.md §4).
 
 acc(c, s) = top-1 on the n images of corruption c at severity s, preprocessed exactly like the
 clean test split. mCA-15 = mean of acc over the 15 benchmark corruptions × 5 severities (augmix

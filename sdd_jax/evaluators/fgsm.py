@@ -1,4 +1,4 @@
-"""`fgsm`: one-step L∞ attacks (Goodfellow et al. 2015) in the three variants of eval_spec.md §3.
+"""`fgsm`: one-step L∞ attacks (Goodfellow et al. 2015) in three variants (docs/evaluation.md §3).
 
 The eval batches hold NORMALISED images x_n = (x − μ)/σ (x = uint8/255 in [0, 1]). Every variant
 is the same core step on x_n, x_adv = clip(x_n + step_c · sign(g), lower_c, upper_c), with

@@ -1,4 +1,4 @@
-"""`odin`: out-of-distribution detection with ODIN and the MSP baseline (eval_spec.md §5).
+"""`odin`: out-of-distribution detection with ODIN and the MSP baseline (docs/evaluation.md §5).
 
 ODIN (Liang et al. 2018; facebookresearch/odin `calData.py`), for a pixel image x:
 ŷ = argmax f(x); g = ∇_x CE(f(x)/T, ŷ) (summed over the batch, §0.5); x̃ = x − ε·s(g) with

@@ -3,7 +3,7 @@
 Sections follow `ORDER` (then any other evaluator by name). Each shows the evaluator's label
 (what was measured and how), its tables (or its metrics when it has none), its plots and a link
 to its `results.json`; links are relative, so the folder can be copied or viewed on GitHub.
-Numbers print with 2 decimals (eval_spec.md §0.7); counts as integers; a null number (NaN or
+Numbers print with 2 decimals (docs/evaluation.md §0.7); counts as integers; a null number (NaN or
 inf when measured) as n/a. When any evaluator saw NaN or ±inf logits, one WARNING line at the
 top says how many (they were counted as wrong); an unreadable results.json is named there too.
 """

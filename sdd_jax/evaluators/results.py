@@ -1,6 +1,6 @@
 """`<workdir>/evals/<name>/results.json`: every number of one evaluator, readable without code.
 
-One record per evaluator (eval_spec.md §0.7, §8.3):
+One record per evaluator (docs/evaluation.md §0.7, §8.3):
 
     {"evaluator": name, "label": what was measured and how (the variant, the protocol),
      "metrics": {"<section>/<name>": float, ...}   (the values the evaluator returned),
@@ -35,7 +35,7 @@ class ResultsError(UserError):
 
 
 def normalisation(data_config) -> Dict[str, Any]:
-  """The per-channel constants of `(x / 255 - mean) / std` (eval_spec §0.3: always recorded)."""
+  """Per-channel constants of `(x / 255 - mean) / std` (always kept, docs/evaluation.md §0.3)."""
   return {'mean': [float(m) for m in data_config.mean],
           'std': [float(s) for s in data_config.std],
           'pixels': 'uint8 / 255 in [0, 1]'}

@@ -7,7 +7,7 @@ class (possibly the anchor itself; `data.sampler.sample_partners`, a pure functi
 detached; the cross-entropy is taken on the anchors only. Defaults: T = 4, weight 1 (the
 official code uses 3 on fine-grained data sets: set `weight=3`).
 
-Choice (methods_spec): anchors and partners go through the network in training mode as ONE
+Choice (docs/methods.md): anchors and partners go through the network in training mode as ONE
 batch of 2B (`base.joint_forward`), so BatchNorm normalises with the statistics of all 2B images
 and its running averages are updated once per step; the official code runs two separate
 forwards (the partners' statistics then update the running averages a second time).

@@ -1,4 +1,4 @@
-"""Canonical order (eval_spec §0.6): TFDS splits sorted by `id`, other sources as they are; the
+"""Canonical order (docs/evaluation.md §0.6): TFDS splits sorted by `id`, others as they are; the
 IndexedSource view; the OOD image-folder order (class folder, then file name)."""
 import numpy as np
 import tensorflow_datasets as tfds

@@ -9,7 +9,7 @@ import pytest
 
 from sdd_jax.evaluators import fgsm
 
-# F1 / F2 (eval_spec §3): one pixel, three channels, logits = W x_n + b.
+# F1 / F2 (docs/evaluation.md §3): one pixel, three channels, logits = W x_n + b.
 W = np.array([[1., -2., .5], [-1., 1., 2.], [.5, .5, -1.]])
 B = np.array([.1, 0., -.1])
 
