@@ -44,6 +44,12 @@ class Run:
   split: str
   section: Dict[str, Any]
 
+  @property
+  def renamed(self) -> bool:
+    """Whether its metric keys move into its key (`sections.rename`)."""
+    return self.key != self.kind and not sections.sets_prefix(self.section,
+                                                              self.evaluator.defaults)
+
   def due(self, epoch: Optional[int]) -> bool:
     """After training (`epoch` None) always; else every `every_epochs` epochs (0: never)."""
     every = self.evaluator.every_epochs
@@ -72,13 +78,14 @@ def plan(evals_config, predictors: Mapping[str, str], eval_split: str) -> Dict[s
   for parent in list(runs.values()):
     if parent.kind != 'accuracy' or parent.pred:
       continue
-    renamed = parent.key != parent.kind and 'prefix' not in parent.section
     for name, prefix in predictors.items():
       key = f'{parent.key}_{name}'
       if key in runs or (name, parent.split) in taken:
         continue
-      if parent.key != parent.kind or 'prefix' in parent.section:
-        prefix = f'{parent.key if renamed else parent.evaluator.namespace}/{prefix}'
+      if parent.renamed:
+        prefix = f'{parent.key}/{prefix}'
+      elif parent.evaluator.namespace != parent.evaluator.defaults['prefix']:
+        prefix = f'{parent.evaluator.namespace}/{prefix}'
       runs[key] = _run(key, {**parent.section, 'type': 'accuracy', 'pred': name,
                              'prefix': prefix}, eval_split)
   return dict(sorted(runs.items()))
@@ -109,9 +116,9 @@ def run(runs: Sequence[Run], contexts: Mapping[str, base.EvalContext],
       for name in partly:
         part = name.split('/')[-1]
         skipped[f'{r.key}/{part}'] = reasons.get(part, 'its data is missing (see the log)')
-    values = sections.rename(r.key, r.kind, r.section,
-                             {k: v for k, v in values.items() if not k.startswith(SKIPPED)},
-                             r.evaluator.namespace)
+    values = {k: v for k, v in values.items() if not k.startswith(SKIPPED)}
+    if r.renamed:
+      values = sections.rename(r.key, values, r.evaluator.namespace)
     results_lib.merge_metrics(workdir, r.key, data_config=data_config, metrics=values)
     metrics.update(values)
   return Outcome(metrics=metrics, skipped=skipped)

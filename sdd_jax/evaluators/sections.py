@@ -84,12 +84,15 @@ def check_values(evals, predictors: Sequence[str], data_config) -> None:
                        f'got {split!r}')
 
 
-def rename(key: str, kind: str, section, metrics: Dict[str, float],
-           namespace: str) -> Dict[str, float]:
-  """The metric keys of section `key` (see the module docstring); `namespace` is the leading
-  part of the evaluator's own keys (`calibration`, or accuracy's `prefix`)."""
-  if key == kind or 'prefix' in section:
-    return dict(metrics)
+def sets_prefix(section, defaults) -> bool:
+  """Whether `section` sets accuracy's `prefix` to other than its default."""
+  return 'prefix' in section and section['prefix'] != defaults.get('prefix')
+
+
+def rename(key: str, metrics: Dict[str, float], namespace: str) -> Dict[str, float]:
+  """The metric keys of a section `key` that is not keyed by its type nor sets its `prefix`
+  (see the module docstring); `namespace` is the leading part of the evaluator's own keys
+  (`calibration`, accuracy's `prefix`; '' for odin, whose keys all keep their first part)."""
   out = {}
   for name, value in metrics.items():
     head, _, rest = name.partition('/')
