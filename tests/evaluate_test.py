@@ -228,6 +228,7 @@ def dml_run(tmp_path_factory):
   config.num_epochs, config.optim.lr_boundaries = 1, ()
   config.optim.lr = 0.001  # 4 steps that keep the networks apart (at 0.1 both predict one class)
   config.evals.corruption = {'every_epochs': 0, 'path': os.path.join(workdir, 'nowhere')}
+  config.evals.acc_train = {'type': 'accuracy', 'split': 'train', 'every_epochs': 0}
   return workdir, trainer.train_and_evaluate(config, workdir)
 
 
@@ -236,18 +237,15 @@ def _softmax(logits):
   return z / z.sum(axis=-1, keepdims=True)
 
 
-def test_dml_network_1_and_ensemble_are_evaluated_like_training(dml_run):
-  """evaluate.py reports DML's network 1 and ensemble as training does; the ensemble's top-1 is
-  the argmax of the two networks' averaged probabilities (NumPy, from each network's logits)."""
-  workdir, summary = dml_run
-  outcome = evaluation.evaluate_workdir(workdir, names=['accuracy'])
-  m = outcome.metrics
+def _network_logits(workdir, split):
+  """([logits of network 0, of network 1] float64 [n, classes], labels [n]) of the workdir's
+  checkpoint over every example of `split`, each network applied on its own."""
   config = evaluation.load_config(workdir)
   mesh = parallel.create_mesh(jax.devices()[:1])
   variables, _ = evaluation.restore_checkpoint_variables(config, workdir, mesh)
   model = models_build.create_model(config)
   ctx = evaluators.EvalContext(data_config=config.data, batch_size=24, mesh=mesh,
-                               source=data_lib.create_source(config.data, 'test'),
+                               source=data_lib.create_source(config.data, split),
                                workdir=workdir)
   logits, labels = {'net0': [], 'net1': []}, []
   for batch in ctx.batches():
@@ -256,13 +254,21 @@ def test_dml_network_1_and_ensemble_are_evaluated_like_training(dml_run):
     for net in logits:
       z = model.apply(dml.network_variables(variables, net), batch['images'], train=False)
       logits[net].append(np.asarray(z, np.float64)[keep])
-  labels = np.concatenate(labels)
-  z0, z1 = (np.concatenate(logits[net]) for net in ('net0', 'net1'))
-  ensemble = np.argmax((_softmax(z0) + _softmax(z1)) / 2, axis=-1)
+  return [np.concatenate(logits[net]) for net in ('net0', 'net1')], np.concatenate(labels)
+
+
+def test_dml_network_1_and_ensemble_are_evaluated_like_training(dml_run):
+  """evaluate.py reports DML's network 1 and ensemble as training does; the ensemble's top-1 is
+  the argmax of the two networks' averaged probabilities (NumPy, from each network's logits)."""
+  workdir, summary = dml_run
+  outcome = evaluation.evaluate_workdir(workdir, names=['accuracy'])
+  m = outcome.metrics
+  (z0, z1), labels = _network_logits(workdir, 'test')
+  mean_probs = (_softmax(z0) + _softmax(z1)) / 2
+  ensemble = np.argmax(mean_probs, axis=-1)
   assert (ensemble != np.argmax(z0, -1)).any()  # the ensemble is not network 0 here
   assert m['dml/ensemble/count'] == len(labels) == 64
   assert m['dml/ensemble/top1'] == pytest.approx(100 * np.mean(ensemble == labels))
-  mean_probs = (_softmax(z0) + _softmax(z1)) / 2
   assert m['dml/ensemble/nll'] == pytest.approx(
       -np.mean(np.log(mean_probs[np.arange(len(labels)), labels])), rel=1e-5)
   assert m['dml/net1/top1'] == pytest.approx(100 * np.mean(np.argmax(z1, -1) == labels))
@@ -288,3 +294,19 @@ def test_a_skipped_section_is_a_status_in_the_summary_not_a_metric(dml_run):
   assert not [k for record in logged + [summary] for k in record if k.startswith('skipped/')]
   with open(os.path.join(workdir, 'evals', 'report.md'), encoding='utf-8') as f:
     assert '- skipped: corruption' in f.read()
+
+
+def test_a_section_on_the_train_split_runs_in_training(dml_run):
+  """`evals.acc_train = {type: accuracy, split: train}`: train accuracy under its own key, for
+  the network and (derived) DML's network 1, counted over the train split."""
+  workdir, summary = dml_run
+  (z0, z1), labels = _network_logits(workdir, 'train')
+  assert summary['acc_train/count'] == len(labels) == 64
+  assert summary['acc_train/top1'] == pytest.approx(100 * np.mean(np.argmax(z0, -1) == labels))
+  assert summary['acc_train/dml/net1/top1'] == pytest.approx(
+      100 * np.mean(np.argmax(z1, -1) == labels))
+  assert summary['acc_train/top1'] != summary['test/top1']  # another split than the eval split
+  assert summary['acc_train/dml/net1/count'] == summary['acc_train/count']
+  assert 0 <= summary['acc_train/top1'] <= 100 and 'acc_train/test/top1' not in summary
+  with open(os.path.join(workdir, 'evals', 'acc_train', 'results.json'), encoding='utf-8') as f:
+    assert json.load(f)['metrics']['acc_train/top1'] == summary['acc_train/top1']
