@@ -1,9 +1,12 @@
 r"""Evaluates a trained workdir: `python evaluate.py --workdir DIR [--evals=a,b] [--config...]`.
 
-Reads `DIR/config.json`, restores the newest checkpoint of `DIR/checkpoints` and runs every
-registered evaluator (accuracy, calibration, corruption, fgsm, odin; `--evals` picks some) on
-the eval split. Each section starts from the evaluator's defaults, updated by the workdir's
-`config.evals` and then by overrides such as
+Reads `DIR/config.json`, restores the newest checkpoint of `DIR/checkpoints` and runs, with
+the evaluation runner training uses (sdd_jax/evaluators/runner.py), every registered evaluator
+(accuracy, calibration, corruption, fgsm, odin) and every other section of the workdir's
+`config.evals` (`evals.<key> = {type, pred, split, ...}`: sdd_jax/evaluators/sections.py);
+`--evals` picks some keys. DML's network 1 and ensemble get the accuracy evaluator beside the
+plain network (`dml/net1/...`, `dml/ensemble/...`), as in training. Each section starts from
+its evaluator's defaults, updated by the workdir's `config.evals` and then by overrides such as
 
   --config.evals.corruption.path=/data/CIFAR-100-C
   --config.evals.odin.folder_root=/data/odin --config.evals.odin.sets="('svhn','lsun')"
@@ -11,10 +14,11 @@ the eval split. Each section starts from the evaluator's defaults, updated by th
       list with `=` in it is not a tuple to ml_collections; a bare `svhn,dtd` is one string)
   --config.eval_batch_size=1000
 
-Writes `DIR/evals/<name>/results.json` (+ plots) and `DIR/evals/report.md`, prints every
-metric. Exit code: 0 all ran, 3 something was skipped (its data set is missing: the printed
-line says what to download and where to put it), 1 a user error (no workdir, config or
-checkpoint; a bad value).
+Writes `DIR/evals/<key>/results.json` (+ plots) and `DIR/evals/report.md`, prints every
+metric, then one `skipped <key>: <reason>` line per skipped section (a status, also in its
+results.json and report.md, never a metric). Exit code: 0 all ran, 3 something was skipped (its
+data set is missing: the printed line says what to download and where to put it), 1 a user
+error (no workdir, config or checkpoint; a bad value).
 """
 import logging
 import sys
@@ -35,7 +39,8 @@ if __name__ == '__main__':  # DEFINE_config_dict parses the overrides right away
   config_cli.exit_on_error(config_cli.load_overrides, sys.argv, evaluation.evals_template())
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The train.py --workdir to evaluate.')
-_EVALS = flags.DEFINE_list('evals', None, 'Evaluators to run (default: all registered).')
+_EVALS = flags.DEFINE_list('evals', None, 'Sections (config.evals keys) to run (default: every '
+                           'registered evaluator and every section of the workdir).')
 _CONFIG = config_flags.DEFINE_config_dict(
     'config', evaluation.evals_template(),
     'Overrides of config.evals.<name>.<field> and config.eval_batch_size.', lock_config=True)

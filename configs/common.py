@@ -91,8 +91,12 @@ def recipe() -> ml_collections.ConfigDict:
       warmup_epochs=0,
   ))
   config.methods = ml_collections.ConfigDict()  # name -> hyper-parameters; empty = CE only
-  # Evaluators by name; `every_epochs` sets the cadence during training (0: only at the end).
-  # FGSM, CIFAR-100-C and ODIN need their data sets: run them with evaluate.py
+  # Evaluation sections `evals.<key> = {type, pred, split, every_epochs, ...}` (big_vision
+  # style; sdd_jax/evaluators/sections.py): `type` the evaluator (default: the key), `pred` the
+  # predictor ('' = the network; DML's 'net1', 'ensemble'), `split` ('' = data.eval_split, or
+  # data.train_split), `every_epochs` the cadence during training (0: only at the end). E.g.
+  # `config.evals.acc_train = {'type': 'accuracy', 'split': 'train'}` adds train accuracy as
+  # `acc_train/top1`. FGSM, CIFAR-100-C and ODIN need their data sets: run them with evaluate.py
   # (`--config.evals.fgsm.every_epochs=0` etc. adds them to training).
   config.evals = ml_collections.ConfigDict({'accuracy': {'every_epochs': 1},
                                             'calibration': {'every_epochs': 0}})

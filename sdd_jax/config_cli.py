@@ -39,7 +39,8 @@ def _registered(section: str) -> List[str]:
   if len(parts) == 2 and parts[0] == 'methods' and parts[1] in methods_lib.METHODS:
     return [f.path.rsplit('.', 1)[1] for f in config_schema.method_fields(parts[1])]
   if len(parts) == 2 and parts[0] == 'evals' and parts[1] in evaluators_lib.EVALUATORS:
-    return list(evaluators_lib.EVALUATORS.get(parts[1]).defaults)
+    return list(evaluators_lib.EVALUATORS.get(parts[1]).defaults) + list(
+        evaluators_lib.sections.COMMON)  # + type, pred, split: every section's
   return []
 
 

@@ -89,12 +89,16 @@ def method_fields(name: str) -> List[Field]:
           for f in dataclasses.fields(cls)]
 
 
-def evaluator_fields(name: str) -> List[Field]:
-  """One Field per key of evaluator `name`'s section, typed by its default value. Tuple fields
-  also take a comma-separated string (e.g. `sets`, `corruptions`)."""
-  out = []
+def evaluator_fields(name: str, section_key: str = '') -> List[Field]:
+  """One Field per key of evaluator `name`'s section `evals.<section_key>` (default: `name`),
+  typed by its default value, and the fields every section has (`type`, `pred`, `split`:
+  evaluators/sections.py). Tuple fields also take a comma-separated string (e.g. `sets`)."""
+  section_key = section_key or name
+  out = [Field(f'evals.{section_key}.type', 'str',
+               choices=lambda: ('',) + tuple(evaluators_lib.EVALUATORS.names())),
+         Field(f'evals.{section_key}.pred', 'str'), Field(f'evals.{section_key}.split', 'str')]
   for key, default in evaluators_lib.EVALUATORS.get(name).defaults.items():
-    path = f'evals.{name}.{key}'
+    path = f'evals.{section_key}.{key}'
     if key == 'every_epochs':
       out.append(_int(path, 0, allowed='an integer >= 0 (0: only after training)'))
     elif isinstance(default, bool):
@@ -136,8 +140,8 @@ def fields(config) -> List[Field]:
   out = list(STATIC)
   for name in config.methods:
     out += method_fields(name)
-  for name in config.evals:
-    out += evaluator_fields(name)
+  for key in config.evals:
+    out += evaluator_fields(evaluators_lib.sections.section_type(key, config.evals[key]), key)
   return out
 
 

@@ -54,13 +54,13 @@ def validate(config) -> None:
     known = [f.path.split('.', 1)[1] for f in schema.STATIC if f.path.startswith(section + '.')]
     _unknown(f'.{section}', config[section].keys(), known)
   _check_sections(config.methods, 'methods', methods_lib.METHODS.names(), 'method')
-  _check_sections(config.evals, 'evals', evaluators_lib.EVALUATORS.names(), 'evaluator')
+  try:  # `config.evals.<key>`: a registered type (default: the key), known fields
+    evaluators_lib.sections.check_names(config.evals, evaluators_lib.registered_defaults())
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   for name in config.methods:
     known = [f.path.rsplit('.', 1)[1] for f in schema.method_fields(name)]
     _unknown(f'.methods.{name}', config.methods[name].keys(), known)
-  for name in config.evals:
-    _unknown(f'.evals.{name}', config.evals[name].keys(),
-             evaluators_lib.EVALUATORS.get(name).defaults)
   for field in schema.fields(config):
     if _present(config, field.path):
       schema.check(field, schema.get(config, field.path))
@@ -72,7 +72,7 @@ def validate(config) -> None:
   except ValueError as e:
     raise ConfigError(f'config.{e}') from None
   _validate_method_needs(methods, config)
-  _validate_eval_sections(config.evals)
+  _validate_eval_sections(config, methods)
   profiling.check_steps(config.get(profiling.FIELD, ()))  # within the run: in the trainer
 
 
@@ -106,15 +106,21 @@ def _validate_method_needs(methods, config) -> None:
       raise ConfigError(f'config.methods.{method.name}: {e}') from None
 
 
-def _validate_eval_sections(evals) -> None:
+def _validate_eval_sections(config, methods) -> None:
   """What each evaluator asks of its own section (`Evaluator.check_section`: OOD set names,
-  corruption names, ranges that the type schema cannot express)."""
-  for name in evals:
-    evaluator = evaluators_lib.EVALUATORS.get(name)
-    try:
-      evaluator.check_section({**evaluator.defaults, **evals[name]})
-    except ValueError as e:
-      raise ConfigError(str(e)) from None
+  corruption names, ranges that the type schema cannot express), and each section's `pred`
+  and `split` (`evaluators/sections.py`)."""
+  evals = config.evals
+  try:
+    for key in evals:
+      evaluator = evaluators_lib.EVALUATORS.get(evaluators_lib.sections.section_type(key,
+                                                                                    evals[key]))
+      evaluator.check_section({**evaluator.defaults, **evals[key]})
+    evaluators_lib.sections.check_values(
+        evals, [evaluators_lib.sections.predictor_name(p)
+                for p in methods_lib.eval_logits(methods)], config.data)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _validate_model(model) -> None:

@@ -1,16 +1,18 @@
 """Evaluating a finished (or still training) workdir: what `evaluate.py` runs.
 
 1. read `<workdir>/config.json` (written by the trainer), lists back to tuples;
-2. set `config.evals` to every registered evaluator's defaults, updated by the workdir's own
-   sections, then by the command-line overrides; validate;
-3. rebuild the model (`trainer.create_model`) and restore the newest checkpoint's network
-   variables, replicated over the mesh (any device count);
-4. run the chosen evaluators on the eval split (a missing data set is skipped with its
-   one-line reason), record every metric in `<workdir>/evals/<name>/results.json`, and write
+2. set `config.evals` to every registered evaluator's section and every section the workdir
+   has (`evals.<key>`, typed: `evaluators/sections.py`), each from its evaluator's defaults,
+   updated by the workdir's own values, then by the command-line overrides; validate;
+3. rebuild the model (`models/build.py`) and restore the newest checkpoint's variables,
+   replicated over the mesh (any device count);
+4. run the chosen sections with the one evaluation runner training uses
+   (`evaluators/runner.py`: one prediction pass per predictor and split, DML's network 1 and
+   ensemble beside the plain network; a missing data set is skipped with its one-line reason),
+   record every metric in `<workdir>/evals/<key>/results.json`, and write
    `<workdir>/evals/report.md`.
 """
 import dataclasses
-import functools
 import logging
 from typing import Any, Dict, Optional, Sequence
 
@@ -22,12 +24,12 @@ from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
-from sdd_jax import step as step_lib
-from sdd_jax import trainer
 from sdd_jax import workdir as workdir_lib
 from sdd_jax import workdir_path
 from sdd_jax.evaluators import report as report_lib
-from sdd_jax.evaluators import results as results_lib
+from sdd_jax.evaluators import runner as runner_lib
+from sdd_jax.evaluators import sections as sections_lib
+from sdd_jax.models import build as models_build
 from sdd_jax.errors import UserError
 
 
@@ -38,7 +40,7 @@ class EvaluationError(UserError):
 @dataclasses.dataclass
 class Outcome:
   metrics: Dict[str, float]  # every key the evaluators returned
-  skipped: Dict[str, str]  # evaluator (or evaluator/set) -> one-line reason
+  skipped: Dict[str, str]  # section key (or key/set) -> one-line reason
   step: int  # the checkpoint's step
   report: str  # path of report.md
 
@@ -76,18 +78,22 @@ def evals_template() -> ml_collections.ConfigDict:
 def merge_evals(config: ml_collections.ConfigDict, overrides: Optional[Dict[str, Any]] = None,
                 names: Optional[Sequence[str]] = None) -> ml_collections.ConfigDict:
   """`config` with `evals` = defaults <- the workdir's sections <- `overrides` for `names`
-  (default: every registered evaluator). `overrides`: {'evals.odin.sets': (...), ...} and/or
+  (default: every registered evaluator and every section of the workdir). A name is a
+  section key: a registered evaluator's name or a key of the workdir's `config.evals`; its
+  defaults are those of its `type`. `overrides`: {'evals.odin.sets': (...), ...} and/or
   {'eval_batch_size': 100}."""
   overrides = dict(overrides or {})
-  names = list(names or evaluators_lib.EVALUATORS.names())
-  for name in names:
-    if name not in evaluators_lib.EVALUATORS:
-      raise EvaluationError(f'--evals: unknown evaluator {name!r}; known: '
-                            f'{", ".join(evaluators_lib.EVALUATORS.names())}')
   saved = config.evals.to_dict() if 'evals' in config else {}
+  registered = evaluators_lib.EVALUATORS.names()
+  known = list(registered) + sorted(set(saved) - set(registered))
+  names = list(names or known)
+  for name in names:
+    if name not in known:
+      raise EvaluationError(f'--evals: unknown evaluator {name!r}; known: {", ".join(known)}')
   evals = {}
   for name in names:
-    section = dict(evaluators_lib.EVALUATORS.get(name).defaults)
+    kind = sections_lib.section_type(name, saved.get(name, {}))
+    section = dict(evaluators_lib.EVALUATORS.get(kind).defaults) if kind in registered else {}
     section.update(saved.get(name, {}))
     evals[name] = section
   for key, value in overrides.items():
@@ -108,14 +114,13 @@ def merge_evals(config: ml_collections.ConfigDict, overrides: Optional[Dict[str,
   return config
 
 
-def restore_variables(config, workdir: str, mesh):
-  """-> (variables of the plain network, step) from the newest readable checkpoint,
-  replicated over `mesh`.
+def restore_checkpoint_variables(config, workdir: str, mesh):
+  """-> (the variables of the newest readable checkpoint, the whole tree (DML's two networks,
+  BYOT's auxiliary heads), step), replicated over `mesh`.
 
   The checkpoint is restored as saved (no target tree), so evaluation needs neither the
   optimizer nor the methods' own state (PS-KD's table, sized by the training set) and works on
-  any number of devices; the methods then pick the plain network's variables
-  (`methods.inference_variables`, e.g. without BYOT's auxiliary heads).
+  any number of devices.
   """
   directory = workdir_path.path(workdir) / 'checkpoints'
   if not directory.is_dir() or not any(directory.iterdir()):
@@ -129,7 +134,13 @@ def restore_variables(config, workdir: str, mesh):
   if restored is None:
     raise EvaluationError(f'no checkpoint in {directory}; train first')
   variables = {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}
-  variables = parallel.replicate(variables, mesh)
+  return parallel.replicate(variables, mesh), step
+
+
+def restore_variables(config, workdir: str, mesh):
+  """-> (variables of the plain network, step): `restore_checkpoint_variables` through the
+  methods' `inference_variables` (e.g. without BYOT's auxiliary heads, DML's network 0)."""
+  variables, step = restore_checkpoint_variables(config, workdir, mesh)
   methods = methods_lib.create_methods(config.methods)
   return methods_lib.inference_variables(methods, variables), step
 
@@ -142,43 +153,21 @@ def _data_name(data_config) -> str:
 
 def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
                      names: Optional[Sequence[str]] = None) -> Outcome:
-  """Runs the evaluators `names` (default: all) on the newest checkpoint of `workdir`."""
+  """Runs the sections `names` (default: all) on the newest checkpoint of `workdir`."""
   config = merge_evals(load_config(workdir), overrides, names)
   config_validation.validate(config)
   mesh = parallel.create_mesh()  # any device count: eval batches are padded to split over it
   eval_source = data_lib.create_source(config.data, config.data.eval_split)
-  model = trainer.create_model(config)
-  variables, step = restore_variables(config, workdir, mesh)
+  model = models_build.create_model(config)
+  variables, step = restore_checkpoint_variables(config, workdir, mesh)
   logging.info('evaluating %s at step %d', workdir, step)
-
-  evaluators = evaluators_lib.create_evaluators(config.evals)
-  logits_fn = step_lib.make_logits_fn(model, mesh)
-  input_grad_fn = step_lib.make_input_grad_fn(model, mesh)
-  ctx = evaluators_lib.EvalContext(data_config=config.data, batch_size=config.eval_batch_size,
-                                   mesh=mesh, source=eval_source, workdir=workdir)
-  predict = evaluators_lib.Predictors(
-      logits_fn=functools.partial(logits_fn, variables),
-      input_grad_fn=functools.partial(input_grad_fn, variables))
-  metrics, skipped = {}, {}
-  for name, evaluator in evaluators.items():
-    try:
-      values = evaluator(ctx, predict)
-    except evaluators_lib.Skipped as e:
-      skipped[name] = str(e)
-      results_lib.merge_metrics(workdir, name, data_config=config.data, metrics={},
-                                skipped=str(e))
-      continue
-    metrics.update(values)
-    results_lib.merge_metrics(workdir, name, data_config=config.data, metrics=values)
-    partly = [key[len('skipped/'):] for key in values if key.startswith('skipped/')]
-    if partly:  # e.g. skipped/odin/isun: one OOD set's data is missing, the others ran
-      record = results_lib.read_results(workdir, name) or {}
-      reasons = (record.get('details') or {}).get('skipped_sets') or {}
-      for key in partly:
-        skipped[key] = reasons.get(key.split('/')[-1], 'its data is missing (see the log)')
+  runner = runner_lib.Runner(config, model, mesh, workdir,
+                             methods_lib.create_methods(config.methods),
+                             sources={config.data.eval_split: eval_source})
+  outcome = runner(variables)
   header = {'checkpoint step': step, 'model': config.model.name,
             'data': f'{_data_name(config.data)} split {config.data.eval_split!r} '
                     f'({len(eval_source)} examples)',
-            'evaluators': ', '.join(evaluators)}
+            'evaluators': ', '.join(runner.runs)}
   path = report_lib.write_report(workdir, header)
-  return Outcome(metrics=metrics, skipped=skipped, step=step, report=path)
+  return Outcome(metrics=outcome.metrics, skipped=outcome.skipped, step=step, report=path)

@@ -91,17 +91,19 @@ def make_logits_fn(model, mesh, apply_fn: Optional[Callable] = None):
                  out_shardings=data)
 
 
-def make_input_grad_fn(model, mesh):
+def make_input_grad_fn(model, mesh, apply_fn: Optional[Callable] = None):
   """Returns jitted `input_grad_fn(variables, images, labels, temperature)`: the gradient with
   respect to `images` of sum_i CE(logits_i / temperature, labels_i), evaluation mode, float32
   (the sum, not the mean, so that tiny ODIN gradients do not underflow; docs/evaluation.md §0.5).
-  `temperature` is a Python number, a compile-time constant (no host-to-device copy)."""
+  `temperature` is a Python number, a compile-time constant (no host-to-device copy).
+  `apply_fn` as in `make_logits_fn`."""
   data = parallel.data_sharding(mesh)
+  apply_fn = apply_fn or plain_logits
 
   def input_grad_fn(variables, images, labels, temperature):
     def total(x):
       with jax.default_matmul_precision('float32'):  # no TF32 in eval (docs/evaluation.md §0.2)
-        logits = model.apply(variables, x, train=False).astype(jnp.float32)
+        logits = apply_fn(model, variables, x).astype(jnp.float32)
       return jnp.sum(losses.cross_entropy(logits / temperature, labels))
     return jax.grad(total)(images.astype(jnp.float32))
 

@@ -22,12 +22,11 @@ from sdd_jax import checkpoint as checkpoint_lib
 from sdd_jax import config_validation
 from sdd_jax import data as data_lib
 from sdd_jax import diagnostics
-from sdd_jax import evaluators as evaluators_lib
 from sdd_jax.evaluators import report as eval_report
-from sdd_jax.evaluators import results as eval_results
+from sdd_jax.evaluators import runner as eval_runner
 from sdd_jax import methods as methods_lib
 from sdd_jax import metric_writers
-from sdd_jax import models as models_lib
+from sdd_jax.models import build as models_build
 from sdd_jax import optim
 from sdd_jax import parallel
 from sdd_jax import preemption
@@ -44,58 +43,28 @@ NonFiniteLossError = train_log.NonFiniteLossError
 WorkdirError = workdir_lib.WorkdirError
 
 
-def create_model(config: ml_collections.ConfigDict):
-  return models_lib.get_model(config.model.name, num_classes=config.data.num_classes,
-                              head_hidden=tuple(config.model.head_hidden),
-                              dtype=jnp.dtype(config.model.dtype), **config.model.kwargs)
+create_model = models_build.create_model  # where it lives: sdd_jax/models/build.py
 
 
 def make_evaluate(config, model, mesh, eval_source, workdir: str, methods=()):
-  """Returns `evaluate(state, epoch) -> metrics`: runs the evaluators of `config.evals` whose
-  cadence includes `epoch` (all of them when `epoch` is None, i.e. after training). An
-  evaluator whose data is missing is skipped with one logged line. The evaluators see the
-  plain network (`methods.inference_variables`); the methods' extra predictors
-  (`methods.eval_logits`, e.g. DML's second network) get the `accuracy` evaluator, at its
-  cadence, with their own metric prefix."""
-  evaluators = evaluators_lib.create_evaluators(config.evals)
-  logits_fn = step_lib.make_logits_fn(model, mesh)
-  extra_logits_fns = {prefix: step_lib.make_logits_fn(model, mesh, fn)
-                      for prefix, fn in methods_lib.eval_logits(methods).items()}
-  input_grad_fn = step_lib.make_input_grad_fn(model, mesh)
-  ctx = evaluators_lib.EvalContext(data_config=config.data, batch_size=config.eval_batch_size,
-                                   mesh=mesh, source=eval_source, workdir=workdir)
-
-  def due(evaluator, epoch) -> bool:
-    return epoch is None or bool(evaluator.every_epochs and epoch % evaluator.every_epochs == 0)
+  """Returns `evaluate(state, epoch) -> metrics`: the one evaluation runner
+  (`evaluators/runner.py`) over the sections of `config.evals` due at `epoch` (all of them when
+  `epoch` is None, i.e. after training), DML's extra predictors included. A section whose data
+  is missing is skipped with one logged line; `evaluate.skipped` holds the last final
+  evaluation's {key: reason} (a status for the summary, not a metric)."""
+  runner = eval_runner.Runner(config, model, mesh, workdir, methods,
+                              sources={config.data.eval_split: eval_source})
+  skipped: Dict[str, str] = {}
 
   def evaluate(state, epoch=None) -> Dict[str, float]:
-    variables = methods_lib.inference_variables(methods, state.variables)
-    predict = evaluators_lib.Predictors(
-        logits_fn=functools.partial(logits_fn, variables),
-        input_grad_fn=functools.partial(input_grad_fn, variables))
-    results = {}
-    accuracy = evaluators.get('accuracy')
-    for prefix, fn in extra_logits_fns.items():
-      if accuracy is not None and due(accuracy, epoch):
-        extra = type(accuracy)({**accuracy.section, 'prefix': prefix})
-        results.update(extra(ctx, evaluators_lib.Predictors(
-            logits_fn=functools.partial(fn, state.variables))))
-    for name, evaluator in evaluators.items():
-      if not due(evaluator, epoch):
-        continue
-      try:
-        values = evaluator(ctx, predict)
-        results.update(values)
-        eval_results.merge_metrics(workdir, name, data_config=config.data, metrics=values)
-      except evaluators_lib.Skipped as e:
-        logging.warning('evaluator %s skipped: %s', name, e)
-        results[f'skipped/{name}'] = 1.0
-        eval_results.merge_metrics(workdir, name, data_config=config.data, metrics={},
-                                   skipped=str(e))
+    outcome = runner(state.variables, epoch)
     if epoch is None:
+      skipped.clear()
+      skipped.update(outcome.skipped)
       eval_report.write_report(workdir, {'checkpoint step': int(jax.device_get(state.step))})
-    return results
+    return outcome.metrics
 
+  evaluate.skipped = skipped
   return evaluate
 
 
@@ -227,6 +196,8 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   summary = {**last_test, **pending.summary(config.batch_size),
              'steps': total_steps, 'epochs': config.num_epochs,
              'wall_seconds': time.time() - start_time}
+  if evaluate.skipped:  # a status, not a metric: {section key: one-line reason}
+    summary['skipped'] = dict(evaluate.skipped)
   if is_main:
     train_log.write_summary(summary_path, summary)
   return summary

@@ -286,6 +286,13 @@ EVAL_SECTIONS = [
     ('corruption', {'corruptions': ()}, r'config.evals.corruption.corruptions: unknown \(empty\)'),
     ('corruption', {'dataset': 'imagenet_c'}, r'config.evals.corruption.dataset: must be one of'),
     ('fgsm', {'paper_epsilons': (-0.1,)}, r'config.evals.fgsm: ε must be >= 0, got -0.1 \(paper\)'),
+    # A section's type, predictor and split (evaluators/sections.py).
+    ('acc2', {'type': 'acuracy'}, r"config.evals.acc2.type: must be one of \[.*\] \(the evaluator "
+                                  r"to run\), got 'acuracy'; did you mean accuracy\?"),
+    ('accuracy', {'pred': 'net1'}, r"config.evals.accuracy.pred: must be '' \(the network\) \(the "
+                                   r"configured methods add no other predictor\), got 'net1'"),
+    ('calibration', {'split': 'val'}, r"config.evals.calibration.split: must be '' \(the eval "
+                                      r"split\), 'train' \(data.train_split\) or 'test'"),
 ]
 
 

@@ -14,14 +14,18 @@ import pytest
 from PIL import Image
 
 from configs import cifar100_resnet18_ce
+from configs import cifar100_resnet18_dml
 from configs import common
 from sdd_jax import data as data_lib
 from sdd_jax import errors
 from sdd_jax import evaluation
+from sdd_jax import evaluators
 from sdd_jax import metrics
 from sdd_jax import parallel
 from sdd_jax import step
 from sdd_jax import trainer
+from sdd_jax.methods import dml
+from sdd_jax.models import build as models_build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Subprocesses on one CPU device: compiling for 8 simulated ones costs more than it shows.
@@ -214,3 +218,95 @@ def test_an_unreadable_config_json_is_one_line(tmp_path):
     with pytest.raises(errors.UserError,
                        match=r'config.json cannot be read \(\w+\); it is written by train.py'):
       evaluation.evaluate_workdir(str(workdir))
+
+
+@pytest.fixture(scope='module')
+def dml_run(tmp_path_factory):
+  """A finished tiny DML run (one epoch, in-process) whose corruption section has no data."""
+  workdir = str(tmp_path_factory.mktemp('dml') / 'run')
+  config = cifar100_resnet18_dml.get_config('smoke')
+  config.num_epochs, config.optim.lr_boundaries = 1, ()
+  config.optim.lr = 0.001  # 4 steps that keep the networks apart (at 0.1 both predict one class)
+  config.evals.corruption = {'every_epochs': 0, 'path': os.path.join(workdir, 'nowhere')}
+  config.evals.acc_train = {'type': 'accuracy', 'split': 'train', 'every_epochs': 0}
+  return workdir, trainer.train_and_evaluate(config, workdir)
+
+
+def _softmax(logits):
+  z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  return z / z.sum(axis=-1, keepdims=True)
+
+
+def _network_logits(workdir, split):
+  """([logits of network 0, of network 1] float64 [n, classes], labels [n]) of the workdir's
+  checkpoint over every example of `split`, each network applied on its own."""
+  config = evaluation.load_config(workdir)
+  mesh = parallel.create_mesh(jax.devices()[:1])
+  variables, _ = evaluation.restore_checkpoint_variables(config, workdir, mesh)
+  model = models_build.create_model(config)
+  ctx = evaluators.EvalContext(data_config=config.data, batch_size=24, mesh=mesh,
+                               source=data_lib.create_source(config.data, split),
+                               workdir=workdir)
+  logits, labels = {'net0': [], 'net1': []}, []
+  for batch in ctx.batches():
+    keep = np.asarray(batch['mask'], bool)
+    labels.append(np.asarray(batch['labels'])[keep])
+    for net in logits:
+      z = model.apply(dml.network_variables(variables, net), batch['images'], train=False)
+      logits[net].append(np.asarray(z, np.float64)[keep])
+  return [np.concatenate(logits[net]) for net in ('net0', 'net1')], np.concatenate(labels)
+
+
+def test_dml_network_1_and_ensemble_are_evaluated_like_training(dml_run):
+  """evaluate.py reports DML's network 1 and ensemble as training does; the ensemble's top-1 is
+  the argmax of the two networks' averaged probabilities (NumPy, from each network's logits)."""
+  workdir, summary = dml_run
+  outcome = evaluation.evaluate_workdir(workdir, names=['accuracy'])
+  m = outcome.metrics
+  (z0, z1), labels = _network_logits(workdir, 'test')
+  mean_probs = (_softmax(z0) + _softmax(z1)) / 2
+  ensemble = np.argmax(mean_probs, axis=-1)
+  assert (ensemble != np.argmax(z0, -1)).any()  # the ensemble is not network 0 here
+  assert m['dml/ensemble/count'] == len(labels) == 64
+  assert m['dml/ensemble/top1'] == pytest.approx(100 * np.mean(ensemble == labels))
+  assert m['dml/ensemble/nll'] == pytest.approx(
+      -np.mean(np.log(mean_probs[np.arange(len(labels)), labels])), rel=1e-5)
+  assert m['dml/net1/top1'] == pytest.approx(100 * np.mean(np.argmax(z1, -1) == labels))
+  assert m['test/top1'] == pytest.approx(100 * np.mean(np.argmax(z0, -1) == labels))
+  for key in ('dml/net1/top1', 'dml/net1/nll', 'dml/ensemble/top1', 'dml/ensemble/ece'):
+    assert m[key] == pytest.approx(summary[key], rel=1e-5), key  # as training reported it
+  for key in ('accuracy_net1', 'accuracy_ensemble'):
+    with open(os.path.join(workdir, 'evals', key, 'results.json'), encoding='utf-8') as f:
+      assert json.load(f)['metrics'][f'dml/{key.split("_")[1]}/top1'] == m[
+          f'dml/{key.split("_")[1]}/top1']
+  assert 'evaluators: accuracy, accuracy_ensemble, accuracy_net1' in open(
+      outcome.report, encoding='utf-8').read()
+
+
+def test_a_skipped_section_is_a_status_in_the_summary_not_a_metric(dml_run):
+  workdir, summary = dml_run
+  assert 'nowhere' in summary['skipped']['corruption']
+  with open(os.path.join(workdir, 'summary.json'), encoding='utf-8') as f:
+    assert json.load(f)['skipped'] == summary['skipped']
+  logged = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'),
+                                               encoding='utf-8')]
+  assert any('dml/net1/top1' in record for record in logged)
+  assert not [k for record in logged + [summary] for k in record if k.startswith('skipped/')]
+  with open(os.path.join(workdir, 'evals', 'report.md'), encoding='utf-8') as f:
+    assert '- skipped: corruption' in f.read()
+
+
+def test_a_section_on_the_train_split_runs_in_training(dml_run):
+  """`evals.acc_train = {type: accuracy, split: train}`: train accuracy under its own key, for
+  the network and (derived) DML's network 1, counted over the train split."""
+  workdir, summary = dml_run
+  (z0, z1), labels = _network_logits(workdir, 'train')
+  assert summary['acc_train/count'] == len(labels) == 64
+  assert summary['acc_train/top1'] == pytest.approx(100 * np.mean(np.argmax(z0, -1) == labels))
+  assert summary['acc_train/dml/net1/top1'] == pytest.approx(
+      100 * np.mean(np.argmax(z1, -1) == labels))
+  assert summary['acc_train/top1'] != summary['test/top1']  # another split than the eval split
+  assert summary['acc_train/dml/net1/count'] == summary['acc_train/count']
+  assert 0 <= summary['acc_train/top1'] <= 100 and 'acc_train/test/top1' not in summary
+  with open(os.path.join(workdir, 'evals', 'acc_train', 'results.json'), encoding='utf-8') as f:
+    assert json.load(f)['metrics']['acc_train/top1'] == summary['acc_train/top1']

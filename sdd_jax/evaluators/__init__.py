@@ -1,10 +1,12 @@
-"""Registered evaluators, chosen by name from `config.evals`."""
+"""Registered evaluators, chosen by `type` (default: the section key) from `config.evals`
+(`sections.py`); `runner.py` runs them."""
 from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base
 from sdd_jax.evaluators import calibration
 from sdd_jax.evaluators import corruption
 from sdd_jax.evaluators import fgsm
 from sdd_jax.evaluators import odin
+from sdd_jax.evaluators import sections
 from sdd_jax.registry import Registry
 
 EVALUATORS = Registry('evaluator')
@@ -18,5 +20,13 @@ Skipped = base.Skipped
 
 
 def create_evaluators(evals_config) -> dict:
-  """{'accuracy': {...}, ...} -> {name: evaluator}, in name order."""
-  return {name: EVALUATORS.get(name)(evals_config[name]) for name in sorted(evals_config or {})}
+  """{'accuracy': {...}, 'acc_train': {'type': 'accuracy', ...}} -> {key: evaluator}, in key
+  order; each section builds the evaluator its `type` (default: its key) names."""
+  return {key: EVALUATORS.get(sections.section_type(key, evals_config[key]))(evals_config[key],
+                                                                            key=key)
+          for key in sorted(evals_config or {})}
+
+
+def registered_defaults() -> dict:
+  """{evaluator name: its section defaults}, for every registered evaluator."""
+  return {name: dict(EVALUATORS.get(name).defaults) for name in EVALUATORS.names()}

@@ -6,6 +6,8 @@ Keys: `test/top1`, `test/top5`, `test/nll`, `test/ece` (percent), `test/count`, 
 `test/nonfinite`: how many examples had a NaN or ±inf logit. Those count as wrong, with NLL
 +inf (so `test/nll` is inf, written as null) and confidence 1.0 (`metrics.py`).
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +35,16 @@ def batch_sums(logits, labels, mask):
 
 
 def accumulate_sums(ctx, predict, source=None):
-  """Sums of `batch_sums` over every batch of `source`, float64 on the host."""
+  """Sums of `batch_sums` over every batch of `source`, float64 on the host.
+
+  Over the context's own split (`source` None), one pass per predictor is shared through
+  `ctx.cache` by every evaluator of one evaluation (accuracy, calibration, corruption's clean
+  accuracy); the result is then shared: do not modify it."""
+  if source is None and ctx.cache is not None:
+    key = ('accumulate_sums', predict.logits_fn)
+    if key not in ctx.cache:
+      ctx.cache[key] = accumulate_sums(dataclasses.replace(ctx, cache=None), predict)
+    return ctx.cache[key]
   total = None
   for batch in ctx.batches(source):
     sums = batch_sums(predict.logits_fn(batch['images']), batch['labels'], batch['mask'])
@@ -45,6 +56,10 @@ def accumulate_sums(ctx, predict, source=None):
 class Accuracy(base.Evaluator):
   name = 'accuracy'
   defaults = {'every_epochs': 1, 'prefix': 'test'}
+
+  @property
+  def namespace(self) -> str:
+    return self.section['prefix']
 
   def __call__(self, ctx, predict):
     total = accumulate_sums(ctx, predict)

@@ -1,10 +1,11 @@
 """The evaluator contract.
 
-An evaluator is built by name from its config section (`config.evals.<name>`) and called with
-an `EvalContext` (padded + masked global eval batches of any source) and named predict
-functions (`Predictors`), never the parameter tree. Counts reduce to sums on the device;
-metrics that need every score are gathered to the host and use `metrics.py`. Artefacts go to
-`<workdir>/evals/<name>/`. Every section has `every_epochs` (0: only after training).
+An evaluator is built by name from its config section (`config.evals.<key>`, of `type` name:
+`sections.py`) and called with an `EvalContext` (padded + masked global eval batches of any
+source) and named predict functions (`Predictors`), never the parameter tree. Counts reduce to
+sums on the device; metrics that need every score are gathered to the host and use
+`metrics.py`. Artefacts go to `<workdir>/evals/<key>/`. Every section has `every_epochs` (0:
+only after training). `runner.py` runs the sections, for training and for evaluate.py.
 """
 import dataclasses
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -43,13 +44,16 @@ class EvalContext:
     batch_size: the global eval batch size.
     mesh: the device mesh; batches come sharded over 'data'.
     source: the in-distribution evaluation split.
-    workdir: the run's workdir (artefacts go to `<workdir>/evals/<name>/`).
+    workdir: the run's workdir (artefacts go to `<workdir>/evals/<key>/`).
+    cache: results shared by the evaluators of one evaluation of one split (e.g. the plain
+      prediction pass, `accuracy.accumulate_sums`), keyed by what computed them; None: none.
   """
   data_config: Any
   batch_size: int
   mesh: Any
   source: Any
   workdir: str
+  cache: Optional[Dict[Any, Any]] = dataclasses.field(default=None, compare=False)
 
   def batches(self, source=None) -> Iterator[Dict[str, jax.Array]]:
     """Global padded batches (`images`, `labels`, `index`, `mask`) covering `source` (default:
@@ -74,12 +78,19 @@ class EvalContext:
 
 
 class Evaluator:
-  """Base class: `__call__(ctx, predict) -> {'<section>/<name>': float}`."""
+  """Base class: `__call__(ctx, predict) -> {'<section>/<name>': float}`. `key`: the config
+  section's key, where its artefacts go (default: the evaluator's name)."""
   name = ''
   defaults: Dict[str, Any] = {'every_epochs': 0}
 
-  def __init__(self, section=None):
+  def __init__(self, section=None, key: str = ''):
     self.section = {**self.defaults, **dict(section or {})}
+    self.key = key or self.name
+
+  @property
+  def namespace(self) -> str:
+    """The leading part of the metric keys this evaluator returns."""
+    return self.name
 
   @classmethod
   def check_section(cls, section: Dict[str, Any]) -> None:

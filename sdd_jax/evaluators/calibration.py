@@ -40,13 +40,13 @@ class Calibration(base.Evaluator):
            'calibration/nll': float(total['nll']) / count,
            'calibration/count': count,
            'calibration/nonfinite': float(total['nonfinite'])}
-    directory = ctx.artefact_dir(self.name)
+    directory = ctx.artefact_dir(self.key)
     if jax.process_index() == 0:
       plotting.reliability_diagram(table, ece, int(round(count)), directory / PLOT)
     rows = [(f'({row["lower"]:.1f}, {row["upper"]:.1f}]', row['count'], 100 * row['acc'],
              100 * row['conf'], 100 * (row['conf'] - row['acc'])) for row in table]
     results_lib.write_results(
-        ctx.workdir, self.name, data_config=ctx.data_config, metrics=out, label=LABEL,
+        ctx.workdir, self.key, data_config=ctx.data_config, metrics=out, label=LABEL,
         details={'num_bins': 10, 'n': int(round(count)), 'ece': ece, 'bins': table},
         tables=[results_lib.table('Non-empty bins', ('bin', 'count', 'accuracy %',
                                                      'confidence %', 'gap (conf - acc) %'),

@@ -114,7 +114,7 @@ class Corruption(base.Evaluator):
     rows.append(('mean (benchmark: mCA-15)', '', *summary['per_severity'], summary['mca15']))
     rows.append(('mean (all: mCA-19)', '', *summary['per_severity_all'], summary['mca19']))
     results_lib.write_results(
-        ctx.workdir, self.name, data_config=ctx.data_config, metrics=out,
+        ctx.workdir, self.key, data_config=ctx.data_config, metrics=out,
         label=f'{LABEL} Data: {where}; n = {min(counts)} images per severity.',
         details={'dataset': self.section['dataset'], 'source': where,
                  'n_per_severity': sorted(counts), 'clean_top1': clean,

@@ -195,7 +195,7 @@ class Fgsm(base.Evaluator):
     label = ('One-step L∞ FGSM, eval mode, gradient of the summed CE; accuracy against the true '
              'labels. ' + '; '.join(f'`{v}`: {DESCRIPTIONS[v]}' for v in VARIANTS) + '.')
     results_lib.write_results(
-        ctx.workdir, self.name, data_config=ctx.data_config, metrics=out, label=label,
+        ctx.workdir, self.key, data_config=ctx.data_config, metrics=out, label=label,
         details={'attacks': details, 'clean_top1': out['fgsm/clean'], 'n': int(count),
                  'clean_nonfinite': totals['nonfinite/clean']},
         tables=[results_lib.table(

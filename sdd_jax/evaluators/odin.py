@@ -126,6 +126,7 @@ class Odin(base.Evaluator):
   defaults = {'every_epochs': 0, 'sets': ('svhn', 'dtd', 'lsun', 'lsun_resize', 'isun'),
               'folder_root': '', 'data_dir': '', 'temperature': 1000.0, 'epsilon': 0.0014,
               'holdout': 1000, 'max_examples': 10000}
+  namespace = ''  # keys `odin/...` and `msp/...`: a section keyed otherwise prefixes both
 
   @classmethod
   def check_section(cls, section):
@@ -202,7 +203,7 @@ class Odin(base.Evaluator):
     if skipped:
       tables.append(results_lib.table('Skipped sets', ('set', 'reason'), list(skipped.items())))
     results_lib.write_results(
-        ctx.workdir, self.name, data_config=ctx.data_config, metrics=out, label=LABEL,
+        ctx.workdir, self.key, data_config=ctx.data_config, metrics=out, label=LABEL,
         details={'temperature': temperature, 'epsilon': epsilon, 'holdout': holdout,
                  'max_examples': max_examples, 'sets': details, 'skipped_sets': skipped},
         tables=tables)
