@@ -8,7 +8,7 @@ import os
 import pytest
 
 from sdd_jax import report
-from sdd_jax import report_probe
+from sdd_jax.report import probe as report_probe
 
 SDD = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2, position=4)
 # Probe values (fraction, mean |r|, r1) at steps 1, 5, 10 of each Cross-Entropy seed.

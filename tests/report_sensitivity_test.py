@@ -1,4 +1,4 @@
-"""sdd_jax.report_sensitivity: the D x weight tables and figure over fake workdirs with
+"""sdd_jax.report.sensitivity: the D x weight tables and figure over fake workdirs with
 hand-worked numbers."""
 import json
 import os
@@ -6,8 +6,8 @@ import os
 import pytest
 
 from sdd_jax import report
-from sdd_jax import report_runs
-from sdd_jax import report_sensitivity
+from sdd_jax.report import runs as report_runs
+from sdd_jax.report import sensitivity as report_sensitivity
 
 SDD = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2, position=4)
 DATA = {'source': 'npz', 'path': 'cifar10_5k', 'name': 'cifar10'}

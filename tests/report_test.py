@@ -5,7 +5,7 @@ import os
 import pytest
 
 from sdd_jax import report
-from sdd_jax import report_tables
+from sdd_jax.report import tables as report_tables
 
 SDD = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2, position=4)
 

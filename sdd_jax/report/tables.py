@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from sdd_jax.report_runs import (BASE, BASELINE_METHODS, PLUS_SDD, Group, at_reference, label,
+from sdd_jax.report.runs import (BASE, BASELINE_METHODS, PLUS_SDD, Group, at_reference, label,
                                  order_key)
 
 DASH = '–'

@@ -10,10 +10,10 @@ against the step (the first seed of each group).
 from typing import Dict, List, Sequence, Tuple
 
 from sdd_jax import plotting
-from sdd_jax import report_files
-from sdd_jax import report_runs
+from sdd_jax.report import files as report_files
+from sdd_jax.report import runs as report_runs
 from sdd_jax import workdir_path
-from sdd_jax.report_tables import Cell, markdown
+from sdd_jax.report.tables import Cell, markdown
 
 TABLE8 = (('P(Assumption 1)', 'probe/assumption1_fraction'), ('mean |r|', 'probe/mean_abs_r'),
           ('r1', 'probe/r1'))

@@ -26,8 +26,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sdd_jax import workdir_path
-from sdd_jax.report_runs import PLUS_SDD, SDD, Group, Run, at_reference, label
-from sdd_jax.report_tables import Cell, embolden, markdown
+from sdd_jax.report.runs import PLUS_SDD, SDD, Group, Run, at_reference, label
+from sdd_jax.report.tables import Cell, embolden, markdown
 
 BOTTLENECK_MODELS = ('resnet50', 'resnet101', 'resnet152')
 CE = 'CE'

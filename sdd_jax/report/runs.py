@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from sdd_jax import report_files
+from sdd_jax.report import files as report_files
 from sdd_jax import workdir_path
 
 # Paper Table 1 order, then the others alphabetically.

@@ -1,0 +1,40 @@
+"""`python -m sdd_jax.report DIR... [--out report.md]` (the package docstring says what it
+writes)."""
+import argparse
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from sdd_jax import workdir_path
+from sdd_jax.report.render import render
+from sdd_jax.report.runs import load_runs
+
+DESCRIPTION = 'Paper-style tables over many runs.'
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m sdd_jax.report',
+                                   description=DESCRIPTION)
+  parser.add_argument('dirs', nargs='+', help='workdirs, or folders with workdirs below them')
+  parser.add_argument('--out', default='report.md', help='the markdown file to write')
+  args = parser.parse_args(argv)
+  problems: List[str] = []
+  runs = load_runs(args.dirs, problems)
+  for problem in problems:
+    print(problem, file=sys.stderr)
+  if not runs:
+    skipped = sum(p.startswith('skipped run ') for p in problems)
+    print(f'error: no {"readable run" if skipped else "workdir (a folder with config.json)"} '
+          f'in {", ".join(args.dirs)}' + (f' ({skipped} unreadable, named above)' if skipped
+                                          else ''), file=sys.stderr)
+    return 1
+  out = workdir_path.path(args.out)  # a local file or a gs:// object
+  out_dir = os.fspath(out.parent)
+  text = render(runs, out_dir)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  workdir_path.write_text(out, text)
+  left_out = sum(p.startswith('skipped run ') for p in problems)
+  print(f'{args.out}: {len(runs)} runs' + (f' ({left_out} unreadable left out)' if left_out
+                                           else ''))
+  return 0
+

@@ -1,0 +1,95 @@
+"""The whole report as markdown: the tables and sections in the paper's order, the probe and
+sensitivity figures, links to the reliability diagrams and to every run's workdir."""
+import json
+from typing import Sequence
+
+from sdd_jax import workdir_path
+from sdd_jax.report import probe as report_probe
+from sdd_jax.report import sensitivity as report_sensitivity
+from sdd_jax.report.runs import REFERENCE, Group, Run, group_seeds, label
+from sdd_jax.report.sections import ablation_sections, evaluation_sections
+from sdd_jax.report.tables import STD_NOTE, dml_table, in_main_tables, table1, table3
+
+
+def _reference_text() -> str:
+  return ', '.join(f'{k}={json.dumps(v)}' for k, v in REFERENCE.items())
+
+
+def _rel(path: str, out_dir: str) -> str:
+  return workdir_path.relative_link(path, out_dir)
+
+
+def _group_name(g: Group) -> str:
+  return (f'{label("dataset", g.field("dataset"))}, {label("method", g.field("method"))} '
+          f'{g.field("sd_dropout")}')
+
+
+def reliability_links(groups: Sequence[Group], out_dir: str) -> str:
+  lines = []
+  for g in groups:
+    for run in g.runs:
+      record = run.evals.get('calibration') or {}
+      for plot in record.get('plots') or ():
+        path = workdir_path.join(run.workdir, 'evals', 'calibration', plot)
+        lines.append(f'- [{_group_name(g)}, seed {run.config.get("seed")}]'
+                     f'({_rel(path, out_dir)})')
+  return '\n'.join(lines)
+
+
+def _flat(config, prefix=''):
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    elif key != 'seed' or prefix:
+      out[prefix + key] = json.dumps(value)
+  return out
+
+
+def runs_list(groups: Sequence[Group], out_dir: str) -> str:
+  """One line per group: its name, the fields that set it apart from groups of the same name,
+  and links to its workdirs."""
+  flats = [_flat(g.runs[0].config) for g in groups]
+  lines = []
+  for g, flat in zip(groups, flats):
+    twins = [f for h, f in zip(groups, flats) if _group_name(h) == _group_name(g)]
+    differ = sorted(k for k in set().union(*twins) if len({t.get(k) for t in twins}) > 1)
+    extra = ' (' + ', '.join(f'{k}={flat.get(k, "–")}' for k in differ) + ')' if differ else ''
+    lines.append(f'- {_group_name(g)}{extra}, n={len(g.runs)}: ' + ', '.join(
+        f'[seed {r.config.get("seed")}]({_rel(r.workdir, out_dir)})' for r in g.runs))
+  return '\n'.join(lines)
+
+
+def render(runs: Sequence[Run], out_dir: str = '.') -> str:
+  """The whole report as markdown; links relative to `out_dir`."""
+  groups = group_seeds(runs)
+  parts = ['# SD-Dropout results', '',
+           f'{len(runs)} runs in {len(groups)} groups; cells: {STD_NOTE}; – : no run.', '',
+           '## Table 1: top-1 accuracy % (`test/top1`)', '', table1(groups) if any(
+               in_main_tables(g) for g in groups) else
+           f'No run at the paper\'s settings ({_reference_text()}).', '']
+  dml = dml_table(groups)
+  if dml:
+    parts += ['### DML: both networks and their ensemble, top-1 % (Table 1 shows network 0)', '',
+              dml, '']
+  imagenet = table3(groups)
+  if imagenet:
+    parts += ['## Table 3: ImageNet top-1 / top-5 accuracy % (`test/top1`, `test/top5`)', '',
+              imagenet, '']
+  evaluations = evaluation_sections(groups, runs)
+  if evaluations:
+    parts += ['## Evaluations: Base vs +SD-Dropout', '']
+    for heading, table in evaluations:
+      parts += [f'### {heading}', '', table, '']
+  ablations = ablation_sections(groups)
+  if ablations:
+    parts += ['## Ablations', '']
+    for heading, table in ablations:
+      parts += [f'### {heading}', '', table, '']
+  parts += report_probe.section(groups, _group_name, out_dir)
+  parts += report_sensitivity.section(groups, out_dir)
+  links = reliability_links(groups, out_dir)
+  if links:
+    parts += ['## Reliability diagrams', '', links, '']
+  parts += ['## Runs', '', runs_list(groups, out_dir), '']
+  return '\n'.join(parts)
