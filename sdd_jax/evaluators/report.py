@@ -16,6 +16,7 @@ import jax
 
 from sdd_jax import workdir_path
 from sdd_jax.evaluators import results as results_lib
+from sdd_jax.report import cells
 
 ORDER = ('accuracy', 'calibration', 'fgsm', 'corruption', 'odin')
 REPORT_FILE = 'report.md'
@@ -33,13 +34,6 @@ def _cell(value: Any) -> str:
   if isinstance(value, (list, tuple)):
     return ', '.join(_cell(v) for v in value)
   return str(value).replace('|', '\\|').replace('\n', ' ')
-
-
-def _table(columns, rows) -> str:
-  lines = ['| ' + ' | '.join(_cell(c) for c in columns) + ' |',
-           '|' + '---|' * len(columns)]
-  lines += ['| ' + ' | '.join(_cell(c) for c in row) + ' |' for row in rows]
-  return '\n'.join(lines)
 
 
 def _is_count(key: str) -> bool:
@@ -61,10 +55,12 @@ def _section(name: str, record: Dict[str, Any]) -> str:
   if record.get('label'):
     parts.append(record['label'])
   for table in record.get('tables') or ():
-    parts.append(f'**{table["title"]}**\n\n' + _table(table['columns'], table['rows']))
+    parts.append(f'**{table["title"]}**\n\n' +
+                 cells.markdown_table(table['columns'], table['rows'], _cell))
   if not record.get('tables'):
     metrics = record.get('metrics') or {}
-    parts.append(_table(('key', 'value'), [(k, _metric_cell(k, v)) for k, v in metrics.items()]))
+    parts.append(cells.markdown_table(('key', 'value'),
+                                      [(k, _metric_cell(k, v)) for k, v in metrics.items()], _cell))
   for plot in record.get('plots') or ():
     parts.append(f'![{name}: {plot}]({name}/{plot})')
   parts.append(f'All numbers: [{name}/{results_lib.RESULTS_FILE}]'

@@ -44,5 +44,6 @@ from sdd_jax.report.runs import (BASE, FEATURE_DROPOUT, PLUS_SDD, REFERENCE, Gro
                                  order_key)
 from sdd_jax.report.sections import (ABLATIONS, CORRUPTION_LABELS, CORRUPTION_ROWS, OOD_METRICS,
                                      ablation_sections, evaluation_sections)
-from sdd_jax.report.tables import (STD_NOTE, base_vs_sdd, dml_table, in_main_tables, pair_grid,
+from sdd_jax.report.cells import STD_NOTE, Cell, markdown, markdown_table
+from sdd_jax.report.tables import (base_vs_sdd, dml_table, in_main_tables, pair_grid,
                                    pivot, table1, table3)

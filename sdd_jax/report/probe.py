@@ -13,7 +13,7 @@ from sdd_jax import plotting
 from sdd_jax.report import files as report_files
 from sdd_jax.report import runs as report_runs
 from sdd_jax import workdir_path
-from sdd_jax.report.tables import Cell, markdown
+from sdd_jax.report.cells import Cell, markdown
 
 TABLE8 = (('P(Assumption 1)', 'probe/assumption1_fraction'), ('mean |r|', 'probe/mean_abs_r'),
           ('r1', 'probe/r1'))

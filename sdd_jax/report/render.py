@@ -8,7 +8,8 @@ from sdd_jax.report import probe as report_probe
 from sdd_jax.report import sensitivity as report_sensitivity
 from sdd_jax.report.runs import REFERENCE, Group, Run, group_seeds, label
 from sdd_jax.report.sections import ablation_sections, evaluation_sections
-from sdd_jax.report.tables import STD_NOTE, dml_table, in_main_tables, table1, table3
+from sdd_jax.report.cells import STD_NOTE
+from sdd_jax.report.tables import dml_table, in_main_tables, table1, table3
 
 
 def _reference_text() -> str:

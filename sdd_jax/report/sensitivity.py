@@ -5,7 +5,7 @@ position: `report_runs.at_reference`) whose model sets `model.kwargs.width` are 
 data set and model: rows are the pooled dimension D (8 x width for the basic-block ResNets,
 32 x width for the bottleneck ones), columns CE and each SD-Dropout weight λ, one table each
 for the final test top-1, NLL, ECE and mean confidence (mean ± std over seeds,
-`report_tables.Cell`; bold: the best of each row, except for confidence, where higher is not
+`cells.Cell`; bold: the best of each row, except for confidence, where higher is not
 better). The section shows when there are at least two columns or two rows
 (configs/cifar10_sensitivity.py makes such runs).
 
@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from sdd_jax import workdir_path
 from sdd_jax.report.runs import PLUS_SDD, SDD, Group, Run, at_reference, label
-from sdd_jax.report.tables import Cell, embolden, markdown
+from sdd_jax.report.cells import Cell, embolden, markdown
 
 BOTTLENECK_MODELS = ('resnet50', 'resnet101', 'resnet152')
 CE = 'CE'

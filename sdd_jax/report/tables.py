@@ -1,62 +1,17 @@
-"""Cells and paper-style markdown tables for `sdd_jax/report.py` (runs and groups:
-`report_runs.py`).
-
-A cell is the mean ± sample standard deviation (ddof=1) over a group's seeds, `(n=k)` when
-k < 3 or k differs from the table's most common count, `–` when no run has the number.
-Numbers print with 2 decimals; rows and columns follow the paper's order where it has one. As
-in the paper, the best cell of each comparison is bold (ties at the printed precision: all of
-them): of each Base / +SD-Dropout pair in Tables 1-7, of each row of a many-column ablation,
-of the column of a one-column one. A +SD-Dropout cell of Tables 1-7 also carries its gain over
-Base, `(+x.xx)`, the difference of the means. Lower is better for ECE, NLL, FPR95 and the
-detection error.
+"""The paper-style markdown tables of the report (cells: `cells.py`; runs and groups:
+`runs.py`). Rows and columns follow the paper's order where it has one. As in the paper, the
+best cell of each comparison is bold (ties at the printed precision: all of them): of each Base
+/ +SD-Dropout pair in Tables 1-7, of each row of a many-column ablation, of the column of a
+one-column one. A +SD-Dropout cell of Tables 1-7 also carries its gain over Base, `(+x.xx)`,
+the difference of the means.
 """
 import collections
-import dataclasses
 import json
-import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from sdd_jax.report.cells import Cell, embolden, lower_is_better, markdown, with_gain
 from sdd_jax.report.runs import (BASE, BASELINE_METHODS, PLUS_SDD, Group, at_reference, label,
                                  order_key)
-
-DASH = '–'
-STD_NOTE = ('mean ± sample std (ddof=1) over seeds; (n=k): k seeds where fewer than 3 or '
-            'unusual; bold: best of the comparison')
-# Metrics (the last part of the key) where lower is better.
-LOWER_IS_BETTER = ('ece', 'nll', 'fpr95', 'detection_error')
-
-
-def lower_is_better(key: str) -> bool:
-  return key.rsplit('/', 1)[-1] in LOWER_IS_BETTER
-
-
-# --- cells --------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-  values: Tuple[float, ...]
-  bold: bool = False
-  gain: Optional[float] = None  # printed as (+x.xx) after the number
-
-  @property
-  def mean(self) -> Optional[float]:
-    return sum(self.values) / len(self.values) if self.values else None
-
-  def text(self, usual_n: int) -> str:
-    n = len(self.values)
-    if n == 0:
-      return DASH
-    text = f'{self.mean:.2f}'
-    if n > 1:
-      std = math.sqrt(sum((v - self.mean) ** 2 for v in self.values) / (n - 1))
-      text += f' ± {std:.2f}'
-    if self.bold:
-      text = f'**{text}**'
-    if self.gain is not None:
-      text += f' ({self.gain:+.2f})'
-    if n < 3 or n != usual_n:
-      text += f' (n={n})'
-    return text
 
 
 def cell(groups: Sequence[Group], key: str) -> Cell:
@@ -65,37 +20,6 @@ def cell(groups: Sequence[Group], key: str) -> Cell:
   if not with_key:
     return Cell(())
   return Cell(tuple(max(with_key, key=lambda g: len(g.values(key))).values(key)))
-
-
-def embolden(rows: List[List[Any]], where: Sequence[Tuple[int, int]], lower: bool = False):
-  """Makes bold, in place, the best Cell (by its printed mean) among `rows[r][c]` for (r, c) in
-  `where`; nothing when fewer than two of them have a number."""
-  means = {(r, c): round(rows[r][c].mean, 2) for r, c in where
-           if isinstance(rows[r][c], Cell) and rows[r][c].values}
-  if len(means) < 2:
-    return
-  best = (min if lower else max)(means.values())
-  for (r, c), mean in means.items():
-    if mean == best:
-      rows[r][c] = dataclasses.replace(rows[r][c], bold=True)
-
-
-def with_gain(base: Cell, plus: Cell) -> Cell:
-  """`plus` carrying its gain over `base` (when both have a number)."""
-  if not (base.values and plus.values):
-    return plus
-  return dataclasses.replace(plus, gain=plus.mean - base.mean)
-
-
-def markdown(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-  """A markdown table; Cells are printed with the table's most common seed count."""
-  counts = collections.Counter(len(c.values) for row in rows for c in row
-                               if isinstance(c, Cell) and c.values)
-  usual = max(counts, key=lambda n: (counts[n], n)) if counts else 0
-  text = lambda c: c.text(usual) if isinstance(c, Cell) else str(c)
-  lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-  lines += ['| ' + ' | '.join(text(c) for c in row) + ' |' for row in rows]
-  return '\n'.join(lines)
 
 
 # --- tables -------------------------------------------------------------------------------
