@@ -175,9 +175,6 @@ class Checkpointer:
     self._manager = self._create_manager()
     self._verified.pop(step, None)
 
-  def wait(self) -> None:
-    self.commit_records(wait=True)
-
   def close(self) -> None:
     self.commit_records(wait=True)
     self._manager.wait_until_finished()

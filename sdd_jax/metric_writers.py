@@ -222,10 +222,5 @@ def create_writer(workdir: str, total_steps: int, is_main: bool,
   ])
 
 
-def read_jsonl(path: str) -> list:
-  text = workdir_path.path(path).read_text()
-  return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def scalars_of(metrics: Mapping[str, Any]) -> dict:
   return {k: float(np.asarray(v)) for k, v in metrics.items()}

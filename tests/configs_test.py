@@ -6,7 +6,7 @@ import os
 import pytest
 
 from sdd_jax import config_validation
-from sdd_jax import metric_writers
+from tests import workdirs
 from sdd_jax import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +37,7 @@ def test_smoke_run(path, tmp_path):
   summary = trainer.train_and_evaluate(config, str(tmp_path))
   assert summary['steps'] >= 2 and 0 <= summary['test/top1'] <= 100
   # The collapse diagnostics (sdd_jax/diagnostics.py): a share per weighted term, summing to 1.
-  for r in metric_writers.read_jsonl(os.path.join(tmp_path, 'metrics.jsonl')):
+  for r in workdirs.read_jsonl(os.path.join(tmp_path, 'metrics.jsonl')):
     if 'train/loss' in r:
       terms = ['ce'] + [name for name in config.methods if f'train/loss_{name}' in r]
       assert sorted(k for k in r if k.startswith('train/share_')) == sorted(

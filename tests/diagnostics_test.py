@@ -16,6 +16,7 @@ import pytest
 from configs import common
 from sdd_jax import diagnostics
 from sdd_jax import metric_writers
+from tests import workdirs
 from sdd_jax import methods
 from sdd_jax import trainer
 from sdd_jax.methods import base
@@ -180,7 +181,7 @@ def test_a_run_at_chance_under_a_dominant_term_warns_once_and_goes_on(tmp_path, 
   with caplog.at_level(logging.WARNING):
     summary = trainer.train_and_evaluate(config, workdir)
   assert summary['steps'] == 8  # a warning, not a stop
-  records = metric_writers.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  records = workdirs.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   train = [r for r in records if 'train/loss' in r]
   assert [r['step'] for r in train] == [2, 4, 6, 8]
   for epoch in (train[:2], train[2:]):  # the setting meets the rule in both epochs ...

@@ -39,7 +39,6 @@ def _workdir(path, fill):
   state = dataclasses.replace(state, step=jnp.asarray(8, jnp.int32))
   checkpointer = checkpoint_lib.Checkpointer(str(path), config.max_to_keep)
   checkpointer.save(state)
-  checkpointer.wait()
   checkpointer.close()
   return str(path), len(data_lib.create_source(config.data, config.data.eval_split))
 

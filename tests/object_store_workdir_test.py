@@ -76,7 +76,7 @@ def test_metrics_summary_and_evals_reach_the_bucket(gcs_root):
   writer.close()
   # A resume at step 4 drops the later record, as on a local disk.
   metric_writers.JsonlWriter(f'{remote}/metrics.jsonl', resume_step=4).close()
-  assert metric_writers.read_jsonl(f'{remote}/metrics.jsonl') == [
+  assert workdirs.read_jsonl(f'{remote}/metrics.jsonl') == [
       {'step': 2, 'train/loss': 0.2}, {'step': 4, 'train/loss': 0.4}]
   train_log.write_summary(f'{remote}/summary.json', {'steps': 8, 'train/loss': float('nan')})
   assert json.loads((epath.Path(remote) / 'summary.json').read_text()) == {
@@ -119,7 +119,7 @@ def test_stop_and_resume_on_gs_equals_the_local_run_bitwise(local_run, gcs_root,
   assert json.loads((root / 'summary.json').read_text())['steps'] == 8
   with open(os.path.join(local, 'metrics.jsonl'), encoding='utf-8') as f:
     local_losses = [(r['step'], r['train/loss']) for r in map(json.loads, f) if 'train/loss' in r]
-  remote_records = metric_writers.read_jsonl(f'{remote}/metrics.jsonl')
+  remote_records = workdirs.read_jsonl(f'{remote}/metrics.jsonl')
   assert [(r['step'], r['train/loss']) for r in remote_records if 'train/loss' in r] == \
       local_losses
   # TensorBoard: staged locally, uploaded whole; the two runs' event files hold the losses.

@@ -40,3 +40,10 @@ def strict_json(path):
     raise AssertionError(f'{path} holds {token}: not strict JSON')
   with open(path, encoding='utf-8') as f:
     return json.load(f, parse_constant=refuse)
+
+
+def read_jsonl(path):
+  """The records of a JSON-lines file (a local path or a gs:// URI)."""
+  from etils import epath  # pylint: disable=import-outside-toplevel
+  text = epath.Path(path).read_text()
+  return [json.loads(line) for line in text.splitlines() if line.strip()]
