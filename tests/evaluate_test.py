@@ -20,7 +20,7 @@ from sdd_jax import data as data_lib
 from sdd_jax import errors
 from sdd_jax import evaluation
 from sdd_jax import evaluators
-from sdd_jax import metrics
+from sdd_jax import corruption_metrics
 from sdd_jax import parallel
 from sdd_jax import step
 from sdd_jax import trainer
@@ -50,7 +50,7 @@ def trained(tmp_path_factory):
   labels = data_lib.create_source(config.data, 'test').labels()[:N]  # canonical = index order
   (root / 'CIFAR-100-C').mkdir()
   np.save(root / 'CIFAR-100-C/labels.npy', np.tile(labels, 5).astype(np.uint8))
-  for name in metrics.ALL_CORRUPTIONS:
+  for name in corruption_metrics.ALL_CORRUPTIONS:
     np.save(root / f'CIFAR-100-C/{name}.npy',
             rng.integers(0, 256, (5 * N, 32, 32, 3), dtype=np.uint8))
   (root / 'odin/LSUN/test').mkdir(parents=True)  # the ODIN archive layout: LSUN/test/*.jpg

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sdd_jax import corruption_metrics
 from sdd_jax import metrics
 
 # ----------------------------------------------------------------------------- accuracy (§1)
@@ -252,15 +253,15 @@ def test_o1_odin_score_float64():
 
 
 def test_corruption_constants():
-  assert len(metrics.BENCHMARK_CORRUPTIONS) == 15 and len(metrics.EXTRA_CORRUPTIONS) == 4
-  assert len(set(metrics.ALL_CORRUPTIONS)) == 19
-  assert 'glass_blur' in metrics.BENCHMARK_CORRUPTIONS  # File names, not TFDS config names.
-  assert 'elastic_transform' in metrics.BENCHMARK_CORRUPTIONS
+  assert len(corruption_metrics.BENCHMARK_CORRUPTIONS) == 15 and len(corruption_metrics.EXTRA_CORRUPTIONS) == 4
+  assert len(set(corruption_metrics.ALL_CORRUPTIONS)) == 19
+  assert 'glass_blur' in corruption_metrics.BENCHMARK_CORRUPTIONS  # File names, not TFDS config names.
+  assert 'elastic_transform' in corruption_metrics.BENCHMARK_CORRUPTIONS
 
 
 def test_c1_mca():
   acc = {'gaussian_noise': [0.9, 0.8, 0.7, 0.6, 0.5], 'fog': [1.0, 0.9, 0.6, 0.4, 0.1]}
-  summary = metrics.corruption_summary(acc)
+  summary = corruption_metrics.corruption_summary(acc)
   assert summary['mca15'] == pytest.approx(0.65)
   assert summary['mca19'] == pytest.approx(0.65)
   assert summary['per_corruption'] == pytest.approx({'gaussian_noise': 0.7, 'fog': 0.6})
@@ -272,9 +273,9 @@ def test_c1_mca():
 
 
 def test_mca15_excludes_extras_and_mca19_includes_them():
-  acc = {name: [0.6] * 5 for name in metrics.BENCHMARK_CORRUPTIONS}
-  acc.update({name: [0.2] * 5 for name in metrics.EXTRA_CORRUPTIONS})
-  summary = metrics.corruption_summary(acc)
+  acc = {name: [0.6] * 5 for name in corruption_metrics.BENCHMARK_CORRUPTIONS}
+  acc.update({name: [0.2] * 5 for name in corruption_metrics.EXTRA_CORRUPTIONS})
+  summary = corruption_metrics.corruption_summary(acc)
   assert summary['mca15'] == pytest.approx(0.6)
   assert summary['mca19'] == pytest.approx((15 * 0.6 + 4 * 0.2) / 19)
   assert (summary['num_benchmark'], summary['num_all']) == (15, 19)
@@ -284,6 +285,6 @@ def test_mca15_excludes_extras_and_mca19_includes_them():
 
 def test_corruption_summary_errors():
   with pytest.raises(ValueError, match="unknown corruption.*'frosted_glass_blur'.*known: "):
-    metrics.corruption_summary({'frosted_glass_blur': [0.5] * 5})
+    corruption_metrics.corruption_summary({'frosted_glass_blur': [0.5] * 5})
   with pytest.raises(ValueError, match="'snow': need 5 accuracies"):
-    metrics.corruption_summary({'snow': [0.5] * 4})
+    corruption_metrics.corruption_summary({'snow': [0.5] * 4})

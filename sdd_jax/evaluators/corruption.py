@@ -3,7 +3,7 @@
 acc(c, s) = top-1 on the n images of corruption c at severity s, preprocessed exactly like the
 clean test split. mCA-15 = mean of acc over the 15 benchmark corruptions × 5 severities (augmix
 `test_c`); mCA-19 = the same over all 19 files (what the SD-Dropout authors' `eval_cifiar_C.py`
-prints; compare with the paper using mCA-19). Averages come from `metrics.corruption_summary`.
+prints; compare with the paper using mCA-19). Averages come from `corruption_metrics.corruption_summary`.
 
 Section: `dataset` ('cifar100_c': the manual CIFAR-100-C folder at `path`, read by
 `data/corrupted.py`; 'cifar10_corrupted': tfds configs `<corruption>_<severity>` in `data_dir`),
@@ -17,7 +17,7 @@ Keys (top-1 %): `corruption/clean`, `corruption/mca15`, `corruption/mca19`,
 `corruption/severity_<s>` (mean over the benchmark corruptions present), `corruption/count`
 (images per severity block). The full acc(c, s) table is in `evals/corruption/results.json`.
 """
-from sdd_jax import metrics
+from sdd_jax import corruption_metrics
 from sdd_jax.data import canonical
 from sdd_jax.data import corrupted
 from sdd_jax.evaluators import accuracy
@@ -43,17 +43,17 @@ def _names(corruptions):
   if isinstance(corruptions, str):
     corruptions = corruptions.split(',')
   names = tuple(c.strip() for c in corruptions if c.strip())
-  unknown = [c for c in names if c not in metrics.ALL_CORRUPTIONS]
+  unknown = [c for c in names if c not in corruption_metrics.ALL_CORRUPTIONS]
   if unknown or not names:
     raise ValueError(f'config.evals.corruption.corruptions: unknown {unknown or "(empty)"}; '
-                     f'known: {", ".join(metrics.ALL_CORRUPTIONS)}')
+                     f'known: {", ".join(corruption_metrics.ALL_CORRUPTIONS)}')
   return names
 
 
 class Corruption(base.Evaluator):
   name = 'corruption'
   defaults = {'every_epochs': 0, 'dataset': 'cifar100_c', 'path': '', 'data_dir': '',
-              'corruptions': metrics.ALL_CORRUPTIONS, 'check_labels': True}
+              'corruptions': corruption_metrics.ALL_CORRUPTIONS, 'check_labels': True}
 
   @classmethod
   def check_section(cls, section):
@@ -99,7 +99,7 @@ class Corruption(base.Evaluator):
         counts.add(count)
         if nonfinite:
           bad[f'{name}_{severity}'] = nonfinite
-    summary = metrics.corruption_summary(acc)
+    summary = corruption_metrics.corruption_summary(acc)
     out = {'corruption/clean': clean, 'corruption/mca19': summary['mca19']}
     if summary['num_benchmark']:
       out['corruption/mca15'] = summary['mca15']
@@ -108,9 +108,9 @@ class Corruption(base.Evaluator):
     out.update({f'corruption/{name}': v for name, v in summary['per_corruption'].items()})
     out['corruption/count'] = float(min(counts))
     out['corruption/nonfinite'] = float(sum(bad.values()))
-    benchmark = set(metrics.BENCHMARK_CORRUPTIONS)
+    benchmark = set(corruption_metrics.BENCHMARK_CORRUPTIONS)
     rows = [(name, 'benchmark' if name in benchmark else 'extra', *acc[name],
-             summary['per_corruption'][name]) for name in metrics.ALL_CORRUPTIONS if name in acc]
+             summary['per_corruption'][name]) for name in corruption_metrics.ALL_CORRUPTIONS if name in acc]
     rows.append(('mean (benchmark: mCA-15)', '', *summary['per_severity'], summary['mca15']))
     rows.append(('mean (all: mCA-19)', '', *summary['per_severity_all'], summary['mca19']))
     results_lib.write_results(

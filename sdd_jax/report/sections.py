@@ -2,7 +2,7 @@
 method) and ablation sections (Tables 9-14: a pivot by the field that varies)."""
 from typing import Callable, List, Sequence, Tuple
 
-from sdd_jax import metrics
+from sdd_jax import corruption_metrics
 from sdd_jax.report.runs import (FEATURE_DROPOUT, PLUS_SDD, Group, Run, at_reference, label,
                                  metric_keys, order_key)
 from sdd_jax.report.tables import base_vs_sdd, in_main_tables, pair_grid, pivot
@@ -10,7 +10,7 @@ from sdd_jax.report.tables import base_vs_sdd, in_main_tables, pair_grid, pivot
 OOD_METRICS = (('FPR95 ↓', 'fpr95'), ('Detection error ↓', 'detection_error'),
                ('AUROC ↑', 'auroc'), ('AUPR in ↑', 'aupr_in'), ('AUPR out ↑', 'aupr_out'))
 # Table 6's rows: (group, short name) per corruption, benchmark order, then the 4 extra ones.
-CORRUPTION_LABELS = dict(zip(metrics.ALL_CORRUPTIONS, (
+CORRUPTION_LABELS = dict(zip(corruption_metrics.ALL_CORRUPTIONS, (
     'Noise: Gauss.', 'Noise: Shot', 'Noise: Impulse', 'Blur: Defocus', 'Blur: Glass',
     'Blur: Motion', 'Blur: Zoom', 'Weather: Snow', 'Weather: Frost', 'Weather: Fog',
     'Weather: Bright', 'Digital: Contrast', 'Digital: Elastic', 'Digital: Pixel', 'Digital: JPEG',
