@@ -43,7 +43,7 @@ class CSKD(base.Method):
         model, variables, [batch['images'], batch['pair_images']], rngs=rngs)
     ctx = base.StepContext(model=model, variables=variables, batch=batch, features=anchor[0],
                            logits=anchor[1], stage_outputs=anchor[2],
-                           outputs={'pair_features': partner[0], 'pair_logits': partner[1]})
+                           outputs={'pair_logits': partner[1]})
     return ctx, batch_stats
 
   def loss(self, ctx, key):

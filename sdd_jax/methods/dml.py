@@ -81,8 +81,7 @@ class DML(base.Method):
       members.append(member)
     share = 1.0 / len(members)
     ctx = dataclasses.replace(members[0], members=tuple(members),
-                              ce_logits=tuple((m.logits, share) for m in members),
-                              outputs={'peer_logits': members[1].logits})
+                              ce_logits=tuple((m.logits, share) for m in members))
     return ctx, batch_stats
 
   def loss(self, ctx, key):
