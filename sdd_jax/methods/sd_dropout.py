@@ -6,8 +6,10 @@ term is KL(p_u || p_v) + KL(p_v || p_u) at temperature T with gradients through 
 the un-dropped logits. With `position=k < 4` the masks act on the stage-k feature map of the
 step's one forward (`ctx.stage_outputs`: with CS-KD / DDGSD the joint batch's, so the masked
 path starts from the same BatchNorm statistics as the clean one) and the remaining stages run
-on each masked copy (paper Table 12), their dropout drawing from `base.model_rngs(key)`. `num_samples=K > 2` averages the
-term over the K(K-1)/2 pairs of masks (beyond the paper; K = 2 is exactly the paper's).
+on each masked copy (paper Table 12), their dropout drawing from `base.model_rngs(key)`.
+`num_samples=K > 2` averages the term over the K(K-1)/2 pairs of masks (beyond the paper;
+K = 2 is exactly the paper's). Combined with another self-KD method, the paper weighs the term
+by 0.1 (`combined_defaults`).
 """
 import dataclasses
 from typing import ClassVar
