@@ -14,6 +14,7 @@ from typing import Callable, Dict, Tuple
 
 import ml_collections
 
+from sdd_jax import methods
 from sdd_jax.errors import UserError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # the SD-Dropout authors use these for CIFAR-100 too
@@ -21,17 +22,13 @@ CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Paper defaults of each method (docs/methods.md); a config takes the ones it needs.
-SD_DROPOUT = dict(weight=1.0, temperature=3.0, rate=0.5, direction='both', num_samples=2,
-                  position=4)
-# SD-Dropout combined with another method: weight 0.1 (the authors' setting).
-SD_DROPOUT_COMBINED = dict(SD_DROPOUT, weight=0.1)
-CS_KD = dict(weight=1.0, temperature=4.0)
-PS_KD = dict(alpha=0.8)
-DDGSD = dict(weight=1.0, temperature=3.0, mmd_weight=0.005)
-BYOT = dict(weight=1.0, temperature=3.0, ce_weight=0.9, kl_weight=0.1, feature_weight=1e-6)
-DML = dict(weight=1.0, temperature=3.0)
-LABEL_SMOOTHING = dict(epsilon=0.1)
+# Paper defaults of each method: its dataclass defaults (sdd_jax/methods/<name>.py; formulas in
+# docs/methods.md), read from the registry; SD_DROPOUT_COMBINED: SD-Dropout beside another method
+# (its combined_defaults).
+SD_DROPOUT = methods.defaults('sd_dropout')
+SD_DROPOUT_COMBINED = methods.defaults('sd_dropout', combined=True)
+CS_KD, PS_KD, DDGSD, BYOT, DML, LABEL_SMOOTHING = (methods.defaults(name) for name in (
+    'cs_kd', 'ps_kd', 'ddgsd', 'byot', 'dml', 'label_smoothing'))
 
 
 def data_config(name: str = 'cifar100', **overrides) -> ml_collections.ConfigDict:

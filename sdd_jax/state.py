@@ -43,8 +43,10 @@ def create_train_state(model, tx: optax.GradientTransformation, key: jax.Array,
                        sample_images: jax.Array, methods: Sequence[Any] = (),
                        run: Any = None) -> TrainState:
   """Initialises parameters (`train=False`, so running statistics start at 0 / 1), through
-  the methods' hooks: a method may own more parameters (BYOT's auxiliary heads, DML's second
-  network) and state (PS-KD's table, sized from `run`, a `methods.RunInfo`)."""
+  the methods' hooks: any method may own variables at `params[<its name>]` (BYOT's auxiliary
+  heads), the forward owner may lay out the network otherwise (DML's two networks), and
+  methods may keep state (PS-KD's table, sized from `run`, a `methods.RunInfo`). A model
+  without BatchNorm has `batch_stats == {}`."""
   variables = methods_lib.init_variables(methods, model, key, sample_images)
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,

@@ -1,12 +1,13 @@
 """The one jitted train step, shared by every method.
 
-Loss = CE(head(features(x)), y) + sum over the configured methods of weight * T**2 * term
-(paper Eq. 5, `methods.combine`). The step key is `fold_in(key(seed), step)`, each method folds
-in its own number, so one device and eight, a straight run and a resumed one, draw the same
-masks. The batch is sharded over the mesh's 'data' axis and the state replicated, except the
-method states a method shards (`state.shardings`). What goes through the network, the CE
-targets and the method states' updates come from the methods' hooks (`methods.prepare`,
-`methods.base_loss`, `methods.update_states`); this module names no method.
+Loss = CE(head(features(x)), y) + the configured methods' weighted terms (paper Eq. 5,
+`methods.combine`). The step key is `fold_in(key(seed), step)`; each method folds in its own
+number and the model's dropout its own (`methods.base.model_rngs`), so one device and eight, a
+straight run and a resumed one, draw the same masks. The batch is sharded over the mesh's
+'data' axis and the state replicated, except the method states a method shards
+(`state.shardings`). What goes through the network, the CE targets and the method states'
+updates come from the methods' hooks (`methods.prepare`, `methods.base_loss`,
+`methods.update_states`); this module names no method.
 """
 from typing import Callable, Optional, Sequence
 
@@ -48,8 +49,8 @@ def make_train_step(model, tx: optax.GradientTransformation,
 
     def loss_fn(params):
       variables = {'params': params, 'batch_stats': state.batch_stats}
-      ctx, batch_stats = methods_lib.prepare(methods, model, variables, batch, step=state.step,
-                                             run=run, mesh=mesh,
+      ctx, batch_stats = methods_lib.prepare(methods, model, variables, batch, key=key,
+                                             step=state.step, run=run, mesh=mesh,
                                              method_states=state.method_states)
       total, metrics = methods_lib.combine(methods, ctx, key, methods_lib.base_loss(ctx))
       metrics.update(diagnostics.batch_metrics(ctx.logits, ctx.features, batch['labels']))

@@ -11,6 +11,7 @@ from configs import dogs_resnet18
 from configs import imagenet_resnet152_sdd
 from sdd_jax import config_cli
 from sdd_jax import config_validation
+from sdd_jax import methods
 from sdd_jax import parallel
 from sdd_jax import workdir
 
@@ -23,8 +24,7 @@ def _valid(module, arg):
 
 @pytest.mark.parametrize('module, name, classes', [(cub200_resnet18, 'caltech_birds2011', 200),
                                                    (dogs_resnet18, 'stanford_dogs', 120)])
-@pytest.mark.parametrize('method', ['ce', 'cs_kd', 'ddgsd', 'byot', 'dml', 'label_smoothing',
-                                    'ps_kd'])
+@pytest.mark.parametrize('method', ['ce', *methods.compared()])
 @pytest.mark.parametrize('sdd', [False, True])
 def test_fine_grained_table1(module, name, classes, method, sdd):
   config = _valid(module, f'method={method}' + (',sdd' if sdd else ''))

@@ -14,6 +14,7 @@ from sdd_jax import optim
 from sdd_jax import parallel
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
+from tests.methods import bn_free_net
 
 OPTIM = ml_collections.ConfigDict(dict(lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
                                        lr_boundaries=(2,), lr_decay=0.1, warmup_epochs=0))
@@ -29,9 +30,9 @@ def _batches(n, batch=16):
            'labels': rng.integers(0, 10, size=batch).astype(np.int32)} for _ in range(n)]
 
 
-def _run(devices, batches, method_config, optim_config=OPTIM):
+def _run(devices, batches, method_config, optim_config=OPTIM, model=None):
   mesh = parallel.create_mesh(devices)
-  model = _model()
+  model = model or _model()
   schedule = optim.make_lr_schedule(optim_config, steps_per_epoch=2)
   tx = optim.make_optimizer(optim_config, schedule)
   state = jax.jit(functools.partial(state_lib.create_train_state, model, tx),
@@ -94,3 +95,31 @@ def test_first_step_is_plain_sgd_on_cross_entropy_plus_weighted_term():
   np.testing.assert_allclose(history[0]['train/loss'], loss, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                state.params, expected)
+
+
+def test_the_model_draws_its_dropout_from_the_step_key_on_any_device_count():
+  """A model with dropout inside and no BatchNorm: the step applies it with
+  `rngs={'dropout': fold_in(fold_in(key(seed), step), crc32('dropout'))}` — the loss of each
+  step is recomputed here on one device without step.py — on 8 devices."""
+  model = bn_free_net.BNFreeNet(num_classes=10, dropout_rate=0.5)
+  optim_config = ml_collections.ConfigDict(dict(OPTIM, momentum=0.0, weight_decay=0.0))
+  batches = _batches(2)
+  eight, history, _ = _run(jax.devices(), batches, {}, optim_config, model)
+  params = jax.jit(functools.partial(model.init, train=False))(
+      state_lib.init_key(0), jnp.zeros((1, 16, 16, 3)))['params']
+
+  @jax.jit
+  def reference(params, images, labels, step):
+    step_key = jax.random.fold_in(jax.random.key(0), step)
+    dropout = jax.random.fold_in(step_key, __import__('zlib').crc32(b'dropout') & 0x7FFFFFFF)
+    def loss(p):
+      logits = model.apply({'params': p}, images, train=True, rngs={'dropout': dropout})
+      return losses.cross_entropy(logits, labels).mean()
+    value, grads = jax.value_and_grad(loss)(params)
+    return value, jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+
+  for step, batch in enumerate(batches):
+    loss, params = reference(params, batch['images'], batch['labels'], step)
+    np.testing.assert_allclose(history[step]['train/loss'], loss, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               eight.params, params)

@@ -1,41 +1,30 @@
-"""The method contract, the shared forward passes, and `combine` (paper Eq. 5).
+"""The method contract: `Method`, the `StepContext` it reads, and the keys it draws from.
 
-A method is a small frozen dataclass of hyper-parameters. `loss(ctx, key)` returns the
-*unweighted* per-example term `[batch]` (or None: no term) and a dict of scalar metrics;
-`combine` adds `weight * temperature**2 * mean(term)` for every configured method on top of
-the cross-entropy, once, for all. `trainer.py` and `step.py` never name a method: they call
-`combine` and the functions of `hooks.py`, which ask each method through optional hooks.
-
-Hooks (override only what the method changes; the defaults are plain cross-entropy training):
-
-- `needs` (class attribute): batch keys beyond `images` / `labels` (`index`, `second_view`,
-  `pair_images`); the trainer opens the input pipeline from the union of all needs
-  (`data.loader_options`).
-- `forward(model, variables, batch)`: what goes through the network, returning the
-  `StepContext` and the new `batch_stats`. Default `plain_forward`: `head(features(images))`.
-  At most one configured method may override it (CS-KD, DDGSD, BYOT, DML).
-- `init_variables(model, key, sample_images)`: the parameter tree when a method owns more than
-  the plain network (BYOT's auxiliary heads, DML's second network); `inference_variables`
-  maps it back to the plain network that evaluation and inference use, and `eval_logits`
-  names extra predictors for evaluation (DML's net1 and ensemble).
-- `targets(ctx)`: distributions `[batch, classes]` that replace the one-hot labels in the
-  cross-entropy (label smoothing, PS-KD). At most one configured method may override it.
-- `init_state(run)` / `state_partition()` / `update_state(ctx, state)`: a method's own state,
-  kept in `TrainState.method_states[name]`, checkpointed with it, updated inside the jitted
-  step (PS-KD's prediction table); `state_partition` gives its PartitionSpecs over the mesh.
-- `check_config(config)`: needs of the method that the rest of the config must meet.
-- `conflicts` (class attribute): {other method: why they cannot be combined}.
+The whole contract, with a worked example, is in `docs/method_contract.md`. In short: a method
+is a small frozen dataclass of hyper-parameters whose `loss(ctx, key)` returns its *unweighted*
+term (or None) and metrics; `objective.combine` weighs every term once (paper Eq. 5). Roles are
+declared as class attributes (`owns_forward`, `sets_targets`, `keeps_state`), never detected;
+`hooks.py` asks the methods through them and names none. Method facts (paper defaults = the
+dataclass defaults, `label`, `paper_order`, `compared`, `baseline`, `combined_defaults`) live on
+the class; `sdd_jax.methods` reads them for configs and reports.
 """
 import dataclasses
 import zlib
-from typing import (Any, Callable, ClassVar, Dict, Mapping, Optional, Sequence, Tuple)
+from typing import (Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Union)
 
 import jax
-import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
-from sdd_jax import diagnostics
 from sdd_jax import losses
+
+# How `combine` scales a (sub-)term before the method's `weight`: a KL between softened
+# distributions is multiplied by T**2 (Hinton et al. 2015: its gradients shrink as 1 / T**2);
+# anything else (a cross-entropy, a feature distance, an MMD) enters as it is.
+SCALED = 'temperature_squared'
+UNSCALED = 'unscaled'
+# A loss term: one [batch] array (scaled by T**2) or {sub-term name: [batch] or scalar},
+# each scaled as the method's `term_scales` declares.
+Term = Union[None, jax.Array, Mapping[str, jax.Array]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +51,15 @@ class StepContext:
 
   Attributes:
     model: the flax module (features / head / stages / from_stage).
-    variables: the plain network's {'params', 'batch_stats'}, derived from the parameters
-      being differentiated (BYOT: without the auxiliary heads; DML: this network's).
+    variables: the plain network's {'params', 'batch_stats'} (no method's own entries; DML:
+      this network's), derived from the parameters being differentiated.
     batch: the global batch (`images` [batch, H, W, C], `labels` [batch], ...).
     features: pooled features of the primary examples, [batch, D] (the anchors for CS-KD,
       the first view for DDGSD, network 0 for DML).
     logits: head(features), [batch, classes].
+    stage_outputs: the outputs of the model's stages in the SAME forward that gave
+      `features` (`features == from_stage(len, stage_outputs[-1])`), primary examples only;
+      with CS-KD / DDGSD they carry the BatchNorm statistics of the joint batch.
     train: True inside the train step.
     outputs: what a `forward` hook adds (e.g. `pair_logits`, `second_features`,
       `aux_logits`).
@@ -80,12 +72,15 @@ class StepContext:
     run: static facts of the run.
     mesh: the device mesh (None outside the train step).
     method_states: every method's state at the start of the step, by method name.
+    method_variables: {method name: {collection: subtree}} of the methods that own variables
+      (`init_variables`), being differentiated like the network's.
   """
   model: Any
   variables: Dict[str, Any]
   batch: Dict[str, jax.Array]
   features: jax.Array
   logits: jax.Array
+  stage_outputs: Tuple[jax.Array, ...] = ()
   train: bool = True
   outputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   ce_logits: Tuple[Tuple[jax.Array, float], ...] = ()
@@ -95,6 +90,7 @@ class StepContext:
   run: RunInfo = RunInfo()
   mesh: Any = None
   method_states: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  method_variables: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def head_fn(self) -> Callable[[jax.Array], jax.Array]:
     """The model's own head with the current parameters: features [batch, D] -> logits."""
@@ -109,14 +105,26 @@ class StepContext:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """Base class: hyper-parameters as fields, the term as `loss`, optional hooks."""
+  """Base class: hyper-parameters as fields (their defaults are the paper's), the term as
+  `loss`, optional hooks, and the facts and roles as class attributes."""
   weight: float = 1.0
   temperature: float = 1.0
 
-  name: ClassVar[str] = ''
+  name: ClassVar[str] = ''  # registry key = module name = config key
+  label: ClassVar[str] = ''  # display name in reports ('CS-KD')
+  paper_order: ClassVar[Optional[int]] = None  # position in the paper's Table 1 (reports)
+  compared: ClassVar[bool] = False  # a self-KD method SD-Dropout is combined with (Table 1)
+  baseline: ClassVar[bool] = False  # an ablation baseline, not a self-KD method (Table 11)
+  combined_defaults: ClassVar[Mapping[str, Any]] = {}  # paper values beside another method
+  has_term: ClassVar[bool] = True  # False: weight / temperature are not config fields
+  term_scales: ClassVar[Mapping[str, str]] = {}  # sub-term name -> SCALED | UNSCALED
   needs: ClassVar[Tuple[str, ...]] = ()  # batch keys beyond images / labels
   conflicts: ClassVar[Mapping[str, str]] = {}  # other method name -> why not together
   summary: ClassVar[str] = ''  # what the method changes, for combination errors
+  # Roles: at most one configured method owns the forward, at most one sets the targets.
+  owns_forward: ClassVar[bool] = False  # implements `forward` (and may `init_network`)
+  sets_targets: ClassVar[bool] = False  # implements `targets`
+  keeps_state: ClassVar[bool] = False  # implements `init_state` (and `update_state`)
 
   def validate(self) -> None:
     """Raises ValueError('<field>: <what is allowed>, got <value>') on a bad value."""
@@ -129,18 +137,29 @@ class Method:
     """Raises ValueError('<one line: what the method needs and what to set>') when the rest
     of the config cannot meet this method's needs."""
 
-  def loss(self, ctx: StepContext,
-           key: jax.Array) -> Tuple[Optional[jax.Array], Dict[str, jax.Array]]:
+  def loss(self, ctx: StepContext, key: jax.Array) -> Tuple[Term, Dict[str, jax.Array]]:
     raise NotImplementedError
 
-  # Optional hooks; see the module docstring. Defaults: the plain network and CE.
-  def forward(self, model, variables, batch) -> Tuple[StepContext, Any]:
+  # Optional hooks; see docs/method_contract.md. Defaults: the plain network and CE.
+  def forward(self, model, variables, batch, *, key: jax.Array,
+              rngs: Mapping[str, jax.Array]) -> Tuple[StepContext, Any]:
+    """Owner only: -> (context, new batch_stats). `variables`: the network's plus this
+    method's own entries; `rngs`: the model's training-mode rngs (`{'dropout': ...}`)."""
     raise NotImplementedError
 
-  def init_variables(self, model, key: jax.Array, sample_images: jax.Array):
+  def init_network(self, model, key: jax.Array, sample_images: jax.Array):
+    """Owner only: the network's variables when they are not one plain network (DML)."""
     return model.init(key, sample_images, train=False)
 
+  def init_variables(self, model, key: jax.Array, variables,
+                     sample_images: jax.Array) -> Optional[Dict[str, Any]]:
+    """This method's own {collection: subtree} (kept at `params[name]`, `batch_stats[name]`:
+    trained, checkpointed, dropped for inference), or None. `variables`: the plain network's
+    initial variables; `key`: the init key with the method's number folded in."""
+    return None
+
   def inference_variables(self, variables):
+    """Owner only: the plain network's variables from the network's (DML: net0's)."""
     return variables
 
   def eval_logits(self) -> Dict[str, Callable]:
@@ -148,7 +167,7 @@ class Method:
     network (with the `accuracy` evaluator); `variables` is the whole tree."""
     return {}
 
-  def targets(self, ctx: StepContext) -> jax.Array:
+  def targets(self, ctx: StepContext, key: jax.Array) -> jax.Array:
     raise NotImplementedError
 
   def init_state(self, run: RunInfo):
@@ -162,108 +181,27 @@ class Method:
     return state
 
 
-def overrides(method: Method, hook: str) -> bool:
-  """True when `method`'s class overrides the base hook `hook`."""
-  return getattr(type(method), hook) is not getattr(Method, hook)
-
-
-def method_key(key: jax.Array, name: str) -> jax.Array:
-  """A method's own key: the step key with a stable number of the method's name folded in,
-  so adding a method to the registry never changes another method's masks."""
+def stream_key(key: jax.Array, name: str) -> jax.Array:
+  """`key` with a stable number of `name` folded in (crc32, 31 bits)."""
   return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
-# ---------------------------------------------------------------------------------------------
-# The forward passes methods share, and the loss (the dispatch over a method list:
-# `hooks.py`).
-
-def plain_forward(model, variables, batch) -> Tuple[StepContext, Any]:
-  """`logits = head(features(images))` in training mode; -> (context, new batch_stats)."""
-  features, updates = model.apply(variables, batch['images'], train=True,
-                                  method=model.features, mutable=['batch_stats'])
-  logits = model.apply(variables, features, method=model.head)
-  return StepContext(model=model, variables=variables, batch=batch, features=features,
-                     logits=logits), updates['batch_stats']
+def method_key(key: jax.Array, name: str) -> jax.Array:
+  """A method's own key: the step key with its name's number folded in, so adding a method
+  to the registry never changes another method's masks. `loss` gets this key."""
+  return stream_key(key, name)
 
 
-def joint_forward(model, variables, arrays: Sequence[jax.Array]):
-  """One training-mode forward of `len(arrays)` image batches `[B, H, W, C]` as ONE batch (one
-  set of BatchNorm statistics over all of them, running averages updated once).
-
-  The batches are interleaved example by example (`stack(axis=1)` then reshape), so each
-  device's rows of the joint batch are its own rows of every input: no data need move between
-  devices, and the global BatchNorm statistics are those of the concatenation.
-
-  Returns:
-    ([(features [B, D], logits [B, classes]) per input], new batch_stats).
-  """
-  count, size = len(arrays), arrays[0].shape[0]
-  images = jnp.stack(arrays, axis=1).reshape(count * size, *arrays[0].shape[1:])
-  features, updates = model.apply(variables, images, train=True, method=model.features,
-                                  mutable=['batch_stats'])
-  logits = model.apply(variables, features, method=model.head)
-  features = features.reshape(size, count, -1)
-  logits = logits.reshape(size, count, -1)
-  return [(features[:, i], logits[:, i]) for i in range(count)], updates['batch_stats']
+def hook_key(key: jax.Array, name: str, hook: str) -> jax.Array:
+  """The key of a method's `forward` / `targets`: its method key with the hook's number
+  folded in (`loss` gets the method key itself, so its draws are unchanged)."""
+  return stream_key(method_key(key, name), hook)
 
 
-def base_loss(ctx: StepContext) -> jax.Array:
-  """[batch]: `sum_i weight_i * CE(logits_i, targets)` over `ctx.ce_logits` (default: CE of
-  `ctx.logits`); the targets are `ctx.targets` or the one-hot labels."""
-  if not ctx.ce_logits:
-    return ctx.cross_entropy(ctx.logits)
-  total = 0.0
-  for logits, weight in ctx.ce_logits:
-    total = total + weight * ctx.cross_entropy(logits)
-  return total
-
-
-def _method_loss(method: Method, ctx, key):
-  """The method's term on `ctx`, or averaged over `ctx.members` (each with its own key:
-  member 0 the method key, member i > 0 the method key with i folded in) when the method
-  does not own the forward and there are several networks."""
-  members = getattr(ctx, 'members', ())
-  if not members or overrides(method, 'forward'):
-    return method.loss(ctx, key)
-  results = [method.loss(member, key if i == 0 else jax.random.fold_in(key, i))
-             for i, member in enumerate(members)]
-  if results[0][0] is None:
-    return results[0]
-  term = sum(jnp.mean(t) for t, _ in results) / len(results)
-  extra = jax.tree.map(lambda *xs: sum(xs) / len(xs), *[e for _, e in results])
-  return term, extra
-
-
-def combine(methods: Sequence[Method], ctx: StepContext, key: jax.Array,
-            base_loss: jax.Array) -> Tuple[jax.Array, Dict[str, jax.Array]]:
-  """Total loss `mean(base_loss) + sum_m weight_m * T_m**2 * mean(term_m)` (paper Eq. 5).
-
-  Args:
-    methods: the configured methods.
-    ctx: the step context.
-    key: the step key; each method gets `method_key(key, method.name)`.
-    base_loss: the per-example cross-entropy, [batch].
-
-  Returns:
-    The scalar loss and metrics `train/loss`, `train/loss_ce`, `train/loss_<name>` (unweighted
-    term; absent for methods without a term), `train/share_ce` and `train/share_<name>` (each
-    weighted term over the total: `diagnostics.term_shares`) and whatever each method reports.
-  """
-  total = jnp.mean(base_loss)
-  metrics = {'train/loss_ce': total}
-  weighted = {'ce': total}
-  for method in methods:
-    term, extra = _method_loss(method, ctx, method_key(key, method.name))
-    metrics.update(extra)
-    if term is None:
-      continue
-    term = jnp.mean(term)
-    weighted[method.name] = method.weight * method.temperature ** 2 * term
-    total = total + weighted[method.name]
-    metrics[f'train/loss_{method.name}'] = term
-  metrics['train/loss'] = total
-  metrics.update(diagnostics.term_shares(weighted, total))
-  return total, metrics
+def model_rngs(key: jax.Array) -> Dict[str, jax.Array]:
+  """The rngs of a training-mode `model.apply` (`{'dropout': stream_key(key, 'dropout')}`):
+  from the step key for the forward, from a method's key for its extra passes."""
+  return {'dropout': stream_key(key, 'dropout')}
 
 
 def check_no_term(method: Method, what: str) -> None:

@@ -8,10 +8,11 @@ detached; the cross-entropy is taken on the anchors only. Defaults: T = 4, weigh
 official code uses 3 on fine-grained data sets: set `weight=3`).
 
 Choice (docs/methods.md): anchors and partners go through the network in training mode as ONE
-batch of 2B (`base.joint_forward`), so BatchNorm normalises with the statistics of all 2B images
+batch of 2B (`forwards.joint_forward`), so BatchNorm normalises with the statistics of all 2B images
 and its running averages are updated once per step; the official code runs two separate
 forwards (the partners' statistics then update the running averages a second time).
-With SD-Dropout the masks act on the anchors' features.
+With SD-Dropout the masks act on the anchors' features (or, at `position < 4`, on the anchors'
+stage outputs of this joint forward).
 """
 import dataclasses
 from typing import ClassVar
@@ -20,6 +21,7 @@ import jax
 
 from sdd_jax import losses
 from sdd_jax.methods import base
+from sdd_jax.methods import forwards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,15 +30,20 @@ class CSKD(base.Method):
   temperature: float = 4.0
 
   name: ClassVar[str] = 'cs_kd'
+  label: ClassVar[str] = 'CS-KD'
+  paper_order: ClassVar[int] = 1
+  compared: ClassVar[bool] = True
+  owns_forward: ClassVar[bool] = True
   needs: ClassVar[tuple] = ('pair_images',)
   summary: ClassVar[str] = 'anchors + class partners as one batch'
 
-  def forward(self, model, variables, batch):
-    (anchor, partner), batch_stats = base.joint_forward(
-        model, variables, [batch['images'], batch['pair_images']])
+  def forward(self, model, variables, batch, *, key, rngs):
+    del key
+    (anchor, partner), batch_stats = forwards.joint_forward(
+        model, variables, [batch['images'], batch['pair_images']], rngs=rngs)
     ctx = base.StepContext(model=model, variables=variables, batch=batch, features=anchor[0],
-                           logits=anchor[1],
-                           outputs={'pair_features': partner[0], 'pair_logits': partner[1]})
+                           logits=anchor[1], stage_outputs=anchor[2],
+                           outputs={'pair_logits': partner[1]})
     return ctx, batch_stats
 
   def loss(self, ctx, key):

@@ -1,16 +1,16 @@
 """DDGSD (Xu & Liu 2019, "Data-Distortion Guided Self-Distillation for Deep Neural Networks").
 
 Two independently augmented views of each image (the pipeline's `images` and `second_view`,
-same label) go through the network as ONE training-mode batch of 2B (`base.joint_forward`).
+same label) go through the network as ONE training-mode batch of 2B (`forwards.joint_forward`).
 The cross-entropy is taken on both views and summed (`ctx.ce_logits`). Term: the symmetric KL
 between the views at T = 3, each direction with its target detached,
 `KL(sg p1 || p2) + KL(sg p2 || p1)`, plus MMD: the squared L2 distance between the batch-mean
 pooled features of the two views, weight `mmd_weight = 0.005`, not multiplied by T^2.
 
-So that `combine` stays the one place that weighs terms, the term returned is
-`symKL + mmd_weight * MMD / T^2` (the MMD, a batch quantity, broadcast to every example):
-`weight * T^2 * term = weight * (T^2 * symKL + mmd_weight * MMD)`, exactly the paper's loss at the
-default weight 1. With SD-Dropout the masks act on the first view's features.
+The term has two sub-terms, weighed by `combine` alone: `kl` (symKL, scaled by T^2) and `mmd`
+(`mmd_weight * MMD`, unscaled): `weight * (T^2 * symKL + mmd_weight * MMD)`, exactly the
+paper's loss at the default weight 1. With SD-Dropout the masks act on the first view's
+features (or, at `position < 4`, on its stage outputs of this joint forward).
 """
 import dataclasses
 from typing import ClassVar
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from sdd_jax import losses
 from sdd_jax.methods import base
+from sdd_jax.methods import forwards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,11 @@ class DDGSD(base.Method):
   mmd_weight: float = 0.005
 
   name: ClassVar[str] = 'ddgsd'
+  label: ClassVar[str] = 'DDGSD'
+  paper_order: ClassVar[int] = 2
+  compared: ClassVar[bool] = True
+  owns_forward: ClassVar[bool] = True
+  term_scales: ClassVar[dict] = {'kl': base.SCALED, 'mmd': base.UNSCALED}
   needs: ClassVar[tuple] = ('second_view',)
   summary: ClassVar[str] = 'two augmented views as one batch'
 
@@ -44,11 +50,13 @@ class DDGSD(base.Method):
                        'them identical (augment none, or no crop padding and no flip); set '
                        "--config.data.augment=cifar with crop_padding > 0 or flip=True")
 
-  def forward(self, model, variables, batch):
-    (first, second), batch_stats = base.joint_forward(
-        model, variables, [batch['images'], batch['second_view']])
+  def forward(self, model, variables, batch, *, key, rngs):
+    del key
+    (first, second), batch_stats = forwards.joint_forward(
+        model, variables, [batch['images'], batch['second_view']], rngs=rngs)
     ctx = base.StepContext(model=model, variables=variables, batch=batch, features=first[0],
-                           logits=first[1], ce_logits=((first[1], 1.0), (second[1], 1.0)),
+                           logits=first[1], stage_outputs=first[2],
+                           ce_logits=((first[1], 1.0), (second[1], 1.0)),
                            outputs={'second_features': second[0], 'second_logits': second[1]})
     return ctx, batch_stats
 
@@ -58,5 +66,5 @@ class DDGSD(base.Method):
                              direction='forward')
     gap = jnp.mean(ctx.features, 0) - jnp.mean(ctx.outputs['second_features'], 0)
     mmd = jnp.sum(jnp.square(gap))
-    term = kl + self.mmd_weight * mmd / self.temperature ** 2
-    return term, {'train/ddgsd_kl': jnp.mean(kl), 'train/ddgsd_mmd': mmd}
+    return ({'kl': kl, 'mmd': self.mmd_weight * mmd},
+            {'train/ddgsd_kl': jnp.mean(kl), 'train/ddgsd_mmd': mmd})

@@ -10,6 +10,7 @@ single-network run), network 1 with the key with 1 folded in.
 Other methods (SD-Dropout) run once per network on that network's own features and head
 (`ctx.members`; network 1's masks come from the method key with 1 folded in) and their terms
 are averaged over the two, keeping their weight relative to the (averaged) cross-entropy.
+Network i > 0 draws its dropout from the model rngs with i folded in.
 Evaluation: network 0 is the headline (`test/...`, `inference_variables`); network 1 and the
 ensemble (log of the averaged probabilities) are reported as `dml/net1/...` and
 `dml/ensemble/...`.
@@ -22,13 +23,15 @@ import jax.numpy as jnp
 
 from sdd_jax import losses
 from sdd_jax.methods import base
+from sdd_jax.methods import forwards
 
 NETWORKS = ('net0', 'net1')
 
 
 def network_variables(variables, name: str):
-  """The variables of one of the two networks."""
-  return {collection: tree[name] for collection, tree in variables.items()}
+  """The variables of one of the two networks (collections without it, e.g. no BatchNorm, are
+  left out)."""
+  return {collection: tree[name] for collection, tree in variables.items() if name in tree}
 
 
 def _net1_logits(model, variables, images):
@@ -48,9 +51,13 @@ class DML(base.Method):
   temperature: float = 3.0
 
   name: ClassVar[str] = 'dml'
+  label: ClassVar[str] = 'DML'
+  paper_order: ClassVar[int] = 4
+  compared: ClassVar[bool] = True
+  owns_forward: ClassVar[bool] = True
   summary: ClassVar[str] = 'two networks'
 
-  def init_variables(self, model, key, sample_images):
+  def init_network(self, model, key, sample_images):
     inits = [model.init(key if i == 0 else jax.random.fold_in(key, i), sample_images,
                         train=False) for i in range(len(NETWORKS))]
     return {collection: {name: init[collection] for name, init in zip(NETWORKS, inits)}
@@ -62,16 +69,19 @@ class DML(base.Method):
   def eval_logits(self):
     return {'dml/net1': _net1_logits, 'dml/ensemble': _ensemble_logits}
 
-  def forward(self, model, variables, batch):
+  def forward(self, model, variables, batch, *, key, rngs):
+    del key
     members, batch_stats = [], {}
-    for name in NETWORKS:
-      member, batch_stats[name] = base.plain_forward(model, network_variables(variables, name),
-                                                     batch)
+    for i, name in enumerate(NETWORKS):
+      member_rngs = rngs if i == 0 else {k: jax.random.fold_in(r, i) for k, r in rngs.items()}
+      member, stats = forwards.plain_forward(model, network_variables(variables, name), batch,
+                                             rngs=member_rngs)
+      if stats:
+        batch_stats[name] = stats
       members.append(member)
     share = 1.0 / len(members)
     ctx = dataclasses.replace(members[0], members=tuple(members),
-                              ce_logits=tuple((m.logits, share) for m in members),
-                              outputs={'peer_logits': members[1].logits})
+                              ce_logits=tuple((m.logits, share) for m in members))
     return ctx, batch_stats
 
   def loss(self, ctx, key):

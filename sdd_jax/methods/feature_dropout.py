@@ -11,8 +11,8 @@ propagates through K = 2 masked heads (`num_samples`), so the equal-steps baseli
 `sum_k CE(head(m_k * f))` over K independent masks, i.e. K dropout gradient terms per image
 per optimizer step (summed, as K consecutive steps would add them). K = 1 is plain dropout.
 
-The hooks give a random key only to `loss`, so the method does not replace `ctx.ce_logits`;
-its term is the correction `CE(head(m * f)) - CE(head(f))` [batch], which `combine` adds with
+The method keeps the plain forward (it does not replace `ctx.ce_logits`); its term is the
+correction `CE(head(m * f)) - CE(head(f))` [batch], which `combine` adds with
 `weight * temperature**2 = 1` to the cross-entropy of the un-dropped logits. The total loss and
 its gradient are then exactly those of `CE(head(m * f))` (the un-dropped CE cancels), for the
 plain network and for each network of DML. `train/loss_ce` still reports the un-dropped CE;
@@ -45,6 +45,8 @@ class FeatureDropout(base.Method):
   samples: int = 1
 
   name: ClassVar[str] = 'feature_dropout'
+  label: ClassVar[str] = 'Dropout (standard)'
+  baseline: ClassVar[bool] = True
   summary: ClassVar[str] = 'cross-entropy on head(dropout(features))'
 
   def validate(self):

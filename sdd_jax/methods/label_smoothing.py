@@ -17,6 +17,11 @@ class LabelSmoothing(base.Method):
   epsilon: float = 0.1
 
   name: ClassVar[str] = 'label_smoothing'
+  label: ClassVar[str] = 'LS'
+  paper_order: ClassVar[int] = 5
+  compared: ClassVar[bool] = True
+  has_term: ClassVar[bool] = False
+  sets_targets: ClassVar[bool] = True
   summary: ClassVar[str] = 'uniform mass epsilon / K'
 
   def validate(self):
@@ -25,7 +30,8 @@ class LabelSmoothing(base.Method):
       raise ValueError(f'epsilon: must be in [0, 1), got {self.epsilon}')
     base.check_no_term(self, 'it replaces the cross-entropy targets; set epsilon')
 
-  def targets(self, ctx):
+  def targets(self, ctx, key):
+    del key
     classes = ctx.logits.shape[-1]
     onehot = jax.nn.one_hot(ctx.batch['labels'], classes, dtype=jnp.float32)
     return (1 - self.epsilon) * onehot + self.epsilon / classes

@@ -41,6 +41,11 @@ class PSKD(base.Method):
   alpha: float = 0.8
 
   name: ClassVar[str] = 'ps_kd'
+  label: ClassVar[str] = 'PS-KD'
+  compared: ClassVar[bool] = True
+  has_term: ClassVar[bool] = False
+  sets_targets: ClassVar[bool] = True
+  keeps_state: ClassVar[bool] = True
   needs: ClassVar[tuple] = ('index',)
   summary: ClassVar[str] = "the network's past predictions"
   conflicts: ClassVar[dict] = {
@@ -71,7 +76,8 @@ class PSKD(base.Method):
     alpha = self.alpha * (epoch + 1) / run.num_epochs
     return jnp.where(epoch == 0, 0.0, alpha).astype(jnp.float32)
 
-  def targets(self, ctx):
+  def targets(self, ctx, key):
+    del key
     table = ctx.method_states[self.name]['table']
     past = jax.lax.stop_gradient(parallel.gather_rows(table, ctx.batch['index'], ctx.mesh))
     onehot = jax.nn.one_hot(ctx.batch['labels'], ctx.logits.shape[-1], dtype=jnp.float32)

@@ -3,15 +3,20 @@
 Two inverted-dropout masks u, v on the pooled features f give z_u = h(u*f), z_v = h(v*f); the
 term is KL(p_u || p_v) + KL(p_v || p_u) at temperature T with gradients through both sides
 (paper Eq. 4-5; `direction='forward'` / `'reverse'` are Eqs. 6 / 7). The cross-entropy uses
-the un-dropped logits. With `position=k < 4` the masks act on the stage-k feature map and the
-remaining stages run on each masked copy (paper Table 12). `num_samples=K > 2` averages the
-term over the K(K-1)/2 pairs of masks (beyond the paper; K = 2 is exactly the paper's).
+the un-dropped logits. With `position=k < 4` the masks act on the stage-k feature map of the
+step's one forward (`ctx.stage_outputs`: with CS-KD / DDGSD the joint batch's, so the masked
+path starts from the same BatchNorm statistics as the clean one) and the remaining stages run
+on each masked copy (paper Table 12), their dropout drawing from `base.model_rngs(key)`.
+`num_samples=K > 2` averages the term over the K(K-1)/2 pairs of masks (beyond the paper;
+K = 2 is exactly the paper's). Combined with another self-KD method, the paper weighs the term
+by 0.1 (`combined_defaults`).
 """
 import dataclasses
 from typing import ClassVar
 
 from sdd_jax import losses
 from sdd_jax.methods import base
+from sdd_jax.methods import forwards
 
 DIRECTIONS = ('both', 'forward', 'reverse')
 
@@ -26,6 +31,10 @@ class SDDropout(base.Method):
   position: int = 4
 
   name: ClassVar[str] = 'sd_dropout'
+  label: ClassVar[str] = 'SD-Dropout'
+  # The one place of the rule: beside another self-KD method the authors weigh SD-Dropout by
+  # 0.1 (paper §4.1.2; configs read it through `methods.defaults(name, combined=True)`).
+  combined_defaults: ClassVar[dict] = {'weight': 0.1}
 
   def validate(self):
     super().validate()
@@ -43,10 +52,13 @@ class SDDropout(base.Method):
     if self.position == 4:
       inputs, head_fn = ctx.features, ctx.head_fn()
     else:
-      stage_outputs = ctx.model.apply(ctx.variables, ctx.batch['images'], train=ctx.train,
-                                       method=ctx.model.stages, mutable=['batch_stats'])[0]
-      inputs = stage_outputs[self.position - 1]
-      head_fn = losses.stage_head_fn(ctx.model, ctx.variables, self.position, train=ctx.train)
+      if len(ctx.stage_outputs) < self.position:
+        raise ValueError(f'sd_dropout: position {self.position} needs the stage outputs of the '
+                         f'forward, got {len(ctx.stage_outputs)}; build the context with '
+                         'methods.forwards')
+      inputs = ctx.stage_outputs[self.position - 1]
+      head_fn = forwards.stage_head_fn(ctx.model, ctx.variables, self.position,
+                                       rngs=base.model_rngs(key))
     term = losses.sd_dropout(head_fn, inputs, key, rate=self.rate, temperature=self.temperature,
                              direction=self.direction, num_samples=self.num_samples)
     return term, {}

@@ -12,16 +12,15 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from sdd_jax.report import files as report_files
+from sdd_jax import methods
 from sdd_jax import workdir_path
+from sdd_jax.report import files as report_files
 
-# Paper Table 1 order, then the others alphabetically.
-METHOD_ORDER = ('ce', 'cs_kd', 'ddgsd', 'byot', 'dml', 'label_smoothing')
-METHOD_LABELS = {'ce': 'Cross-Entropy', 'cs_kd': 'CS-KD', 'ddgsd': 'DDGSD', 'byot': 'BYOT',
-                 'dml': 'DML', 'label_smoothing': 'LS', 'ps_kd': 'PS-KD',
-                 'feature_dropout': 'Dropout (standard)'}
+# Paper Table 1 order, then the others alphabetically; names and baselines from the methods.
+METHOD_ORDER = ('ce', *methods.paper_order())
+METHOD_LABELS = {'ce': 'Cross-Entropy', **methods.labels()}
 # Baselines of one ablation table (Table 11), not self-KD methods: left out of Tables 1-7.
-BASELINE_METHODS = ('feature_dropout',)
+BASELINE_METHODS = methods.baselines()
 DATASET_ORDER = ('cifar100', 'caltech_birds2011', 'stanford_dogs', 'imagenet2012')
 DATASET_LABELS = {'cifar100': 'CIFAR-100', 'caltech_birds2011': 'CUB-200-2011',
                   'stanford_dogs': 'Stanford Dogs', 'imagenet2012': 'ImageNet'}

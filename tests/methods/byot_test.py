@@ -53,8 +53,9 @@ def test_final_logits_and_features_are_detached():
   final, aux, f, aux_f = _inputs(1)
   method = BYOT()
 
-  def mean_term(*args):
-    return jnp.mean(method.loss(_ctx(*args), None)[0])
+  def mean_term(*args):  # the term in units of T^2, as combine reports it
+    ctx = _ctx(*args)
+    return methods.combine([method], ctx, jax.random.key(0), jnp.zeros(4))[1]['train/loss_byot']
 
   g_final, g_aux, g_f, g_aux_f = jax.jit(jax.grad(mean_term, argnums=(0, 1, 2, 3)))(
       final, aux, f, aux_f)
@@ -72,12 +73,12 @@ def test_final_logits_and_features_are_detached():
 def test_auxiliary_heads_live_beside_the_network_and_inference_drops_them():
   model = models.get_model('resnet18_cifar', num_classes=10, width=4, stage_sizes=(1, 1, 1, 1))
   sample = jnp.zeros((1, 32, 32, 3))
-  init = functools.partial(BYOT().init_variables, model)
+  init = functools.partial(methods.init_variables, [BYOT()], model)
   shapes = jax.eval_shape(init, state_lib.init_key(0), sample)  # tracing only: no compile
   plain = jax.eval_shape(functools.partial(model.init, train=False), state_lib.init_key(0),
                          sample)
-  aux = shapes['params']['byot_aux']
-  assert sorted(aux) == ['head1', 'head2', 'head3'] and 'byot_aux' in shapes['batch_stats']
+  aux = shapes['params']['byot']  # the method's own variables, under its name
+  assert sorted(aux) == ['head1', 'head2', 'head3'] and 'byot' in shapes['batch_stats']
   # k x k stride-k convs: stage sides 32, 16, 8 reach the last stage's 4 with k = 8, 4, 2;
   # bottleneck D // 4 = 8 channels (128 for ResNet-18's D = 512); the last conv has D = 32.
   for head, k, channels in (('head1', 8, 4), ('head2', 4, 8), ('head3', 2, 16)):

@@ -1,5 +1,6 @@
 """Every registered method, alone and with `sd_dropout`, runs two steps of the one jitted train
-step on a tiny model over 8 simulated devices, through the hooks only (methods/base.py)."""
+step on a tiny model over 8 simulated devices, through the hooks only (methods/base.py); the
+forward owners also on a model without BatchNorm and with dropout inside."""
 import functools
 
 import jax
@@ -15,8 +16,11 @@ from sdd_jax import optim
 from sdd_jax import parallel
 from sdd_jax import state as state_lib
 from sdd_jax import step as step_lib
+from sdd_jax import losses
 from sdd_jax import trainer
 from sdd_jax.methods import base
+from sdd_jax.methods import forwards
+from tests.methods import bn_free_net
 from tests.methods import tiny_net
 
 OPTIM = ml_collections.ConfigDict(dict(lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
@@ -26,6 +30,10 @@ RUN = methods.RunInfo(num_examples=40, num_classes=NUM_CLASSES, steps_per_epoch=
                       num_epochs=2, num_devices=8)
 CASES = [[name] for name in methods.METHODS.names()] + [
     [name, 'sd_dropout'] for name in methods.METHODS.names() if name != 'sd_dropout']
+# BatchNorm-free, dropout inside, SD-Dropout at stage 2 (its masked copies run the remaining
+# stages in training mode): two networks, evaluated too (net1 and the ensemble); the plain
+# forward: tests/methods/adapter_test.py and tests/step_test.py. (More cases cost ~10 s each.)
+BN_FREE_CASES = [['dml', 'sd_dropout']]
 
 
 def _model():
@@ -59,10 +67,22 @@ def _eval_config():
 
 @pytest.mark.parametrize('names', CASES, ids='+'.join)
 def test_two_steps_on_eight_devices(names, tmp_path):
+  _two_steps_on_eight_devices(_model(), {name: {} for name in names}, tmp_path,
+                              evaluate=len(names) == 1)
+
+
+@pytest.mark.parametrize('names', BN_FREE_CASES, ids='+'.join)
+def test_two_steps_without_batchnorm(names, tmp_path):
+  config = {name: {} for name in names}
+  config['sd_dropout'] = {'position': 2}
+  _two_steps_on_eight_devices(bn_free_net.BNFreeNet(num_classes=NUM_CLASSES), config, tmp_path,
+                              evaluate=True)
+
+
+def _two_steps_on_eight_devices(model, method_config, tmp_path, evaluate):
   assert jax.device_count() == 8
   mesh = parallel.create_mesh()
-  model = _model()
-  configured = methods.create_methods({name: {} for name in names})
+  configured = methods.create_methods(method_config)
   schedule = optim.make_lr_schedule(OPTIM, RUN.steps_per_epoch)
   tx = optim.make_optimizer(OPTIM, schedule)
   state = jax.jit(functools.partial(state_lib.create_train_state, model, tx,
@@ -97,8 +117,9 @@ def test_two_steps_on_eight_devices(names, tmp_path):
                          jnp.zeros((1, SIZE, SIZE, 3)))
   inference = methods.inference_variables(configured, state.variables)
   assert jax.tree.structure(inference) == jax.tree.structure(plain)
-  if len(names) == 1 and any(base.overrides(m, hook) for m in configured
-         for hook in ('inference_variables', 'eval_logits')):
+  stored = {c: tree for c, tree in state.variables.items() if tree}
+  if evaluate and (jax.tree.structure(inference) != jax.tree.structure(stored)
+                   or methods.eval_logits(configured)):
     config = _eval_config()
     source = data_lib.create_source(config.data, 'test')
     results = trainer.make_evaluate(config, model, mesh, source, str(tmp_path),
@@ -118,13 +139,57 @@ def test_joint_forward_is_one_batchnorm_batch_of_both_inputs():
 
   @jax.jit
   def run(a, b):
-    (first, second), stats = base.joint_forward(model, variables, [a, b])
+    (first, second), stats = forwards.joint_forward(model, variables, [a, b])
     logits, updates = model.apply(variables, jnp.concatenate([a, b]), train=True,
                                   mutable=['batch_stats'])
-    return first[1], second[1], logits, stats, updates['batch_stats']
+    stages = model.apply(variables, jnp.concatenate([a, b]), train=True, method=model.stages,
+                         mutable=['batch_stats'])[0]
+    return first, second, logits, stages, stats, updates['batch_stats']
 
-  first, second, logits, stats, reference = run(batch['images'], batch['pair_images'])
-  np.testing.assert_allclose(first, logits[:BATCH], rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(second, logits[BATCH:], rtol=1e-4, atol=1e-5)
+  first, second, logits, stages, stats, reference = run(batch['images'], batch['pair_images'])
+  np.testing.assert_allclose(first[1], logits[:BATCH], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(second[1], logits[BATCH:], rtol=1e-4, atol=1e-5)
+  for k in range(4):  # each input's stage outputs: its rows of the joint batch's stages
+    np.testing.assert_allclose(first[2][k], stages[k][:BATCH], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(second[2][k], stages[k][BATCH:], rtol=1e-4, atol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), stats,
                reference)
+
+
+@pytest.mark.parametrize('owner, second', [('cs_kd', 'pair_images'), ('ddgsd', 'second_view')])
+def test_sd_dropout_masks_the_stage_outputs_of_the_joint_forward(owner, second):
+  """SD-Dropout at stage 2 with CS-KD / DDGSD: the masked path starts from the stage-2 output
+  of the ONE joint forward (BatchNorm statistics of all 2B images, as the clean path), not
+  from a re-run of the stages on B images; here computed without the methods package."""
+  model = _model()
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      state_lib.init_key(0), jnp.zeros((1, SIZE, SIZE, 3)))
+  configured = methods.create_methods({owner: {}, 'sd_dropout': {'position': 2}})
+  key = jax.random.key(5)
+
+  @jax.jit
+  def run(batch):
+    ctx, _ = methods.prepare(configured, model, variables, batch, key=key)
+    _, metrics = methods.combine(configured, ctx, key, methods.base_loss(ctx))
+
+    def stage2(images):
+      return model.apply(variables, images, train=True, method=model.stages,
+                         mutable=['batch_stats'])[0][1]
+
+    def sd_term(x):  # Eq. 3 on masked copies of the stage-2 map x, the masks of the step key
+      def head(y):
+        f = model.apply(variables, 2, y, True, method=model.from_stage,
+                        mutable=['batch_stats'])[0]
+        return model.apply(variables, f, method=model.head)
+      return jnp.mean(losses.sd_dropout(head, x, base.method_key(key, 'sd_dropout'), rate=0.5,
+                                        temperature=3.0))
+
+    joint = stage2(jnp.concatenate([batch['images'], batch[second]]))[:BATCH]
+    alone = stage2(batch['images'])
+    return (ctx.stage_outputs[1], joint, metrics['train/loss_sd_dropout'], sd_term(joint),
+            sd_term(alone))
+
+  got, joint, loss, expected, alone = run(_batches()[0])
+  np.testing.assert_allclose(got, joint, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(loss, expected, rtol=1e-4, atol=1e-6)
+  assert abs(float(loss) - float(alone)) > 1e-3 * abs(float(alone))  # B-image statistics differ

@@ -33,21 +33,25 @@ def test_term_against_numpy_and_the_weighted_total():
   term, metrics = jax.jit(lambda *a: method.loss(_ctx(*a), None))(z1, z2, f1, f2)
   kl = ref.kl(z1, z2, 3.0) + ref.kl(z2, z1, 3.0)
   mmd = np.sum((f1.astype(np.float64).mean(0) - f2.mean(0)) ** 2)
-  np.testing.assert_allclose(term, kl + 0.005 * mmd / 9.0, rtol=1e-5)
+  np.testing.assert_allclose(term['kl'], kl, rtol=1e-5)  # scaled by T^2 in combine
+  np.testing.assert_allclose(term['mmd'], 0.005 * mmd, rtol=1e-5)  # not scaled
   np.testing.assert_allclose(metrics['train/ddgsd_mmd'], mmd, rtol=1e-5)
   # combine: CE on both views summed + T^2 * symKL + 0.005 * MMD (not times T^2).
   ctx = _ctx(z1, z2, f1, f2)
-  total, _ = methods.combine([method], ctx, jax.random.key(0), methods.base_loss(ctx))
+  total, metrics = methods.combine([method], ctx, jax.random.key(0), methods.base_loss(ctx))
   ce = ref.cross_entropy(z1, LABELS) + ref.cross_entropy(z2, LABELS)
   np.testing.assert_allclose(total, ce.mean() + 9.0 * kl.mean() + 0.005 * mmd, rtol=1e-5)
+  np.testing.assert_allclose(metrics['train/loss_ddgsd'], kl.mean() + 0.005 * mmd / 9.0,
+                             rtol=1e-5)
 
 
 def test_each_direction_detaches_its_target():
   z1, z2, f1, f2 = _inputs(1)
   method = DDGSD()
 
-  def mean_term(*args):
-    return jnp.mean(method.loss(_ctx(*args), None)[0])
+  def mean_term(*args):  # the term in units of T^2, as combine reports it
+    ctx = _ctx(*args)
+    return methods.combine([method], ctx, jax.random.key(0), jnp.zeros(4))[1]['train/loss_ddgsd']
 
   g1, g2, gf1, gf2 = jax.jit(jax.grad(mean_term, argnums=(0, 1, 2, 3)))(z1, z2, f1, f2)
   p1, p2 = ref.softmax(z1, 3.0), ref.softmax(z2, 3.0)

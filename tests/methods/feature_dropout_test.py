@@ -30,7 +30,7 @@ def _total_loss(rate, params, key, samples=1):
   model, variables, batch = _setup()
   chosen = methods.create_methods({'feature_dropout': {'rate': rate, 'samples': samples}})
   variables = {'params': params, 'batch_stats': variables['batch_stats']}
-  ctx, _ = methods.prepare(chosen, model, variables, batch)
+  ctx, _ = methods.prepare(chosen, model, variables, batch, key=key)
   total, metrics = methods.combine(chosen, ctx, key, methods.base_loss(ctx))
   return total, (metrics, ctx.features)
 
@@ -113,10 +113,13 @@ def test_no_dropout_at_evaluation():
   """The method owns no forward, evaluation predictor or inference variables: evaluation runs
   the plain network, head(features) in evaluation mode."""
   method = FeatureDropout(rate=0.5)
-  for hook in ('forward', 'eval_logits', 'inference_variables', 'init_variables'):
-    assert not base.overrides(method, hook), hook
+  assert not (method.owns_forward or method.sets_targets or method.keeps_state)
+  assert method.eval_logits() == {}
   model, variables, batch = _setup()
-  assert methods.inference_variables([method], variables) is variables
+  assert method.init_variables(model, jax.random.key(0), variables, batch['images']) is None
+  inference = methods.inference_variables([method], variables)
+  assert jax.tree.structure(inference) == jax.tree.structure(variables)
+  jax.tree.map(np.testing.assert_array_equal, inference, variables)
   features = model.apply(variables, batch['images'], train=False, method=model.features)
   np.testing.assert_array_equal(model.apply(variables, batch['images'], train=False),
                                 model.apply(variables, features, method=model.head))

@@ -5,6 +5,7 @@ from typing import ClassVar
 
 import pytest
 
+from sdd_jax import methods
 from sdd_jax.methods import base
 from sdd_jax.methods import hooks
 
@@ -14,6 +15,7 @@ class _Pairs(base.Method):
   name: ClassVar[str] = 'pairs'
   summary: ClassVar[str] = 'reads partner images'
   needs: ClassVar[tuple] = ('pair_images', 'index')
+  owns_forward: ClassVar[bool] = True
 
   def forward(self, model, variables, batch):
     raise NotImplementedError
@@ -27,6 +29,7 @@ class _Views(base.Method):
   name: ClassVar[str] = 'views'
   summary: ClassVar[str] = 'reads a second view'
   needs: ClassVar[tuple] = ('second_view', 'index')
+  owns_forward: ClassVar[bool] = True
 
   def forward(self, model, variables, batch):
     raise NotImplementedError
@@ -36,6 +39,7 @@ class _Views(base.Method):
 class _Counter(base.Method):
   name: ClassVar[str] = 'counter'
   conflicts: ClassVar[dict] = {'views': 'a made-up reason'}
+  keeps_state: ClassVar[bool] = True
 
   def init_state(self, run):
     return {'count': run.num_examples}
@@ -75,3 +79,33 @@ def test_impossible_combinations_say_which_and_why(methods, match):
   with pytest.raises(ValueError, match=match):
     hooks.check_combination(methods)
   hooks.check_combination(methods[:1])  # either alone is fine
+
+
+@dataclasses.dataclass(frozen=True)
+class _Undeclared(base.Method):
+  """Implements `forward` and `targets` without declaring the roles: never asked for them."""
+  name: ClassVar[str] = 'undeclared'
+
+  def forward(self, model, variables, batch, *, key, rngs):
+    raise AssertionError('an undeclared forward must not run')
+
+  def targets(self, ctx, key):
+    raise AssertionError('undeclared targets must not be set')
+
+
+def test_roles_are_declared_not_detected():
+  hooks.check_combination([_Undeclared(), _Pairs()])  # one declared owner: fine
+  with pytest.raises(ValueError, match='pairs \\+ views cannot be combined'):
+    hooks.check_combination([_Undeclared(), _Pairs(), _Views()])
+  assert hooks.init_states([_Undeclared()], base.RunInfo()) == {}
+
+
+@pytest.mark.parametrize('name', methods.METHODS.names())
+def test_each_registered_method_declares_the_roles_it_implements(name):
+  cls = methods.METHODS.get(name)
+  implements = lambda hook: getattr(cls, hook) is not getattr(base.Method, hook)
+  assert cls.owns_forward == implements('forward'), 'owns_forward'
+  assert cls.sets_targets == implements('targets'), 'sets_targets'
+  assert cls.keeps_state == implements('init_state'), 'keeps_state'
+  if not cls.owns_forward:  # the network's layout is the forward owner's business
+    assert not implements('init_network') and not implements('inference_variables')

@@ -23,7 +23,7 @@ def test_targets_and_cross_entropy_gradient_against_numpy():
   def total(z):
     ctx = base.StepContext(model=None, variables=None, batch={'labels': LABELS},
                            features=jnp.zeros((4, 3)), logits=z)
-    ctx = dataclasses.replace(ctx, targets=method.targets(ctx))
+    ctx = dataclasses.replace(ctx, targets=method.targets(ctx, jax.random.key(0)))
     loss, metrics = methods.combine([method], ctx, jax.random.key(0), methods.base_loss(ctx))
     return loss, (ctx.targets, metrics)
 

@@ -50,7 +50,7 @@ def test_targets_loss_and_gradients_against_numpy(step, alpha):
 
   def total(z, table):
     ctx = _ctx(z, table, step)
-    ctx = dataclasses.replace(ctx, targets=method.targets(ctx))
+    ctx = dataclasses.replace(ctx, targets=method.targets(ctx, jax.random.key(0)))
     loss, metrics = methods.combine([method], ctx, jax.random.key(0), methods.base_loss(ctx))
     return loss, (ctx.targets, metrics)
 

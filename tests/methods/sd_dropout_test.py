@@ -37,10 +37,12 @@ def _setup():
 def _context(model, variables, images):
   features, _ = model.apply(variables, images, train=True, method=model.features,
                             mutable=['batch_stats'])
+  stage_outputs, _ = model.apply(variables, images, train=True, method=model.stages,
+                                 mutable=['batch_stats'])
   logits = model.apply(variables, features, method=model.head)
   return base.StepContext(model=model, variables=variables,
                           batch={'images': images, 'labels': jnp.zeros(6, jnp.int32)},
-                          features=features, logits=logits)
+                          features=features, logits=logits, stage_outputs=tuple(stage_outputs))
 
 
 def test_term_equals_numpy_symmetric_kl_of_two_masked_head_passes():
