@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sdd_jax.models import heads
+from sdd_jax.models import base
 from sdd_jax.models import resnet
 from sdd_jax.models.resnet import BatchNorm
 
@@ -67,7 +67,7 @@ class DenseStage(nn.Module):
     return x
 
 
-class DenseNet(heads.StagedNetwork):
+class DenseNet(base.StagedNetwork):
   """DenseNet-BC; DenseNet-121 = stage_sizes (6, 12, 24, 16), growth 32, 64 init features.
 
   Pooled features D = channels after block 4 (1024 for DenseNet-121).

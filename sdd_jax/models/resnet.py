@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sdd_jax.models import heads
+from sdd_jax.models import base
 
 class BatchNorm(nn.BatchNorm):
   """PyTorch BatchNorm2d: running = 0.9 * running + 0.1 * batch (momentum 0.1), eps 1e-5, and
@@ -154,7 +154,7 @@ class ResNetStage(nn.Module):
     return x
 
 
-class ResNet(heads.StagedNetwork):
+class ResNet(base.StagedNetwork):
   """ResNet with a CIFAR stem (3x3/1 conv) or an ImageNet stem (7x7/2 conv + max-pool).
 
   Stage k (k = 1..4) has `stage_sizes[k-1]` blocks of width `width * 2**(k-1)`
