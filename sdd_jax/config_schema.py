@@ -17,6 +17,7 @@ from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import models as models_lib
+from sdd_jax import optim as optim_lib
 from sdd_jax.config_fields import ConfigError, Field, check  # pylint: disable=unused-import  # re-exported
 
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -59,6 +60,8 @@ STATIC: Tuple[Field, ...] = (
     Field('optim.lr_boundaries', 'tuple', item='number'),
     Field('optim.lr_decay', 'number', 0, 1, low_open=True), Field('optim.warmup_epochs', 'number',
                                                                   low=0),
+    Field('optim.name', 'str', choices=optim_lib.OPTIMIZERS),  # optional: sgd
+    Field('optim.schedule', 'str', choices=optim_lib.SCHEDULES),  # optional: step
     _int('probe.every_steps', 0, allowed='an integer >= 0 (0: off)'),
     Field('probe.rate', 'number', 0, 1, high_open=True),
     Field('probe.temperature', 'number', low=0, low_open=True),
