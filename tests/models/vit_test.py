@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 from scipy import special
 
+from configs import common
+from sdd_jax import config_validation
+from sdd_jax import errors
 from sdd_jax import models
 from sdd_jax.models import vit
 
@@ -196,3 +199,18 @@ def test_bad_options_are_refused(kwargs, message):
   with pytest.raises(ValueError, match=message):
     jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                    jnp.zeros((1, 32, 32, 3)))
+
+
+def test_byot_with_a_vit_is_refused_at_validation_in_one_line():
+  """BYOT's auxiliary heads convolve stage feature maps; the ViT's stages are tokens."""
+  config = common.smoke(common.recipe())
+  config.model.name = 'vit_tiny_cifar'
+  config.model.kwargs = models.tiny_kwargs('vit_tiny_cifar')
+  config.methods.byot = dict(common.BYOT)
+  with pytest.raises(errors.UserError, match=r"^config.methods.byot: its auxiliary heads are "
+                     r"convolutions on stage feature maps, and vit_tiny_cifar's stages are token "
+                     r"sequences; use a CNN \(e.g. resnet18_cifar\) or drop methods.byot$"):
+    config_validation.validate(config)
+  config.model.name = 'resnet18_cifar'  # the same config with a CNN passes
+  config.model.kwargs = models.tiny_kwargs('resnet18_cifar')
+  config_validation.validate(config)
