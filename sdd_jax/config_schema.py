@@ -120,7 +120,7 @@ MODEL_ARGUMENTS_SET_ELSEWHERE = ('num_classes', 'head_hidden', 'dtype', 'parent'
 def model_kwarg_fields(model_name: str) -> List[Field]:
   """One Field per constructor argument `model.kwargs` may set for model `model_name` (the
   flax module's dataclass fields, less those the trainer passes itself). Integer arguments
-  are sizes (>= 1)."""
+  are sizes (>= 1), float arguments rates in [0, 1) (the ViT's dropout and drop_path)."""
   build = models_lib.MODELS.get(model_name)
   cls = getattr(build, 'func', build)
   hints = typing.get_type_hints(cls)
@@ -129,7 +129,8 @@ def model_kwarg_fields(model_name: str) -> List[Field]:
     if f.name in MODEL_ARGUMENTS_SET_ELSEWHERE or not f.init:
       continue
     kind = _kind_of_annotation(hints.get(f.name, Any)) or 'any'
-    out.append(Field(f'model.kwargs.{f.name}', kind, low=1 if kind in ('int', 'tuple') else None,
+    low, high = {'int': (1, None), 'tuple': (1, None), 'number': (0, 1)}.get(kind, (None, None))
+    out.append(Field(f'model.kwargs.{f.name}', kind, low=low, high=high, high_open=True,
                      item='int' if kind == 'tuple' else None))
   return out
 
