@@ -121,8 +121,7 @@ def model_kwarg_fields(model_name: str) -> List[Field]:
   """One Field per constructor argument `model.kwargs` may set for model `model_name` (the
   flax module's dataclass fields, less those the trainer passes itself). Integer arguments
   are sizes (>= 1), float arguments rates in [0, 1) (the ViT's dropout and drop_path)."""
-  build = models_lib.MODELS.get(model_name)
-  cls = getattr(build, 'func', build)
+  cls = models_lib.model_class(model_name)
   hints = typing.get_type_hints(cls)
   out = []
   for f in dataclasses.fields(cls):
