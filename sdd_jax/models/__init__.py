@@ -13,7 +13,7 @@ configs and the tests use, e.g. `get_model(name, num_classes=10, **tiny_kwargs(n
   logits, updates = model.apply(variables, images, train=True, mutable=['batch_stats'])
 """
 import functools
-from typing import Dict
+from typing import Any, Dict, Mapping
 
 from sdd_jax.models import base
 from sdd_jax.models import densenet
@@ -47,6 +47,14 @@ def tiny_kwargs(name: str) -> dict:
   """The constructor options of model `name`'s tiny variant (a fresh dict)."""
   MODELS.get(name)  # an unknown name lists the known ones
   return dict(_TINY[name])
+
+
+def check_options(name: str, kwargs: Mapping[str, Any]) -> None:
+  """Raises ValueError (one line) when model `name` cannot be built with the constructor
+  options `kwargs` on top of its registered defaults (e.g. a ViT width that the heads do not
+  divide); types and ranges of single options are the config schema's."""
+  build = MODELS.get(name)
+  model_class(name).check_options({**getattr(build, 'keywords', {}), **kwargs})
 
 
 def model_class(name: str) -> type:

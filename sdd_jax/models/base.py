@@ -13,7 +13,8 @@ Every model in `sdd_jax.models` is a `StagedNetwork`:
 with `__call__(x) == head(features(x))` and
 `features(x) == from_stage(k, stages(x)[k - 1])` for every k.
 """
-from typing import Any, ClassVar, Sequence
+import dataclasses
+from typing import Any, ClassVar, Mapping, Sequence
 
 import flax.linen as nn
 import jax
@@ -27,7 +28,8 @@ class StagedNetwork(nn.Module):
 
   Subclasses define `setup()` (creating `layers`, a list of 4 modules called as
   `layer(x, train)`, and `classifier`) and `_stem(images, train)`; `_pool(x)` turns the last
-  stage's output into the features (default: global average pooling of a feature map).
+  stage's output into the features (default: global average pooling of a feature map);
+  `check_options` refuses constructor arguments that cannot work, in one line.
 
   Attributes:
     num_classes: number of output logits.
@@ -40,6 +42,16 @@ class StagedNetwork(nn.Module):
   head_hidden: Sequence[int] = ()
   dtype: Any = jnp.float32
   stage_outputs: ClassVar[str] = 'feature_maps'
+
+  @classmethod
+  def check_options(cls, options: Mapping[str, Any]) -> None:
+    """Raises ValueError('<option>: <what to change>') when the constructor arguments `options`
+    (registered defaults included; absent ones take the class defaults) cannot build this
+    network. Config validation calls it before anything compiles, `setup` again."""
+
+  def _check_own_options(self) -> None:
+    self.check_options({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                        if f.name not in ('parent', 'name')})
 
   def _stem(self, images: jax.Array, train: bool) -> jax.Array:
     raise NotImplementedError

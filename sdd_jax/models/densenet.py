@@ -85,9 +85,14 @@ class DenseNet(base.StagedNetwork):
   bn_size: int = 4
   stem: str = 'imagenet'
 
+  @classmethod
+  def check_options(cls, options):
+    stem = options.get('stem', cls.stem)
+    if stem not in ('cifar', 'imagenet'):
+      raise ValueError(f"DenseNet stem must be 'cifar' or 'imagenet', got {stem!r}")
+
   def setup(self):
-    if self.stem not in ('cifar', 'imagenet'):
-      raise ValueError(f"DenseNet stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+    self._check_own_options()
     if self.stem == 'imagenet':
       self.stem_conv = _conv(self.num_init_features, 7, 2, self.dtype, None)
       self.stem_bn = BatchNorm(dtype=self.dtype)

@@ -173,9 +173,14 @@ class ResNet(base.StagedNetwork):
   width: int = 64
   stem: str = 'cifar'
 
+  @classmethod
+  def check_options(cls, options):
+    stem = options.get('stem', cls.stem)
+    if stem not in ('cifar', 'imagenet'):
+      raise ValueError(f"ResNet stem must be 'cifar' or 'imagenet', got {stem!r}")
+
   def setup(self):
-    if self.stem not in ('cifar', 'imagenet'):
-      raise ValueError(f"ResNet stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+    self._check_own_options()
     preact = self.block_cls is PreActBlock
     kernel, strides = (3, 1) if self.stem == 'cifar' else (7, 2)
     self.stem_conv = conv(self.width, kernel, strides, self.dtype, None)

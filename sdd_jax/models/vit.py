@@ -158,13 +158,18 @@ class ViT(base.StagedNetwork):
   drop_path: float = 0.1
   stage_outputs: ClassVar[str] = 'tokens'
 
-  def setup(self):
-    if self.hidden_size % self.num_heads:
-      raise ValueError(f'ViT: hidden_size={self.hidden_size} must be a multiple of '
-                       f'num_heads={self.num_heads}')
+  @classmethod
+  def check_options(cls, options):
+    get = lambda name: options.get(name, getattr(cls, name))
+    if get('hidden_size') % get('num_heads'):
+      raise ValueError(f"ViT: hidden_size={get('hidden_size')} must be a multiple of "
+                       f"num_heads={get('num_heads')}")
     for name in ('dropout', 'drop_path'):
-      if not 0 <= getattr(self, name) < 1:
-        raise ValueError(f'ViT: {name} must be in [0, 1), got {getattr(self, name)}')
+      if not 0 <= get(name) < 1:
+        raise ValueError(f'ViT: {name} must be in [0, 1), got {get(name)}')
+
+  def setup(self):
+    self._check_own_options()
     self.embedding = Embedding(self.hidden_size, self.patch_size, self.dropout, self.dtype)
     rates = [float(r) for r in drop_path_rates(self.drop_path, sum(self.stage_sizes))]
     bounds = np.cumsum((0,) + tuple(self.stage_sizes))

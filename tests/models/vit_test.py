@@ -192,3 +192,15 @@ def test_byot_with_a_vit_is_refused_at_validation_in_one_line():
   config.model.name = 'resnet18_cifar'  # the same config with a CNN passes
   config.model.kwargs = models.tiny_kwargs('resnet18_cifar')
   config_validation.validate(config)
+
+
+def test_options_that_cannot_build_a_vit_are_refused_at_validation():
+  """Before the workdir is touched: heads that do not divide the width (defaults included)."""
+  config = common.smoke(common.recipe())
+  config.model.name = 'vit_small_cifar'  # registered hidden_size 384
+  config.model.kwargs = {'num_heads': 5}
+  with pytest.raises(errors.UserError, match=r'^config.model.kwargs: ViT: hidden_size=384 must '
+                     r'be a multiple of num_heads=5$'):
+    config_validation.validate(config)
+  config.model.kwargs = {'num_heads': 8}  # 384 = 8 x 48
+  config_validation.validate(config)
