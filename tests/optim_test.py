@@ -97,6 +97,6 @@ def test_adamw_decays_the_kernels_only_as_numpy():
 
   for path, decay in ((('dense', 'kernel'), True), (('dense', 'bias'), False),
                       (('cls_token',), False)):
-    get = lambda tree: functools.reduce(lambda t, k: t[k], path, tree)
+    get = functools.partial(functools.reduce, lambda t, k: t[k], path)
     np.testing.assert_allclose(get(params), numpy_adamw(get(w0), [get(g) for g in grads], decay),
                                rtol=1e-5, atol=1e-6, err_msg=str(path))

@@ -15,11 +15,9 @@ configs and the tests use, e.g. `get_model(name, num_classes=10, **tiny_kwargs(n
 import functools
 from typing import Any, Dict, Mapping
 
-from sdd_jax.models import base
 from sdd_jax.models import densenet
 from sdd_jax.models import heads
 from sdd_jax.models import resnet
-from sdd_jax.models import vit
 from sdd_jax.models.base import StagedNetwork
 from sdd_jax.models.densenet import DenseNet
 from sdd_jax.models.heads import Head

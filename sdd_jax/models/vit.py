@@ -24,6 +24,7 @@ inputs: 4x4 patches (64 tokens) and a class token.
 Sizes (registered in `__init__.py`): ViT-Tiny D=192, 12 layers, 3 heads, MLP 768 (DeiT-Ti);
 ViT-Small D=384, 12 layers, 6 heads, MLP 1536 (DeiT-S). No attention-weight dropout.
 """
+import functools
 from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
@@ -80,12 +81,11 @@ class MlpBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    dense = lambda width, name: nn.Dense(
-        width, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=_dense_init,
-        bias_init=nn.initializers.normal(1e-6), name=name)
-    y = nn.gelu(dense(self.mlp_dim, 'fc1')(x), approximate=False)
+    dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32,
+                              kernel_init=_dense_init, bias_init=nn.initializers.normal(1e-6))
+    y = nn.gelu(dense(self.mlp_dim, name='fc1')(x), approximate=False)
     y = nn.Dropout(self.dropout)(y, deterministic=not train)
-    y = dense(x.shape[-1], 'fc2')(y)
+    y = dense(x.shape[-1], name='fc2')(y)
     return nn.Dropout(self.dropout)(y, deterministic=not train)
 
 
@@ -104,14 +104,14 @@ class EncoderBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = lambda name: nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name=name)
-    y = norm('norm1')(x)
+    norm = functools.partial(nn.LayerNorm, dtype=self.dtype, param_dtype=jnp.float32)
+    y = norm(name='norm1')(x)
     y = nn.MultiHeadDotProductAttention(
         self.num_heads, dtype=self.dtype, param_dtype=jnp.float32, kernel_init=_dense_init,
         deterministic=True, name='attention')(y, y)
     y = nn.Dropout(self.dropout)(y, deterministic=not train)
     x = x + self._residual(y, train)
-    y = MlpBlock(self.mlp_dim, self.dropout, self.dtype, name='mlp')(norm('norm2')(x), train)
+    y = MlpBlock(self.mlp_dim, self.dropout, self.dtype, name='mlp')(norm(name='norm2')(x), train)
     return x + self._residual(y, train)
 
 
@@ -160,7 +160,9 @@ class ViT(base.StagedNetwork):
 
   @classmethod
   def check_options(cls, options):
-    get = lambda name: options.get(name, getattr(cls, name))
+    def get(name):
+      return options.get(name, getattr(cls, name))
+
     if get('hidden_size') % get('num_heads'):
       raise ValueError(f"ViT: hidden_size={get('hidden_size')} must be a multiple of "
                        f"num_heads={get('num_heads')}")

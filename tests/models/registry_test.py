@@ -175,7 +175,8 @@ def test_model_contract(name, random_variables):
 
 def test_methods_callable_one_by_one_with_apply(random_variables):
   """The public spelling: `model.apply(variables, ..., method=model.<name>)`, jitted."""
-  model = models.get_model('resnet18_cifar', num_classes=NUM_CLASSES, **models.tiny_kwargs('resnet18_cifar'))
+  model = models.get_model('resnet18_cifar', num_classes=NUM_CLASSES,
+                           **models.tiny_kwargs('resnet18_cifar'))
   images = jax.random.normal(jax.random.key(1), (BATCH, 32, 32, 3))
   variables = random_variables(model, images)
 
