@@ -8,6 +8,7 @@ variant of a registered model (those live beside each model: `models.tiny_kwargs
 import flax.linen as nn
 import jax.numpy as jnp
 
+from sdd_jax import models
 from sdd_jax.models import base
 from sdd_jax.models import resnet
 
@@ -31,3 +32,11 @@ class TinyNet(base.StagedNetwork):
 
   def _stem(self, images, train):
     return self.stem_conv(images)
+
+
+def tiny_vit(num_classes: int, dropout: float = 0.1, drop_path: float = 0.1, **kwargs):
+  """The registry's tiny ViT (no BatchNorm; 4 blocks, D=16) with dropout and stochastic depth
+  on, so training needs `rngs={'dropout': key}`: the network for method tests of models
+  without BatchNorm and of the dropout key (`dropout=drop_path=0` needs no key)."""
+  options = {**models.tiny_kwargs('vit_tiny_cifar'), 'dropout': dropout, 'drop_path': drop_path}
+  return models.get_model('vit_tiny_cifar', num_classes=num_classes, **{**options, **kwargs})

@@ -14,6 +14,7 @@ from sdd_jax import config_validation
 from sdd_jax import errors
 from sdd_jax import models
 from sdd_jax.models import vit
+from tests.methods import tiny_net
 
 NUM_CLASSES = 7
 TINY = models.tiny_kwargs('vit_tiny_cifar')
@@ -118,8 +119,7 @@ def test_drop_path_keeps_the_expectation():
 
 
 def test_dropout_and_drop_path_act_only_in_training_with_the_dropout_rng(random_variables):
-  model = models.get_model('vit_tiny_cifar', num_classes=NUM_CLASSES,
-                           **{**TINY, 'dropout': 0.1, 'drop_path': 0.2})
+  model = tiny_net.tiny_vit(NUM_CLASSES, dropout=0.1, drop_path=0.2)
   images = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
   variables = random_variables(model, images)
 
