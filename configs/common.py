@@ -15,6 +15,7 @@ from typing import Callable, Dict, Tuple
 import ml_collections
 
 from sdd_jax import methods
+from sdd_jax import models
 from sdd_jax.errors import UserError
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # the SD-Dropout authors use these for CIFAR-100 too
@@ -155,7 +156,8 @@ def apply_arg(config: ml_collections.ConfigDict, arg, known_flags=()) -> ml_coll
 
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Shrinks `config` to a tiny model and a few steps on synthetic data of the same shape."""
+  """Shrinks `config` to a tiny model (the model's registered tiny variant,
+  `models.tiny_kwargs`) and a few steps on synthetic data of the same shape."""
   data = config.data
   if data.source != 'digits':
     channels = len(data.mean)
@@ -168,13 +170,8 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   data.prefetch = 1
   data.num_workers = 0  # 64 tiny images: a worker process would cost more than it saves
   data.num_classes = min(data.num_classes, 10)
-  kwargs = dict(config.model.kwargs)
-  if config.model.name.startswith('densenet'):
-    kwargs.update(growth_rate=4, num_init_features=8)
-  else:
-    kwargs.update(width=4)
-  kwargs['stage_sizes'] = (1, 1, 1, 1)
-  config.model.kwargs = kwargs
+  if config.model.name in models.MODELS:  # else validation names the known models
+    config.model.kwargs = {**config.model.kwargs, **models.tiny_kwargs(config.model.name)}
   config.batch_size = 16
   config.eval_batch_size = 24
   config.num_epochs = 2

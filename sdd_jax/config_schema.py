@@ -17,6 +17,7 @@ from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import models as models_lib
+from sdd_jax import optim as optim_lib
 from sdd_jax.config_fields import ConfigError, Field, check  # pylint: disable=unused-import  # re-exported
 
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -59,6 +60,8 @@ STATIC: Tuple[Field, ...] = (
     Field('optim.lr_boundaries', 'tuple', item='number'),
     Field('optim.lr_decay', 'number', 0, 1, low_open=True), Field('optim.warmup_epochs', 'number',
                                                                   low=0),
+    Field('optim.name', 'str', choices=optim_lib.OPTIMIZERS),  # optional: sgd
+    Field('optim.schedule', 'str', choices=optim_lib.SCHEDULES),  # optional: step
     _int('probe.every_steps', 0, allowed='an integer >= 0 (0: off)'),
     Field('probe.rate', 'number', 0, 1, high_open=True),
     Field('probe.temperature', 'number', low=0, low_open=True),
@@ -121,16 +124,16 @@ MODEL_ARGUMENTS_SET_ELSEWHERE = ('num_classes', 'head_hidden', 'dtype', 'parent'
 def model_kwarg_fields(model_name: str) -> List[Field]:
   """One Field per constructor argument `model.kwargs` may set for model `model_name` (the
   flax module's dataclass fields, less those the trainer passes itself). Integer arguments
-  are sizes (>= 1)."""
-  build = models_lib.MODELS.get(model_name)
-  cls = getattr(build, 'func', build)
+  are sizes (>= 1), float arguments rates in [0, 1) (the ViT's dropout and drop_path)."""
+  cls = models_lib.model_class(model_name)
   hints = typing.get_type_hints(cls)
   out = []
   for f in dataclasses.fields(cls):
     if f.name in MODEL_ARGUMENTS_SET_ELSEWHERE or not f.init:
       continue
     kind = _kind_of_annotation(hints.get(f.name, Any)) or 'any'
-    out.append(Field(f'model.kwargs.{f.name}', kind, low=1 if kind in ('int', 'tuple') else None,
+    low, high = {'int': (1, None), 'tuple': (1, None), 'number': (0, 1)}.get(kind, (None, None))
+    out.append(Field(f'model.kwargs.{f.name}', kind, low=low, high=high, high_open=True,
                      item='int' if kind == 'tuple' else None))
   return out
 

@@ -12,6 +12,7 @@ from sdd_jax import config_schema as schema
 from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
+from sdd_jax import models as models_lib
 from sdd_jax import profiling
 
 ConfigError = schema.ConfigError
@@ -136,6 +137,10 @@ def _validate_model(model) -> None:
                       f'options: {", ".join(sorted(fields))}{nearest(unknown[0], fields)}')
   for name, value in kwargs.items():
     schema.check(fields[name], value)
+  try:
+    models_lib.check_options(model.name, dict(kwargs))
+  except ValueError as e:
+    raise ConfigError(f'config.model.kwargs: {e}') from None
 
 
 def _validate_data(data) -> None:

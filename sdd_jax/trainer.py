@@ -107,7 +107,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
       checkpointer.close()
       return finished
   checkpointer.check_readable()  # before the model is built and compiled
-  lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch)
+  lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch, config.num_epochs)
   tx = optim.make_optimizer(config.optim, lr_schedule)
   model = create_model(config)
   sample = jnp.zeros((1, *loader.image_shape), jnp.float32)

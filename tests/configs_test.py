@@ -5,7 +5,9 @@ import os
 
 import pytest
 
+from configs import common
 from sdd_jax import config_validation
+from sdd_jax import models
 from tests import workdirs
 from sdd_jax import trainer
 
@@ -55,3 +57,20 @@ def test_demo_ce_is_the_baseline_without_methods():
 def test_an_unknown_config_argument_is_refused():
   with pytest.raises(ValueError, match=r"unknown config argument\(s\) \['smoek'\]; known: smoke"):
     load(os.path.join(ROOT, 'configs', 'cifar100_resnet18_ce.py'), 'smoek')
+
+
+def test_smoke_uses_each_models_registered_tiny_variant():
+  """`:smoke` shrinks any model through its registry entry (no family guessed by name)."""
+  spot_checks = {'resnet50': ('width', 4), 'densenet121_cifar': ('growth_rate', 4),
+                 'vit_small_cifar': ('hidden_size', 16)}
+  for name in models.MODELS.names():
+    config = common.recipe()
+    config.model.name = name
+    config.model.kwargs = {'stage_sizes': (5, 5, 5, 5)}  # the tiny variant wins
+    kwargs = dict(common.smoke(config).model.kwargs)
+    assert kwargs == models.tiny_kwargs(name), name
+    assert kwargs['stage_sizes'] == (1, 1, 1, 1), name
+    if name in spot_checks:
+      key, value = spot_checks[name]
+      assert kwargs[key] == value, name
+    config_validation.validate(config)

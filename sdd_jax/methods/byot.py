@@ -53,6 +53,9 @@ class BYOT(base.Method):
       raise ValueError(f'bottleneck: must be an integer >= 0 (0: features // 4), '
                        f'got {self.bottleneck}')
 
+  def check_config(self, config):
+    byot_model.check_model(config.model.name)
+
   def _heads(self, model, stage_outputs, features):
     return byot_model.create_auxiliary_heads(model, stage_outputs, features.shape[-1],
                                              self.bottleneck)

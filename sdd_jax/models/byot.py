@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sdd_jax import models as models_lib
 from sdd_jax.models import heads
 from sdd_jax.models import resnet
 
@@ -60,6 +61,16 @@ class AuxiliaryHeads(nn.Module):
     return [AuxiliaryHead(self.num_classes, self.features, self.bottleneck, stride, self.dtype,
                           name=f'head{i + 1}')(x, train)
             for i, (x, stride) in enumerate(zip(stage_outputs, self.strides))]
+
+
+def check_model(model_name: str) -> None:
+  """Raises ValueError (one line) unless model `model_name`'s stage outputs are feature maps
+  `[batch, H, W, C]`, which the convolutional auxiliary heads need (not the ViT's tokens)."""
+  if (model_name in models_lib.MODELS
+      and models_lib.model_class(model_name).stage_outputs != 'feature_maps'):
+    raise ValueError(f"its auxiliary heads are convolutions on stage feature maps, and "
+                     f"{model_name}'s stages are token sequences; use a CNN (e.g. "
+                     f"resnet18_cifar) or drop methods.byot")
 
 
 def create_auxiliary_heads(model, stage_outputs: Sequence[jax.Array], feature_width: int,

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sdd_jax.models import heads
+from sdd_jax.models import base
 from sdd_jax.models import resnet
 from sdd_jax.models.resnet import BatchNorm
 
@@ -67,7 +67,7 @@ class DenseStage(nn.Module):
     return x
 
 
-class DenseNet(heads.StagedNetwork):
+class DenseNet(base.StagedNetwork):
   """DenseNet-BC; DenseNet-121 = stage_sizes (6, 12, 24, 16), growth 32, 64 init features.
 
   Pooled features D = channels after block 4 (1024 for DenseNet-121).
@@ -85,9 +85,14 @@ class DenseNet(heads.StagedNetwork):
   bn_size: int = 4
   stem: str = 'imagenet'
 
+  @classmethod
+  def check_options(cls, options):
+    stem = options.get('stem', cls.stem)
+    if stem not in ('cifar', 'imagenet'):
+      raise ValueError(f"DenseNet stem must be 'cifar' or 'imagenet', got {stem!r}")
+
   def setup(self):
-    if self.stem not in ('cifar', 'imagenet'):
-      raise ValueError(f"DenseNet stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+    self._check_own_options()
     if self.stem == 'imagenet':
       self.stem_conv = _conv(self.num_init_features, 7, 2, self.dtype, None)
       self.stem_bn = BatchNorm(dtype=self.dtype)

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sdd_jax.models import heads
+from sdd_jax.models import base
 
 class BatchNorm(nn.BatchNorm):
   """PyTorch BatchNorm2d: running = 0.9 * running + 0.1 * batch (momentum 0.1), eps 1e-5, and
@@ -154,7 +154,7 @@ class ResNetStage(nn.Module):
     return x
 
 
-class ResNet(heads.StagedNetwork):
+class ResNet(base.StagedNetwork):
   """ResNet with a CIFAR stem (3x3/1 conv) or an ImageNet stem (7x7/2 conv + max-pool).
 
   Stage k (k = 1..4) has `stage_sizes[k-1]` blocks of width `width * 2**(k-1)`
@@ -173,9 +173,14 @@ class ResNet(heads.StagedNetwork):
   width: int = 64
   stem: str = 'cifar'
 
+  @classmethod
+  def check_options(cls, options):
+    stem = options.get('stem', cls.stem)
+    if stem not in ('cifar', 'imagenet'):
+      raise ValueError(f"ResNet stem must be 'cifar' or 'imagenet', got {stem!r}")
+
   def setup(self):
-    if self.stem not in ('cifar', 'imagenet'):
-      raise ValueError(f"ResNet stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+    self._check_own_options()
     preact = self.block_cls is PreActBlock
     kernel, strides = (3, 1) if self.stem == 'cifar' else (7, 2)
     self.stem_conv = conv(self.width, kernel, strides, self.dtype, None)

@@ -8,7 +8,7 @@ import pytest
 
 from sdd_jax import models
 
-TINY = dict(growth_rate=4, num_init_features=8, stage_sizes=(1, 1, 1, 1))
+TINY = models.tiny_kwargs('densenet121_cifar')  # growth 4, 8 stem channels, 1 layer per block
 INIT_KEY = functools.partial(jax.random.key, impl='rbg')  # fast CPU compile; see resnet_test
 
 

@@ -21,25 +21,34 @@ TORCHVISION_PARAM_COUNTS = {
 FEATURE_DIMS = {'resnet18': 512, 'resnet34': 512, 'resnet50': 2048, 'resnet101': 2048,
                 'resnet152': 2048, 'densenet121': 1024}
 
-# Tiny versions for the contract tests: (kwargs, image size, stage (spatial, channels)).
-_TINY_RESNET = dict(width=4, stage_sizes=(1, 1, 1, 1))
-_TINY_DENSENET = dict(growth_rate=4, num_init_features=8, stage_sizes=(1, 1, 1, 1))
+# Expected shapes of each model's tiny variant (`models.tiny_kwargs`), worked out by hand:
+# (image size, the 4 stage outputs' shapes without the batch, has BatchNorm).
 _BASIC = (4, 8, 16, 32)
 _BOTTLENECK = (16, 32, 64, 128)
 # DenseNet: 8 stem channels; each block adds 4, each transition halves: 12->6, 10->5, 9->4, 8.
 _DENSE = (6, 5, 4, 8)
+
+
+def _maps(spatial, channels):
+  return tuple((hw, hw, c) for hw, c in zip(spatial, channels))
+
+
+# ViT: 32x32 images in 4x4 patches = 64 tokens + the class token, width 16, every stage.
+_TOKENS = ((65, 16),) * 4
 TINY = {
-    'resnet18_cifar': (_TINY_RESNET, 32, (32, 16, 8, 4), _BASIC),
-    'resnet34_cifar': (_TINY_RESNET, 32, (32, 16, 8, 4), _BASIC),
-    'resnet50_cifar': (_TINY_RESNET, 32, (32, 16, 8, 4), _BOTTLENECK),
-    'preact_resnet18_cifar': (_TINY_RESNET, 32, (32, 16, 8, 4), _BASIC),
-    'resnet18': (_TINY_RESNET, 64, (16, 8, 4, 2), _BASIC),
-    'resnet34': (_TINY_RESNET, 64, (16, 8, 4, 2), _BASIC),
-    'resnet50': (_TINY_RESNET, 64, (16, 8, 4, 2), _BOTTLENECK),
-    'resnet101': (_TINY_RESNET, 64, (16, 8, 4, 2), _BOTTLENECK),
-    'resnet152': (_TINY_RESNET, 64, (16, 8, 4, 2), _BOTTLENECK),
-    'densenet121_cifar': (_TINY_DENSENET, 32, (16, 8, 4, 4), _DENSE),
-    'densenet121': (_TINY_DENSENET, 64, (8, 4, 2, 2), _DENSE),
+    'resnet18_cifar': (32, _maps((32, 16, 8, 4), _BASIC), True),
+    'resnet34_cifar': (32, _maps((32, 16, 8, 4), _BASIC), True),
+    'resnet50_cifar': (32, _maps((32, 16, 8, 4), _BOTTLENECK), True),
+    'preact_resnet18_cifar': (32, _maps((32, 16, 8, 4), _BASIC), True),
+    'resnet18': (64, _maps((16, 8, 4, 2), _BASIC), True),
+    'resnet34': (64, _maps((16, 8, 4, 2), _BASIC), True),
+    'resnet50': (64, _maps((16, 8, 4, 2), _BOTTLENECK), True),
+    'resnet101': (64, _maps((16, 8, 4, 2), _BOTTLENECK), True),
+    'resnet152': (64, _maps((16, 8, 4, 2), _BOTTLENECK), True),
+    'densenet121_cifar': (32, _maps((16, 8, 4, 4), _DENSE), True),
+    'densenet121': (64, _maps((8, 4, 2, 2), _DENSE), True),
+    'vit_tiny_cifar': (32, _TOKENS, False),
+    'vit_small_cifar': (32, _TOKENS, False),
 }
 NUM_CLASSES = 7
 BATCH = 2
@@ -68,6 +77,17 @@ def test_param_count_resnet18_cifar100():
 
 def test_every_model_has_a_tiny_version_here():
   assert sorted(TINY) == models.MODELS.names()
+
+
+def test_tiny_variants_are_registered_beside_the_models():
+  assert models.tiny_kwargs('resnet18_cifar') == dict(width=4, stage_sizes=(1, 1, 1, 1))
+  assert models.tiny_kwargs('densenet121')['growth_rate'] == 4
+  vit = models.tiny_kwargs('vit_small_cifar')
+  assert (vit['hidden_size'], vit['dropout'], vit['drop_path']) == (16, 0.0, 0.0)
+  vit['hidden_size'] = 8  # a fresh dict each time
+  assert models.tiny_kwargs('vit_small_cifar')['hidden_size'] == 16
+  with pytest.raises(ValueError, match=r"unknown model 'nope'.*resnet18_cifar"):
+    models.tiny_kwargs('nope')
 
 
 def test_unknown_model_lists_known_names():
@@ -114,30 +134,35 @@ def run_train(model, variables, images):
 
 @pytest.mark.parametrize('name', models.MODELS.names())
 def test_model_contract(name, random_variables):
-  kwargs, size, spatial, channels = TINY[name]
-  model = models.get_model(name, num_classes=NUM_CLASSES, **kwargs)
+  size, stage_shapes, batch_norm = TINY[name]
+  model = models.get_model(name, num_classes=NUM_CLASSES, **models.tiny_kwargs(name))
   images = jax.random.normal(jax.random.key(1), (BATCH, size, size, 3))
   variables = random_variables(model, images)
+  assert ('batch_stats' in variables) == batch_norm
 
   out, eval_state = run_eval(model, variables, images)
-  dim = channels[-1]
+  dim = stage_shapes[-1][-1]
   chex.assert_shape(out['logits'], (BATCH, NUM_CLASSES))
   chex.assert_shape(out['features'], (BATCH, dim))
   assert out['logits'].dtype == jnp.float32 and out['features'].dtype == jnp.float32
   chex.assert_tree_all_finite(out)
   assert len(out['stages']) == 4
-  for stage, hw, c in zip(out['stages'], spatial, channels):
-    chex.assert_shape(stage, (BATCH, hw, hw, c))
+  for stage, shape in zip(out['stages'], stage_shapes):
+    chex.assert_shape(stage, (BATCH,) + shape)
   np.testing.assert_allclose(out['head'], out['logits'], rtol=1e-5, atol=1e-5)
   for k, pooled in enumerate(out['from_stage'], start=1):
     np.testing.assert_allclose(pooled, out['features'], rtol=1e-5, atol=1e-5, err_msg=f'k={k}')
   # Eval uses the running statistics, leaves them alone, and is deterministic.
-  chex.assert_trees_all_equal(eval_state['batch_stats'], variables['batch_stats'])
+  chex.assert_trees_all_equal(eval_state.get('batch_stats'), variables.get('batch_stats'))
   chex.assert_trees_all_equal(run_eval(model, variables, images)[0]['logits'], out['logits'])
 
   train, train_state = run_train(model, variables, images)
   chex.assert_shape(train['logits'], (BATCH, NUM_CLASSES))
   np.testing.assert_allclose(train['from_stage_2'], train['features'], rtol=1e-5, atol=1e-5)
+  if not batch_norm:  # the tiny ViT: no BatchNorm, dropout and drop path 0: train = eval
+    np.testing.assert_allclose(train['logits'], out['logits'], rtol=1e-5, atol=1e-5)
+    assert not train_state
+    return
   # Train mode normalises with batch statistics, eval with the running ones.
   assert not np.allclose(train['logits'], out['logits'])
   # Every BatchNorm in train mode updates both of its running statistics.
@@ -150,7 +175,8 @@ def test_model_contract(name, random_variables):
 
 def test_methods_callable_one_by_one_with_apply(random_variables):
   """The public spelling: `model.apply(variables, ..., method=model.<name>)`, jitted."""
-  model = models.get_model('resnet18_cifar', num_classes=NUM_CLASSES, **_TINY_RESNET)
+  model = models.get_model('resnet18_cifar', num_classes=NUM_CLASSES,
+                           **models.tiny_kwargs('resnet18_cifar'))
   images = jax.random.normal(jax.random.key(1), (BATCH, 32, 32, 3))
   variables = random_variables(model, images)
 
@@ -174,7 +200,7 @@ def test_methods_callable_one_by_one_with_apply(random_variables):
 
 @pytest.mark.parametrize('k', [0, 5])
 def test_from_stage_rejects_bad_k(k):
-  model = models.get_model('resnet18_cifar', num_classes=3, **_TINY_RESNET)
+  model = models.get_model('resnet18_cifar', num_classes=3, **models.tiny_kwargs('resnet18_cifar'))
   images = jnp.zeros((1, 32, 32, 3))
   variables = jax.eval_shape(
       functools.partial(model.init, train=False), jax.random.key(0), images)

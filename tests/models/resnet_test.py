@@ -9,7 +9,7 @@ import pytest
 
 from sdd_jax import models
 
-TINY = dict(width=4, stage_sizes=(1, 1, 1, 1))
+TINY = models.tiny_kwargs('resnet18_cifar')  # width 4, one block per stage
 # rbg keys: the model's initialisers compile in ~1.5 s on CPU instead of ~15 s with the
 # default (partitionable) threefry; the distributions do not depend on the key type.
 INIT_KEY = functools.partial(jax.random.key, impl='rbg')
