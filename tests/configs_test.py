@@ -8,8 +8,8 @@ import pytest
 from configs import common
 from sdd_jax import config_validation
 from sdd_jax import models
-from tests import workdirs
 from sdd_jax import trainer
+from tests import workdirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))

@@ -5,7 +5,7 @@ it fails loudly wherever a path indexes `batch_stats` or applies the model witho
 import flax.linen as nn
 import jax.numpy as jnp
 
-from sdd_jax.models import heads
+from sdd_jax.models import base as models_base
 
 
 class _Stage(nn.Module):
@@ -20,7 +20,7 @@ class _Stage(nn.Module):
     return nn.Dropout(self.rate, deterministic=not train)(nn.relu(x))
 
 
-class BNFreeNet(heads.StagedNetwork):
+class BNFreeNet(models_base.StagedNetwork):
   dropout_rate: float = 0.1
 
   def setup(self):

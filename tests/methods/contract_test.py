@@ -193,3 +193,26 @@ def test_sd_dropout_masks_the_stage_outputs_of_the_joint_forward(owner, second):
   np.testing.assert_allclose(got, joint, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(loss, expected, rtol=1e-4, atol=1e-6)
   assert abs(float(loss) - float(alone)) > 1e-3 * abs(float(alone))  # B-image statistics differ
+
+
+# The Vision Transformer (no BatchNorm; dropout and stochastic depth on, drawn from the step's
+# dropout key) with every method that applies to it, combined three ways to share compilations:
+# SD-Dropout at stage 2 (its masked copies run the remaining blocks in training mode) with CS-KD,
+# label smoothing and feature dropout; DDGSD with PS-KD and SD-Dropout; DML with SD-Dropout,
+# evaluated too. BYOT is refused for token stages at config validation (tests/models/).
+VIT_CASES = [['cs_kd', 'label_smoothing', 'feature_dropout', 'sd_dropout'],
+             ['ddgsd', 'ps_kd', 'sd_dropout'], ['dml', 'sd_dropout']]
+
+
+def test_the_vit_cases_cover_every_method_but_byot():
+  assert sorted({n for case in VIT_CASES for n in case}) == sorted(
+      set(methods.METHODS.names()) - {'byot'})
+
+
+@pytest.mark.parametrize('names', VIT_CASES, ids='+'.join)
+def test_two_steps_of_a_vit_with_dropout(names, tmp_path):
+  config = {name: {} for name in names}
+  if 'cs_kd' in names:
+    config['sd_dropout'] = {'position': 2}
+  _two_steps_on_eight_devices(tiny_net.tiny_vit(NUM_CLASSES), config, tmp_path,
+                              evaluate=names[0] == 'dml')
