@@ -16,10 +16,12 @@ lr 1e-3 is above DeiT's linear rule (5e-4 x batch / 512 = 1.25e-4 here), as is u
 images and short runs; the warm-up keeps the early updates small while Adam's second-moment
 estimates are still noisy. A guess to tune, not a tuned value.
 
-Needs the method contract v2 to train: a model without BatchNorm, and the train step passing
-`rngs={'dropout': ...}` for stochastic depth (`:smoke` uses the tiny variant, whose dropout and
-drop path are 0). BYOT is refused with this model (its auxiliary heads are convolutions on
-feature maps; the ViT's stages are token sequences).
+The model has no BatchNorm; its dropout and stochastic depth draw from the `'dropout'` key the
+train step derives from the step key (docs/method_contract.md), so a resumed run draws as the
+straight one. `:smoke` uses the registry's tiny variant (dropout and drop path 0); the tests
+train the tiny ViT with both on, with every method that applies (tests/methods/contract_test.py).
+BYOT is refused with this model (its auxiliary heads are convolutions on feature maps; the ViT's
+stages are token sequences).
 
 Expected top-1: not measured. With this repository's augmentation (pad-crop and flip only, no
 RandAugment / mixup / CutMix) a ViT-Tiny from scratch stays well below ResNet-18's 77%; the
