@@ -104,8 +104,7 @@ def main(argv):
       'labels': rng.integers(0, _CLASSES.value, _BATCH.value).astype(np.int32),
       'index': np.arange(_BATCH.value, dtype=np.int32),
       'second_view': pixels[:, :, ::-1].copy(),
-      'pair_images': np.roll(pixels, 1, axis=0),
-      'pair_index': np.roll(np.arange(_BATCH.value, dtype=np.int32), 1)}
+      'pair_images': np.roll(pixels, 1, axis=0)}
   data_config = common.data_config('cifar100')
   start = time.time()
   float_batch = {k: augment.normalize(v, data_config.mean, data_config.std)

@@ -97,8 +97,7 @@ def _keys(seed: int, epoch: int, ids: np.ndarray, stream: int) -> np.ndarray:
 
 
 # Batch keys a method may need -> the TrainLoader options that provide them.
-BATCH_KEYS = {'index': {}, 'second_view': {'views': 2}, 'pair_images': {'pairs': True},
-              'pair_index': {'pairs': True}}
+BATCH_KEYS = {'index': {}, 'second_view': {'views': 2}, 'pair_images': {'pairs': True}}
 
 
 def loader_options(needs) -> Dict[str, object]:
@@ -118,8 +117,8 @@ class TrainLoader:
 
   `batch(step)` -> {'images': uint8 [b, S, S, C], 'labels': int32 [b], 'index': int32 [b]},
   b = global_batch // process_count, plus 'second_view' uint8 [b, S, S, C] (views=2) and
-  'pair_images' uint8 [b, S, S, C], 'pair_index' int32 [b] (pairs=True: an example of the same
-  class as each anchor, for CS-KD). `image_shape` is [S, S, C], known without building a batch.
+  'pair_images' uint8 [b, S, S, C] (pairs=True: an example of the same class as each anchor,
+  for CS-KD). `image_shape` is [S, S, C], known without building a batch.
   Images are augmented, not normalised (normalization.py does that on the device).
   """
 
@@ -179,7 +178,6 @@ class TrainLoader:
       batch['pair_images'] = self._augment_fn(self.source.get_batch(partners)['images'],
                                               _keys(self.seed, epoch, positions,
                                                     PARTNER_STREAM + 1))
-      batch['pair_index'] = partners.astype(np.int32)
     return batch
 
   def iterate(self, start_step: int = 0) -> Iterator[Batch]:

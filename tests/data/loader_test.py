@@ -7,6 +7,7 @@ import pytest
 
 from configs.common import data_config
 from sdd_jax.data import DataError, TrainLoader, create_source, loader_options, resolve_workers
+from sdd_jax.data.sources import ArraySource
 from sdd_jax.data.augment import draw_crop_and_flip
 
 CONFIG = data_config('synthetic', source='synthetic', num_examples=100, num_classes=7,
@@ -31,7 +32,7 @@ def test_shapes_and_dtypes():
   batch = loader.batch(0)
   for key in ('images', 'second_view', 'pair_images'):
     assert batch[key].shape == (16, 32, 32, 3) and batch[key].dtype == np.uint8
-  for key in ('labels', 'index', 'pair_index'):
+  for key in ('labels', 'index'):
     assert batch[key].shape == (16,) and batch[key].dtype == np.int32
   np.testing.assert_array_equal(batch['labels'], SOURCE.labels()[batch['index']])
   assert loader.image_shape == (32, 32, 3)
@@ -125,19 +126,31 @@ def test_process_slices_are_disjoint_and_concatenate_to_the_global_batch(process
       np.testing.assert_array_equal(np.concatenate([s[key] for s in slices]), value, err_msg=key)
 
 
+# Example i's image is the constant i: a crop (padding 4 of 32) and a flip keep the centre
+# pixel inside the image, so a pair image's centre names the partner it was drawn from.
+NUMBERED = ArraySource(np.broadcast_to(np.arange(100, dtype=np.uint8)[:, None, None, None],
+                                       (100, 32, 32, 3)).copy(), SOURCE.labels(), 7, 'numbered')
+
+
+def _partners(step, loader=None):
+  batch = (loader or TrainLoader(NUMBERED, CONFIG, global_batch=16, seed=5,
+                                 pairs=True)).batch(step)
+  return batch, batch['pair_images'][:, 16, 16, 0].astype(np.int64)
+
+
 def test_pairs_share_the_anchor_class_and_follow_the_epoch():
-  loader = _loader(pairs=True)
+  loader = TrainLoader(NUMBERED, CONFIG, global_batch=16, seed=5, pairs=True)
   labels = SOURCE.labels()
-  epoch0 = [loader.batch(step) for step in range(6)]
-  for batch in epoch0:
-    np.testing.assert_array_equal(labels[batch['pair_index']], batch['labels'])
+  epoch0 = [_partners(step, loader) for step in range(6)]
+  for batch, partners in epoch0:
+    np.testing.assert_array_equal(batch['images'][:, 16, 16, 0], batch['index'])  # the decoding
+    np.testing.assert_array_equal(labels[partners], batch['labels'])
     np.testing.assert_array_equal(batch['pair_images'].shape, batch['images'].shape)
-  partners0 = np.concatenate([b['pair_index'] for b in epoch0])
-  np.testing.assert_array_equal(
-      partners0, np.concatenate([_loader(pairs=True).batch(s)['pair_index'] for s in range(6)]))
-  partners1 = np.concatenate([loader.batch(s)['pair_index'] for s in range(6, 12)])
+  partners0 = np.concatenate([p for _, p in epoch0])
+  np.testing.assert_array_equal(partners0, np.concatenate([_partners(s)[1] for s in range(6)]))
+  partners1 = np.concatenate([_partners(s, loader)[1] for s in range(6, 12)])
   assert not np.array_equal(partners0, partners1)
-  assert not np.array_equal(partners0, np.concatenate([b['index'] for b in epoch0]))
+  assert not np.array_equal(partners0, np.concatenate([b['index'] for b, _ in epoch0]))
 
 
 def test_second_view_is_another_augmentation_of_the_same_examples():

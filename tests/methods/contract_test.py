@@ -51,8 +51,7 @@ def _batches():
                 'labels': rng.integers(0, NUM_CLASSES, BATCH).astype(np.int32),
                 'index': order[step * BATCH:(step + 1) * BATCH].astype(np.int32),
                 'second_view': images[:, :, ::-1].copy(),
-                'pair_images': rng.normal(size=images.shape).astype(np.float32),
-                'pair_index': rng.integers(0, RUN.num_examples, BATCH).astype(np.int32)})
+                'pair_images': rng.normal(size=images.shape).astype(np.float32)})
   return out
 
 
