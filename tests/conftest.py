@@ -12,6 +12,10 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', '/tmp/sdd_jax_test_cache')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+# etils.epath picks its gs:// backend once per process (functools.cache), at the first gs://
+# path: with TensorFlow installed (CI installs every extra) that would be tf.io.gfile, which
+# does not know the GCS emulator of the object-store tests. Keep it on fsspec/gcsfs throughout.
+os.environ['EPATH_USE_TF'] = 'false'
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
