@@ -74,6 +74,9 @@ def recipe() -> ml_collections.ConfigDict:
       head_hidden=(),
       dtype='float32',  # compute dtype: bfloat16 on accelerators; parameters stay float32
       kwargs={},  # extra constructor options (e.g. width for tiny models)
+      # Start from weights in torchvision's layout ('' = off; sdd_jax/init_from.py).
+      init_from='',
+      init_from_skip_head=False,
   ))
   config.data = data_config('cifar100')
   config.batch_size = 128  # global, over all devices and hosts

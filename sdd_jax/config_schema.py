@@ -36,6 +36,7 @@ STATIC: Tuple[Field, ...] = (
     Field('model.head_hidden', 'tuple', item='int', low=1,
           allowed='a tuple of positive layer widths, e.g. (512,)'),
     Field('model.kwargs', 'any'),
+    Field('model.init_from', 'str'), Field('model.init_from_skip_head', 'bool'),
     Field('data.source', 'str', choices=data_lib.SOURCES.names),
     Field('data.name', 'str'), Field('data.data_dir', 'str', optional=True),
     Field('data.manual_dir', 'str', optional=True), Field('data.download', 'bool'),

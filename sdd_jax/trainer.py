@@ -22,6 +22,7 @@ from sdd_jax import checkpoint as checkpoint_lib
 from sdd_jax import config_validation
 from sdd_jax import data as data_lib
 from sdd_jax import diagnostics
+from sdd_jax import init_from as init_from_lib
 from sdd_jax.evaluators import report as eval_report
 from sdd_jax.evaluators import runner as eval_runner
 from sdd_jax import methods as methods_lib
@@ -88,6 +89,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                 process_count=jax.process_count(),
                                 **data_lib.loader_options(methods_lib.batch_needs(methods)))
   profiling.check_steps(config.get(profiling.FIELD, ()), loader.steps_per_epoch * config.num_epochs)
+  init_from_lib.check(config)
   with workdir_lib.Claim(workdir, config):
     return _train(config, workdir, mesh, methods, loader, eval_source, start_time,
                   stop_after_step)
@@ -122,6 +124,8 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   if restored is not None:
     state = restored
     logging.info('resumed from the checkpoint at step %d', restored_step)
+  else:  # a new run: config.model.init_from's weights, if any
+    state = init_from_lib.apply(config, model, state)
   start_step = int(jax.device_get(state.step))
 
   train_step = step_lib.make_train_step(  # uint8 batches, normalised on the device

@@ -27,7 +27,8 @@ from sdd_jax.errors import UserError
 # Fields that may change between a run and its resumption (they do not change the training);
 # a name ending in '.' covers the whole section.
 RESUMABLE_FIELDS = ('log_every_steps', 'checkpoint_every_epochs', 'max_to_keep',
-                    'data.prefetch', 'data.num_workers', 'evals.', 'probe.', 'profile_steps')
+                    'data.prefetch', 'data.num_workers', 'evals.', 'probe.', 'profile_steps',
+                    'model.init_from', 'model.init_from_skip_head')  # read at step 0 only
 
 
 class WorkdirError(UserError):

@@ -13,7 +13,7 @@ configs and the tests use, e.g. `get_model(name, num_classes=10, **tiny_kwargs(n
   logits, updates = model.apply(variables, images, train=True, mutable=['batch_stats'])
 """
 import functools
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 from sdd_jax.models import densenet
 from sdd_jax.models import heads
@@ -105,3 +105,26 @@ _register('resnet101', ResNet, _TINY_RESNET, stem='imagenet', block_cls=_bottlen
 _register('resnet152', ResNet, _TINY_RESNET, stem='imagenet', block_cls=_bottleneck,
           stage_sizes=(3, 8, 36, 3))
 _register('densenet121', DenseNet, _TINY_DENSENET, stem='imagenet', stage_sizes=(6, 12, 24, 16))
+
+
+def load_torchvision(name: str, path: str, num_classes: Optional[int] = None,
+                     skip_head: bool = False, **kwargs):
+  """Flax variables {'params', 'batch_stats'} of model `name` from a safetensors file in
+  torchvision's layout (`python -m sdd_jax.export`, or a torchvision state_dict saved with
+  `safetensors.torch.save_file`). `num_classes` defaults to the file's classifier; with
+  `skip_head` a classifier of another class count is left at its initialisation. ExportError
+  (one line) names every mismatch."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from sdd_jax.models import torchvision_io  # pylint: disable=import-outside-toplevel
+  arrays, _ = torchvision_io.read(path)
+  head = 'classifier.bias' if torchvision_io.torchvision_name(name).startswith('densenet') \
+      else 'fc.bias'
+  if num_classes is None and head in arrays:
+    num_classes = int(arrays[head].shape[0])
+  model = get_model(name, num_classes=num_classes or 1000, **kwargs)
+  torchvision_io.check_exportable(name, model)
+  init = functools.partial(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  target = jax.device_get(init()) if skip_head else jax.eval_shape(init)
+  return torchvision_io.from_torchvision(name, arrays, target, skip_head=skip_head,
+                                         where=path)

@@ -1,0 +1,123 @@
+"""Export to torchvision's layout and import back (no torch): key names and shapes against
+torchvision's committed manifest, the round trip, `python -m sdd_jax.export` on a trained
+workdir, `models.load_torchvision`, `config.model.init_from` and the one-line refusals."""
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors import numpy as safetensors_numpy
+
+from sdd_jax import checkpoint
+from sdd_jax import export
+from sdd_jax import init_from
+from sdd_jax import methods
+from sdd_jax import models
+from sdd_jax import optim
+from sdd_jax import state as state_lib
+from sdd_jax import trainer
+from sdd_jax.models import build
+from sdd_jax.models import torchvision_io
+from tests import workdirs
+
+
+def _zeros_like_init(model):
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                          jnp.zeros((1, 32, 32, 3)))
+  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
+@pytest.mark.parametrize('name', ['resnet18', 'resnet50', 'resnet152', 'densenet121'])
+def test_exported_keys_and_shapes_are_torchvisions(name):
+  arrays = torchvision_io.to_torchvision(name, _zeros_like_init(models.get_model(name, num_classes=1000)))
+  expected = torchvision_io.manifest(name)  # written by torchvision itself
+  assert {k: list(v.shape) for k, v in arrays.items()} == expected
+
+
+def test_a_cifar_stem_keeps_the_names_and_changes_only_the_stem():
+  arrays = torchvision_io.to_torchvision(
+      'resnet18_cifar', _zeros_like_init(models.get_model('resnet18_cifar', num_classes=1000)))
+  expected = torchvision_io.manifest('resnet18')
+  assert sorted(arrays) == sorted(expected)
+  assert [k for k in arrays if list(arrays[k].shape) != expected[k]] == ['conv1.weight']
+  assert arrays['conv1.weight'].shape == (64, 3, 3, 3)  # 3x3 instead of 7x7
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  config = workdirs.tiny_config()
+  trainer.train_and_evaluate(config, workdir)
+  return workdir, config
+
+
+def test_export_writes_the_checkpoints_network_and_load_torchvision_reads_it_back(trained,
+                                                                                  tmp_path):
+  workdir, config = trained
+  out = str(tmp_path / 'net.safetensors')
+  assert export.main(['--workdir', workdir, '--out', out]) == 0
+  stored = checkpoint.read_checkpoint(workdir)
+  variables = {'params': stored['params'], 'batch_stats': stored['batch_stats']}
+  arrays = safetensors_numpy.load_file(out)
+  # Independent of the mapping code: a conv kernel HWIO -> OIHW, the classifier transposed.
+  np.testing.assert_array_equal(arrays['conv1.weight'],
+                                np.transpose(variables['params']['stem_conv']['kernel'],
+                                             (3, 2, 0, 1)))
+  np.testing.assert_array_equal(arrays['fc.weight'],
+                                variables['params']['classifier']['output']['kernel'].T)
+  np.testing.assert_array_equal(arrays['layer2.0.downsample.1.running_var'],
+                                variables['batch_stats']['layers_1']['block0']['downsample_bn']
+                                ['var'])
+  assert arrays['bn1.num_batches_tracked'].ravel().tolist() == [int(stored['step'])] == [8]
+  _, metadata = torchvision_io.read(out)
+  assert metadata['model'] == 'resnet18_cifar' and metadata['stem'] == 'cifar'
+  assert metadata['step'] == '8' and json.loads(metadata['mean']) == list(config.data.mean)
+  loaded = models.load_torchvision('resnet18_cifar', out, **config.model.kwargs)
+  jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(variables))
+  model = build.create_model(config)
+  images = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
+  np.testing.assert_array_equal(model.apply(loaded, images, train=False),
+                                model.apply(variables, images, train=False))
+
+
+def test_init_from_starts_a_run_from_the_file_and_checks_the_head(trained, tmp_path):
+  workdir, config = trained
+  out = str(tmp_path / 'net.safetensors')
+  export.export(workdir, out)
+  config = workdirs.tiny_config()
+  config.model.init_from = out
+  init_from.check(config)
+  model = build.create_model(config)
+  tx_state = state_lib.create_train_state(
+      model, optim.make_optimizer(config.optim, 0.1), jax.random.key(3),
+      jnp.zeros((1, 16, 16, 3)), methods=methods.create_methods({}))
+  started = init_from.apply(config, model, tx_state)
+  stored = checkpoint.read_checkpoint(workdir)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(started.params), stored['params'])
+  # Another class count: one line naming the classifier, then skip_head keeps its init.
+  config.data.num_classes = 7
+  with pytest.raises(torchvision_io.ExportError) as refused:
+    init_from.check(config)
+  assert '\n' not in str(refused.value) and 'fc.weight' in str(refused.value)
+  assert 'init_from_skip_head' in str(refused.value)
+  config.model.init_from_skip_head = True
+  init_from.check(config)
+  config.model.init_from = str(tmp_path / 'missing.safetensors')
+  with pytest.raises(init_from.InitFromError, match='no such file'):
+    init_from.check(config)
+
+
+def test_models_without_a_torchvision_layout_and_a_wrong_member_are_one_line(trained, tmp_path,
+                                                                             capsys):
+  workdir, _ = trained
+  out = tmp_path / 'x.safetensors'
+  assert export.main(['--workdir', workdir, '--out', str(out), '--member', '1']) == 1
+  assert capsys.readouterr().err.startswith('error: --member 1: only a DML run has a network 1')
+  assert not out.exists()
+  for name in ('vit_tiny_cifar', 'preact_resnet18_cifar'):
+    with pytest.raises(torchvision_io.ExportError, match='no torchvision counterpart'):
+      torchvision_io.check_exportable(name, models.get_model(name, num_classes=1000))
+  with pytest.raises(torchvision_io.ExportError, match='hidden layers'):
+    torchvision_io.check_exportable('resnet18', models.get_model('resnet18', num_classes=10, head_hidden=(8,)))
