@@ -5,8 +5,9 @@ Writes the checkpoint's plain network (the newest, or `--step`; no method-owned 
 as BYOT's auxiliary heads; DML: network 0, or network 1 with `--member 1`) under torchvision's
 state_dict names and layouts (`sdd_jax/models/torchvision_io.py`) with safetensors' NumPy API
 (no torch needed), and string metadata: `model`, `torchvision_model`, `step`, `config_digest`,
-`num_classes`, `input` (RGB in [0, 1], then `(x - mean) / std` with the run's `mean` / `std`,
-HWC images transposed to NCHW for torch), and `stem` (`imagenet`, exactly torchvision's, or
+`num_classes`, `methods` (a JSON list of the run's method names, `[]` for cross-entropy only),
+`data` (the training set's name), `input` (RGB in [0, 1], then `(x - mean) / std` with the run's
+`mean` / `std`, HWC images transposed to NCHW for torch), and `stem` (`imagenet`, exactly torchvision's, or
 `cifar`: a 3x3 stride-1 stem without max-pool, which `torchvision.models.<name>()` does not
 build). `models.load_torchvision` reads such a file back; `config.model.init_from` starts a
 run from one.
@@ -61,6 +62,8 @@ def export(workdir: str, out: str, step: Optional[int] = None, member: int = 0) 
       'step': str(int(restored['step'])),
       'config_digest': workdir_lib.config_digest(config),
       'num_classes': str(config.data.num_classes),
+      'methods': json.dumps(sorted(config.methods)),  # [] = cross-entropy only
+      'data': str(config.data.name),
       'member': str(member),
       'stem': getattr(model, 'stem', 'imagenet'),
       'input': 'RGB, NCHW, pixels in [0, 1], then (x - mean) / std',

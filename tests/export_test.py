@@ -74,6 +74,7 @@ def test_export_writes_the_checkpoints_network_and_load_torchvision_reads_it_bac
   _, metadata = torchvision_io.read(out)
   assert metadata['model'] == 'resnet18_cifar' and metadata['stem'] == 'cifar'
   assert metadata['step'] == '8' and json.loads(metadata['mean']) == list(config.data.mean)
+  assert json.loads(metadata['methods']) == [] and metadata['data'] == config.data.name
   loaded = models.load_torchvision('resnet18_cifar', out, **config.model.kwargs)
   jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(variables))
   model = build.create_model(config)
