@@ -1,5 +1,13 @@
 r"""Evaluates a trained workdir: `python evaluate.py --workdir DIR [--evals=a,b] [--config...]`.
 
+Weights from elsewhere: `--init_from F.safetensors` evaluates a file in torchvision's layout
+(`python -m sdd_jax.export`, or torchvision's own weights saved with
+`safetensors.torch.save_file`) instead of DIR's checkpoint; `--experiment configs/X.py[:arg]`
+gives a DIR without a run its config (recorded as DIR/config.json, as train.py would), e.g.
+
+  python evaluate.py --workdir /tmp/tv_resnet152 --init_from resnet152.safetensors \
+      --experiment configs/imagenet_resnet152_sdd.py:ce
+
 Reads `DIR/config.json`, restores the newest checkpoint of `DIR/checkpoints` and runs, with
 the evaluation runner training uses (sdd_jax/evaluators/runner.py), every registered evaluator
 (accuracy, calibration, corruption, fgsm, odin) and every other section of the workdir's
@@ -44,6 +52,10 @@ _EVALS = flags.DEFINE_list('evals', None, 'Sections (config.evals keys) to run (
 _CONFIG = config_flags.DEFINE_config_dict(
     'config', evaluation.evals_template(),
     'Overrides of config.evals.<name>.<field> and config.eval_batch_size.', lock_config=True)
+_INIT_FROM = flags.DEFINE_string('init_from', None, 'Evaluate this safetensors file (torchvision '
+                                 'layout) instead of the workdir\'s checkpoint.')
+_EXPERIMENT = flags.DEFINE_string('experiment', None, 'configs/<file>.py[:arg]: the config of a '
+                                  'workdir that has none yet (with --init_from).')
 flags.mark_flags_as_required(['workdir'])
 
 EXIT_SKIPPED = 3
@@ -68,7 +80,9 @@ def main(argv):
   # ~1e-3 relative error would reorder ODIN's T = 1000 scores, spaced ~1e-6 apart).
   jax.config.update('jax_default_matmul_precision', 'float32')
   try:
-    outcome = evaluation.evaluate_workdir(_WORKDIR.value, overrides(), _EVALS.value)
+    outcome = evaluation.evaluate_workdir(_WORKDIR.value, overrides(), _EVALS.value,
+                                          init_from=_INIT_FROM.value,
+                                          experiment=_EXPERIMENT.value)
   except errors.UserError as e:  # one line; anything else is a bug
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -19,9 +19,11 @@ from typing import Any, Dict, Optional, Sequence
 import ml_collections
 
 from sdd_jax import checkpoint as checkpoint_lib
+from sdd_jax import config_cli
 from sdd_jax import config_validation
 from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
+from sdd_jax import init_from as init_from_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
 from sdd_jax import workdir as workdir_lib
@@ -151,21 +153,52 @@ def _data_name(data_config) -> str:
   return f'{data_config.source} {data_config.path}'.strip()
 
 
+def _record_experiment(workdir: str, experiment: str, init_from: Optional[str]) -> None:
+  """Writes the config file `experiment`'s config (with `init_from`) as `workdir`'s
+  config.json, as train.py would; a workdir holding another config's run is refused."""
+  config = config_cli.load_file(experiment)
+  if init_from:
+    with config.unlocked():
+      config.model.init_from = init_from
+  config_validation.validate(config)
+  init_from_lib.check(config)
+  with workdir_lib.Claim(workdir, config):
+    pass
+
+
 def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
-                     names: Optional[Sequence[str]] = None) -> Outcome:
-  """Runs the sections `names` (default: all) on the newest checkpoint of `workdir`."""
+                     names: Optional[Sequence[str]] = None, *, init_from: Optional[str] = None,
+                     experiment: Optional[str] = None) -> Outcome:
+  """Runs the sections `names` (default: all) on the newest checkpoint of `workdir`.
+
+  `init_from` (a safetensors file in torchvision's layout: `python -m sdd_jax.export`, or a
+  torchvision state_dict saved with safetensors) evaluates those weights instead (step 0 in the
+  report). `experiment` (`configs/<file>.py[:arg]`) gives the config of a workdir that has none
+  yet, recorded as its config.json (e.g. torchvision's ImageNet weights evaluated with
+  `configs/imagenet_resnet152_sdd.py:ce`'s data and evaluators).
+  """
+  if experiment:
+    _record_experiment(workdir, experiment, init_from)
   config = merge_evals(load_config(workdir), overrides, names)
+  if init_from:
+    config.model.init_from = init_from
   config_validation.validate(config)
   mesh = parallel.create_mesh()  # any device count: eval batches are padded to split over it
   eval_source = data_lib.create_source(config.data, config.data.eval_split)
   model = models_build.create_model(config)
-  variables, step = restore_checkpoint_variables(config, workdir, mesh)
-  logging.info('evaluating %s at step %d', workdir, step)
+  if init_from:
+    init_from_lib.check(config)
+    variables, step = parallel.replicate(init_from_lib.load(config, model), mesh), 0
+    logging.info('evaluating %s with the weights of %s', workdir, init_from)
+  else:
+    variables, step = restore_checkpoint_variables(config, workdir, mesh)
+    logging.info('evaluating %s at step %d', workdir, step)
   runner = runner_lib.Runner(config, model, mesh, workdir,
                              methods_lib.create_methods(config.methods),
                              sources={config.data.eval_split: eval_source})
   outcome = runner(variables)
   header = {'checkpoint step': step, 'model': config.model.name,
+            **({'weights': init_from} if init_from else {}),
             'data': f'{_data_name(config.data)} split {config.data.eval_split!r} '
                     f'({len(eval_source)} examples)',
             'evaluators': ', '.join(runner.runs)}

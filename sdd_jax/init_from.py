@@ -44,10 +44,11 @@ def check(config) -> None:
                         'written by python -m sdd_jax.export (or safetensors.torch.save_file)')
   model = build.create_model(config)
   torchvision_io.check_exportable(config.model.name, model)
-  _load(config, model)  # shapes: one line naming every mismatch
+  load(config, model)  # shapes: one line naming every mismatch
 
 
-def _load(config, model):
+def load(config, model):
+  """The file's variables {'params', 'batch_stats'} for `model` (host arrays)."""
   arrays, _ = torchvision_io.read(_path(config))
   target = jax.device_get(model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32),
                                      train=False))
@@ -62,7 +63,7 @@ def apply(config, model, state):
   off); call at step 0 only."""
   if not _path(config):
     return state
-  loaded = _load(config, model)
+  loaded = load(config, model)
   params = {**state.params, **loaded['params']}
   batch_stats = {**state.batch_stats, **loaded.get('batch_stats', {})}
   placed = jax.device_put((params, batch_stats),

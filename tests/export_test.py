@@ -3,6 +3,8 @@ torchvision's committed manifest, the round trip, `python -m sdd_jax.export` on 
 workdir, `models.load_torchvision`, `config.model.init_from` and the one-line refusals."""
 import functools
 import json
+import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import pytest
 from safetensors import numpy as safetensors_numpy
 
 from sdd_jax import checkpoint
+from sdd_jax import evaluation
 from sdd_jax import export
 from sdd_jax import init_from
 from sdd_jax import methods
@@ -122,3 +125,27 @@ def test_models_without_a_torchvision_layout_and_a_wrong_member_are_one_line(tra
       torchvision_io.check_exportable(name, models.get_model(name, num_classes=1000))
   with pytest.raises(torchvision_io.ExportError, match='hidden layers'):
     torchvision_io.check_exportable('resnet18', models.get_model('resnet18', num_classes=10, head_hidden=(8,)))
+
+
+def test_evaluate_scores_an_exported_file_as_the_checkpoint_it_came_from(trained, tmp_path):
+  workdir, _ = trained
+  out = str(tmp_path / 'net.safetensors')
+  export.export(workdir, out)
+  from_checkpoint = evaluation.evaluate_workdir(workdir, names=['accuracy'])
+  copy = tmp_path / 'copy'  # the run's config without its checkpoints
+  copy.mkdir()
+  shutil.copy(os.path.join(workdir, 'config.json'), copy / 'config.json')
+  from_file = evaluation.evaluate_workdir(str(copy), names=['accuracy'], init_from=out)
+  assert from_file.step == 0 and from_checkpoint.step == 8
+  assert from_file.metrics == from_checkpoint.metrics and 'test/top1' in from_file.metrics
+  # A folder without a run: --experiment records the config file's config, as train.py would.
+  fresh = tmp_path / 'fresh'
+  experiment = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs',
+                            'cifar100_resnet18_ce.py') + ':smoke'
+  outcome = evaluation.evaluate_workdir(str(fresh), names=['accuracy'], init_from=out,
+                                        experiment=experiment)
+  assert json.loads((fresh / 'config.json').read_text())['model']['init_from'] == out
+  assert 0 <= outcome.metrics['test/top1'] <= 100
+  with pytest.raises(init_from.InitFromError, match='no such file'):
+    evaluation.evaluate_workdir(str(copy), names=['accuracy'],
+                                init_from=str(tmp_path / 'missing.safetensors'))
