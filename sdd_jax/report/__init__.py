@@ -10,6 +10,9 @@ Sections (each only where some run has its numbers):
   +SD-Dropout with the gain, in the paper's order (CE, CS-KD, DDGSD, BYOT, DML, LS, then the
   others); DML's second network and ensemble in a table of their own; Table 3 (ImageNet
   Acc@1 / Acc@5 per method).
+- Table 4: COCO detection mAP / mAP@0.5 per backbone pre-training and schedule (0.5x, 1x)
+  beside the paper's, from detection workdirs (`python -m sdd_jax.detection.finetune`: a
+  folder whose `results.json` has kind "detection"; `detection.py`).
 - Evaluations per data set and method, Base vs +SD-Dropout: calibration (Table 2), FGSM
   (Table 5), CIFAR-100-C mCA (Table 6), and per data set and method Table 6's accuracy per
   corruption and Table 7's ODIN / MSP metrics per OOD set with their average.
@@ -33,8 +36,9 @@ status: 0 when some run was tabulated (even with runs left out), 1 when none was
 or none readable: the report is not written).
 
 Modules: `files` (reading a run's files), `runs` (runs, seed groups, fields, labels), `tables`
-(cells and the paper's tables), `sections` (evaluations and ablations), `probe` (Table 8,
-Figure 4), `sensitivity` (weight × D), `render` (the whole markdown), `cli` (`main`).
+(cells and the paper's tables), `detection` (Table 4), `sections` (evaluations and ablations),
+`probe` (Table 8, Figure 4), `sensitivity` (weight × D), `render` (the whole markdown), `cli`
+(`main`).
 """
 # The API lives here too (tests and scripts use `report.load_runs`, `report.render`, ...).
 from sdd_jax.report.cli import main

@@ -6,6 +6,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from sdd_jax import workdir_path
+from sdd_jax.report import detection
 from sdd_jax.report.render import render
 from sdd_jax.report.runs import load_runs
 
@@ -20,9 +21,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   problems: List[str] = []
   runs = load_runs(args.dirs, problems)
+  detection_runs = detection.find_runs(args.dirs, problems)
   for problem in problems:
     print(problem, file=sys.stderr)
-  if not runs:
+  if not runs and not detection_runs:
     skipped = sum(p.startswith('skipped run ') for p in problems)
     print(f'error: no {"readable run" if skipped else "workdir (a folder with config.json)"} '
           f'in {", ".join(args.dirs)}' + (f' ({skipped} unreadable, named above)' if skipped
@@ -30,11 +32,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1
   out = workdir_path.path(args.out)  # a local file or a gs:// object
   out_dir = os.fspath(out.parent)
-  text = render(runs, out_dir)
+  text = render(runs, out_dir, extra=detection.section(detection_runs))
   out.parent.mkdir(parents=True, exist_ok=True)
   workdir_path.write_text(out, text)
   left_out = sum(p.startswith('skipped run ') for p in problems)
-  print(f'{args.out}: {len(runs)} runs' + (f' ({left_out} unreadable left out)' if left_out
-                                           else ''))
+  print(f'{args.out}: {len(runs)} runs' + (f', {len(detection_runs)} detection runs'
+                                           if detection_runs else '')
+        + (f' ({left_out} unreadable left out)' if left_out else ''))
   return 0
 

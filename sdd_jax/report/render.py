@@ -61,8 +61,12 @@ def runs_list(groups: Sequence[Group], out_dir: str) -> str:
   return '\n'.join(lines)
 
 
-def render(runs: Sequence[Run], out_dir: str = '.') -> str:
-  """The whole report as markdown; links relative to `out_dir`."""
+def render(runs: Sequence[Run], out_dir: str = '.', extra: Sequence[str] = ()) -> str:
+  """The whole report as markdown; links relative to `out_dir`. `extra`: the lines of
+  sections from other kinds of workdir (detection: `detection.section`), after the
+  classification tables (which are left out when there is no classification run)."""
+  if not runs:
+    return '\n'.join(['# SD-Dropout results', '', *extra])
   groups = group_seeds(runs)
   parts = ['# SD-Dropout results', '',
            f'{len(runs)} runs in {len(groups)} groups; cells: {STD_NOTE}; – : no run.', '',
@@ -87,6 +91,7 @@ def render(runs: Sequence[Run], out_dir: str = '.') -> str:
     parts += ['## Ablations', '']
     for heading, table in ablations:
       parts += [f'### {heading}', '', table, '']
+  parts += list(extra)
   parts += report_probe.section(groups, _group_name, out_dir)
   parts += report_sensitivity.section(groups, out_dir)
   links = reliability_links(groups, out_dir)
