@@ -4,14 +4,15 @@ A dozen 64x64 images with coloured rectangles (category ids 1, 3, 5: not contigu
 COCO's) and their instances JSON, and a ResNet-18 backbone file in the exporter's layout and
 metadata. Checked against independent references: the lr by hand, the detector's backbone
 against the file's arrays, the targets and flips by hand, COCOeval on hand-made detections,
-results.json against pycocotools run directly on the written detections, and a run stopped
-after one iteration and resumed against a straight two-iteration run (every parameter and
-momentum equal).
+results.json against pycocotools run directly on the written detections, and a run stopped by
+SIGTERM after two iterations and resumed against a straight three-iteration run (every
+parameter and momentum equal up to CPU float noise).
 
 Needs the optional extra (`pip install -r requirements-detection.txt`); skipped without it.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -185,14 +186,29 @@ def _state(workdir):
   return torch.load(os.path.join(workdir, 'checkpoint.pt'), weights_only=True)
 
 
-def test_two_iterations_evaluate_and_a_stopped_run_resumes_as_a_straight_one(
-    backbone, coco_root, tmp_path, capsys):
+def test_three_iterations_evaluate_and_a_sigterm_stopped_run_resumes_as_a_straight_one(
+    backbone, coco_root, tmp_path, capsys, monkeypatch):
   straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
   # 3 images at batch 1: 3 iterations an epoch, lr x0.001, x0.5005, x1 (warm-up of 2), so
   # the 2 iterations before the stop move the weights well above float32 noise.
+  handler = signal.getsignal(signal.SIGTERM)
   assert finetune.main(_argv(backbone, coco_root, straight, 3)) == 0
-  assert finetune.main(_argv(backbone, coco_root, resumed, 2)) == 0
-  assert _state(resumed)['iteration'] == 2
+  # The other run gets SIGTERM while its second batch is read: it finishes that iteration,
+  # saves the checkpoint and stops without evaluating; the same command resumes it.
+  batches, collate = [], coco.collate
+
+  def collate_then_sigterm(batch):
+    batches.append(batch)
+    if len(batches) == 2:
+      signal.raise_signal(signal.SIGTERM)
+    return collate(batch)
+
+  monkeypatch.setattr(coco, 'collate', collate_then_sigterm)
+  assert finetune.main(_argv(backbone, coco_root, resumed, 3)) == 0
+  assert f'SIGTERM: saved {resumed}/checkpoint.pt at iteration 2' in capsys.readouterr().out
+  assert _state(resumed)['iteration'] == 2 and not (resumed / 'results.json').exists()
+  monkeypatch.undo()
+  assert signal.getsignal(signal.SIGTERM) == handler  # put back
   assert finetune.main(_argv(backbone, coco_root, resumed, 3)) == 0
   assert f'resumed {resumed} at iteration 2' in capsys.readouterr().out
   a, b = _state(straight), _state(resumed)
@@ -270,7 +286,8 @@ def test_missing_coco_and_a_cifar_stem_are_one_line_and_write_nothing(backbone, 
 
 
 def test_import_sdd_jax_does_not_import_torch():
-  code = ('import sys, sdd_jax, sdd_jax.detection, sdd_jax.detection.schedule, sdd_jax.export\n'
+  # (tests/packaging_test.py checks that no module outside sdd_jax/detection imports torch.)
+  code = ('import sys, sdd_jax, sdd_jax.detection, sdd_jax.detection.schedule\n'
           'print(sorted(m for m in ("torch", "torchvision", "pycocotools") if m in sys.modules))')
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
