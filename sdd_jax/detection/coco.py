@@ -140,8 +140,8 @@ def evaluate_detections(coco_gt: coco_lib.COCO, detections: List[dict]) -> Dict[
     x 100 (percent, as papers report them); None where COCOeval gives -1 (no ground truth in
     that area range).
   """
-  if detections:
-    coco_dt = coco_gt.loadRes(detections)
+  if detections:  # loadRes adds keys to the records it is given: give it copies
+    coco_dt = coco_gt.loadRes([dict(d) for d in detections])
   else:  # loadRes cannot take an empty list; an empty result set scores 0
     coco_dt = coco_lib.COCO()
     coco_dt.dataset = {'images': coco_gt.dataset['images'], 'annotations': [],

@@ -4,7 +4,8 @@
 Table 4 fine-tunes Faster R-CNN + FPN with a ResNet-152 backbone pre-trained on ImageNet with
 cross-entropy or with SD-Dropout, for 7 epochs (0.5x) and 12 epochs (1x), and reports COCO
 val2017 mAP and mAP@0.5 (CE 31.2 / 50.6 and 39.4 / 60.1; SD-Dropout 32.5 / 52.8 and
-39.8 / 60.7). Only the backbone's pre-training differs between the rows, so this module hands
+39.8 / 60.7). The paper gives no detector recipe beyond the schedule lengths (and no code); we
+read it as: only the backbone's pre-training differs between the rows. So this module hands
 the exported backbone to torchvision's detector and fine-tunes it the standard way:
 
   python -m sdd_jax.export --workdir runs/in1k_r152_sdd --out r152_sdd.safetensors
@@ -21,10 +22,11 @@ images resized to 800 / 1333. The data (`coco.py`): train2017 without the images
 annotations, crowd boxes dropped from the targets, horizontal flips with probability 0.5;
 evaluation on all of val2017 with pycocotools' COCOeval (bbox). The schedule (`schedule.py`):
 SGD, lr 0.02 x global batch / 16, momentum 0.9, weight decay 1e-4 on every trainable
-parameter, linear warm-up over 1000 iterations from 1/1000; 1x = 12 epochs with x0.1 after
-epochs 8 and 11; 0.5x = 7 epochs with x0.1 after epochs 5 and 6. `--batch_size` is the global
-batch, split evenly over the processes; the batches are plain shuffles (no aspect-ratio
-grouping, which torchvision's reference adds for speed) without mixed precision.
+parameter, linear warm-up from 1/1000 over min(1000, iterations per epoch - 1) iterations;
+1x = 12 epochs with x0.1 after epochs 8 and 11; 0.5x = 7 epochs with x0.1 after epochs 5 and
+6. `--batch_size` is the global batch, split evenly over the processes; the batches are plain
+shuffles (no aspect-ratio grouping, which torchvision's reference adds for speed), float32
+(no mixed precision).
 
 The workdir (a local folder; only rank 0 writes):
 - `detection.json`, written at the start: the arguments that define the run (the backbone's
@@ -34,20 +36,25 @@ The workdir (a local folder; only rank 0 writes):
 - `checkpoint.pt`, after every epoch, at `--max_iters` and on SIGTERM, written to a temporary
   file and renamed: the model, SGD's momenta, the lr scheduler, the iteration and epoch, every
   rank's torch RNG state and the wall time so far. The same command resumes from it; the data
-  order is a function of (seed, epoch), so a resumed run trains as a straight one.
+  order is a function of (seed, epoch), so a resumed run trains as a straight one (on CPU its
+  weights and momenta equal a straight run's within 1e-5: CPU kernels are not bitwise
+  reproducible run to run).
 - `detections_val2017.json` (COCO result records) and `results.json` after training: `kind`
   'detection', `schedule`, `epochs`, `iterations` (done), `schedule_iterations` (the full
   schedule's), `complete`, `mAP`, `mAP50`, `mAP75`, `mAP_small`, `mAP_medium`, `mAP_large`
-  (COCOeval's stats x 100), `backbone` (the file's metadata), `backbone_file`, `wall_seconds`.
-  A finished run re-run prints its results and writes nothing.
+  (COCOeval's stats x 100; null where val2017 has no box of that size), `backbone` (the
+  file's metadata), `backbone_file`, `wall_seconds` (all sessions). A finished run re-run
+  prints its results and writes nothing. A non-finite loss stops the run in one line.
 
 `--max_iters K` ends training after K iterations in all (the lr follows the full schedule) and
 then evaluates, for smoke runs and the tests; `--train_images N` trains on the first N images.
 
-Hardware, an estimate (not measured here): the 1x schedule is 88k iterations at batch 16 on
-COCO's 117k training images; for ResNet-50-FPN torchvision's reference takes about half a day
-for 26 epochs on 8 V100s, so ResNet-152-FPN's 12 epochs are roughly 10-15 hours on 8 V100s
-(fewer on A100 / H100), and several days on one GPU.
+Hardware, an estimate (nothing here has run on a GPU or on COCO): 1x is 12 x (117,266 // 16) =
+87,948 iterations of 16 images of about 800 x 1333. Faster R-CNN R50-FPN 1x runs are commonly
+reported at 5-10 hours on 8 V100s; ResNet-152 about doubles the backbone's share, so expect
+roughly a day on 8 V100s, several hours on 8 A100s / H100s and about 8 times that on one GPU;
+0.5x takes 7/12 of it. Run here on CPU only: the tests (64x64 images, ResNet-18, one process)
+and, by hand, torchrun with 2 CPU processes (gloo): training, SIGTERM, resume, evaluation.
 """
 import argparse
 import functools
@@ -79,6 +86,10 @@ LOG_EVERY = 20
 
 class WorkdirMismatch(UserError):
   """The workdir holds another run, or the arguments cannot make a run."""
+
+
+class Diverged(UserError):
+  """The loss became NaN or infinite (torchvision's reference stops there too)."""
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -306,8 +317,10 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
         losses = train_model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-          raise FloatingPointError(f'loss {loss.item()} at iteration {iteration}: '
-                                   f'{ {k: v.item() for k, v in losses.items()} }')
+          raise Diverged(f'the loss is {loss.item()} at iteration {iteration + 1} ('
+                         + ', '.join(f'{k} {v.item():.4g}' for k, v in losses.items())
+                         + '); lower --lr (in a new --workdir: the arguments are recorded) '
+                         'or check the backbone file')
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -371,6 +384,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
+  finally:
+    if dist.is_initialized():
+      dist.destroy_process_group()
   return 0
 
 

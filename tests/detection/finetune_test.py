@@ -12,6 +12,7 @@ Needs the optional extra (`pip install -r requirements-detection.txt`); skipped 
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -243,6 +244,7 @@ def test_three_iterations_evaluate_and_a_sigterm_stopped_run_resumes_as_a_straig
   with open(straight / 'detections_val2017.json') as f:
     detections = json.load(f)
   assert detections and {d['image_id'] for d in detections} <= set(VAL)
+  assert {tuple(sorted(d)) for d in detections} == {('bbox', 'category_id', 'image_id', 'score')}
   boxes = np.array([d['bbox'] for d in detections])  # x, y, w, h inside the 64x64 images
   assert (boxes >= 0).all() and (boxes[:, :2] + boxes[:, 2:] <= 64 + 1e-6).all()
   check = cocoeval.COCOeval(truth, truth.loadRes(detections), 'bbox')
@@ -266,7 +268,7 @@ def test_three_iterations_evaluate_and_a_sigterm_stopped_run_resumes_as_a_straig
   assert workdirs.snapshot(straight) == before
 
 
-def test_missing_coco_and_a_cifar_stem_are_one_line_and_write_nothing(backbone, coco_root,
+def test_missing_coco_a_cifar_stem_and_divergence_are_one_line(backbone, coco_root,
                                                                       tmp_path, capsys):
   workdir = tmp_path / 'run'
   empty = tmp_path / 'no_coco'
@@ -283,6 +285,13 @@ def test_missing_coco_and_a_cifar_stem_are_one_line_and_write_nothing(backbone, 
   err = capsys.readouterr().err
   assert err.startswith(f'error: {cifar}: resnet18_cifar has a cifar stem') and err.count('\n') == 1
   assert not workdir.exists()
+  # A diverging run (lr 1e9) stops in one line at the first non-finite loss.
+  assert finetune.main(_argv(backbone, coco_root, workdir, 3) + ['--lr', '1e9']) == 1
+  err = capsys.readouterr().err
+  assert re.fullmatch(r'error: the loss is (nan|inf) at iteration 2 \(loss_classifier .*\); '
+                      r'lower --lr \(in a new --workdir: the arguments are recorded\) or check '
+                      r'the backbone file\n', err), err
+  assert sorted(os.listdir(workdir)) == ['detection.json']
 
 
 def test_import_sdd_jax_does_not_import_torch():
