@@ -29,6 +29,8 @@ pytest.importorskip('torchvision')
 pytest.importorskip('pycocotools')
 
 from pycocotools import coco as coco_lib  # noqa: E402
+from torchvision import datasets  # noqa: E402
+from torchvision.transforms.v2 import functional as v2_functional  # noqa: E402
 from pycocotools import cocoeval  # noqa: E402
 
 from sdd_jax import models  # noqa: E402
@@ -166,6 +168,20 @@ def test_the_targets_follow_torchvisions_reference(coco_root):
   assert target['boxes'].tolist() == [[64 - 34, 6, 64 - 4, 26], [64 - 58, 30, 64 - 40, 58]]
   np.testing.assert_array_equal(flipped.numpy(), image.flip(-1).numpy())
   assert len(coco.CocoBoxes(coco_root, 'val2017', train=False)) == 4
+  # torchvision's own COCO target conversion and box flip agree on the images without crowds.
+  reference = datasets.wrap_dataset_for_transforms_v2(datasets.CocoDetection(
+      os.path.join(coco_root, 'train2017'),
+      os.path.join(coco_root, 'annotations', 'instances_train2017.json')))
+  for index in range(6):
+    _, want = reference[index]
+    for epoch in (0, 1, 2, 3):
+      train.epoch = epoch
+      _, got = train[index]
+      boxes = (v2_functional.horizontal_flip(want['boxes'])
+               if coco.flips(0, epoch, got['image_id']) else want['boxes'])
+      assert got['image_id'] == want['image_id']
+      np.testing.assert_array_equal(got['boxes'].numpy(), boxes.numpy().astype(np.float32))
+      assert got['labels'].tolist() == want['labels'].tolist()
 
 
 def test_cocoeval_on_hand_made_detections(coco_root):
