@@ -61,7 +61,8 @@ def create_resnet(arrays: Dict[str, np.ndarray], metadata: Dict[str, str]) -> to
 
 
 def create_detector(arrays: Dict[str, np.ndarray], metadata: Dict[str, str], num_classes: int,
-                    min_size: int = 800, max_size: int = 1333) -> faster_rcnn.FasterRCNN:
+                    min_size: int = 800, max_size: int = 1333,
+                    box_score_thresh: float = 0.05) -> faster_rcnn.FasterRCNN:
   """Faster R-CNN + FPN over the file's ResNet.
 
   Args:
@@ -70,6 +71,7 @@ def create_detector(arrays: Dict[str, np.ndarray], metadata: Dict[str, str], num
     num_classes: detector classes including background (index 0): COCO's 91, its category ids.
     min_size: the shorter image side after resizing.
     max_size: the longest side's cap.
+    box_score_thresh: detections scoring below it are dropped (torchvision's 0.05).
 
   Returns:
     the model; `model(images, targets)` in train mode gives the loss dict, in eval mode the
@@ -80,4 +82,5 @@ def create_detector(arrays: Dict[str, np.ndarray], metadata: Dict[str, str], num
   mean: Sequence[float] = json.loads(metadata['mean'])
   std: Sequence[float] = json.loads(metadata['std'])
   return faster_rcnn.FasterRCNN(backbone, num_classes=num_classes, min_size=min_size,
-                                max_size=max_size, image_mean=list(mean), image_std=list(std))
+                                max_size=max_size, image_mean=list(mean), image_std=list(std),
+                                box_score_thresh=box_score_thresh)

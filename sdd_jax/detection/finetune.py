@@ -30,7 +30,8 @@ shuffles (no aspect-ratio grouping, which torchvision's reference adds for speed
 
 The workdir (a local folder; only rank 0 writes):
 - `detection.json`, written at the start: the arguments that define the run (the backbone's
-  sha256 and config digest, schedule, batch size, lr, image sizes, training images, seed). A
+  sha256 and config digest, schedule, batch size, lr, image sizes, the detections' score
+  threshold, training images, seed). A
   re-run whose arguments differ is refused in one line; `--max_iters`, `--workers`,
   `--device` and the paths may change.
 - `checkpoint.pt`, after every epoch, at `--max_iters` and on SIGTERM, written to a temporary
@@ -80,7 +81,7 @@ from sdd_jax.errors import UserError
 
 # The arguments that define a run: a re-run in the same workdir must give the same.
 COMPARED = ('backbone_sha256', 'config_digest', 'schedule', 'batch_size', 'lr', 'min_size',
-            'max_size', 'train_images', 'seed')
+            'max_size', 'box_score_thresh', 'train_images', 'seed')
 LOG_EVERY = 20
 
 
@@ -111,6 +112,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--train_images', type=int, default=0, help='train on the first N images')
   parser.add_argument('--min_size', type=int, default=800)
   parser.add_argument('--max_size', type=int, default=1333)
+  parser.add_argument('--box_score_thresh', type=float, default=0.05,
+                      help='evaluation drops detections scoring below it (torchvision\'s 0.05)')
   parser.add_argument('--seed', type=int, default=0)
   return parser.parse_args(argv)
 
@@ -140,7 +143,8 @@ def _record(args, metadata: Dict[str, str], lr: float) -> dict:
   return {'backbone': os.path.abspath(args.backbone), 'backbone_sha256': _sha256(args.backbone),
           'config_digest': metadata.get('config_digest'), 'schedule': args.schedule,
           'batch_size': args.batch_size, 'lr': lr, 'min_size': args.min_size,
-          'max_size': args.max_size, 'train_images': args.train_images, 'seed': args.seed,
+          'max_size': args.max_size, 'box_score_thresh': args.box_score_thresh,
+          'train_images': args.train_images, 'seed': args.seed,
           'coco_root': os.path.abspath(args.coco_root)}
 
 
@@ -257,7 +261,8 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
 
   torch.manual_seed(args.seed)
   model = detector.create_detector(arrays, metadata, coco.num_classes(train_set.coco),
-                                   args.min_size, args.max_size).to(processes.device)
+                                   args.min_size, args.max_size,
+                                   args.box_score_thresh).to(processes.device)
   optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr,
                               momentum=schedule_lib.MOMENTUM,
                               weight_decay=schedule_lib.WEIGHT_DECAY)
