@@ -76,6 +76,7 @@ try:
 except ModuleNotFoundError as missing:  # the optional extra is not installed
   raise SystemExit(f'error: {missing.name} is not installed; the detection recipe needs the '
                    'optional extra: pip install -r requirements-detection.txt') from None
+from sdd_jax import workdir_path
 from sdd_jax.detection import schedule as schedule_lib
 from sdd_jax.errors import UserError
 
@@ -93,6 +94,19 @@ class Diverged(UserError):
   """The loss became NaN or infinite (torchvision's reference stops there too)."""
 
 
+def _lr(text: str):
+  """--lr: 'auto' or a positive number (argparse reports anything else in one line)."""
+  if text == 'auto':
+    return text
+  try:
+    value = float(text)
+  except ValueError:
+    value = 0.0
+  if not value > 0:
+    raise argparse.ArgumentTypeError(f"{text!r}: give 'auto' or a number > 0")
+  return value
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog='python -m sdd_jax.detection.finetune',
                                    description=__doc__.split('\n\n')[0])
@@ -103,7 +117,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--schedule', required=True, choices=sorted(schedule_lib.SCHEDULES))
   parser.add_argument('--workdir', required=True, help='a local folder')
   parser.add_argument('--batch_size', type=int, default=16, help='global batch (all GPUs)')
-  parser.add_argument('--lr', default='auto', help="'auto' = 0.02 x batch_size / 16")
+  parser.add_argument('--lr', default='auto', type=_lr,
+                      help="'auto' = 0.02 x batch_size / 16, or a number")
   parser.add_argument('--workers', type=int, default=4, help='data loader processes per GPU')
   parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                       choices=('cpu', 'cuda'))
@@ -120,7 +135,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def _sha256(path: str) -> str:
   digest = hashlib.sha256()
-  with open(path, 'rb') as f:
+  with workdir_path.path(path).open('rb') as f:  # a local path or a gs:// URI
     for block in iter(lambda: f.read(1 << 24), b''):
       digest.update(block)
   return digest.hexdigest()
@@ -140,7 +155,8 @@ def _read_json(path: str):
 
 def _record(args, metadata: Dict[str, str], lr: float) -> dict:
   """detection.json: what defines the run (COMPARED) and where its inputs were."""
-  return {'backbone': os.path.abspath(args.backbone), 'backbone_sha256': _sha256(args.backbone),
+  return {'backbone': str(workdir_path.path(args.backbone)),
+          'backbone_sha256': _sha256(args.backbone),
           'config_digest': metadata.get('config_digest'), 'schedule': args.schedule,
           'batch_size': args.batch_size, 'lr': lr, 'min_size': args.min_size,
           'max_size': args.max_size, 'box_score_thresh': args.box_score_thresh,
@@ -234,7 +250,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
     raise WorkdirMismatch(f'--batch_size {args.batch_size} does not split over '
                           f'{processes.world} processes; give a multiple of {processes.world}')
   plan = schedule_lib.SCHEDULES[args.schedule]
-  lr = schedule_lib.linear_scaled_lr(args.batch_size) if args.lr == 'auto' else float(args.lr)
+  lr = schedule_lib.linear_scaled_lr(args.batch_size) if args.lr == 'auto' else args.lr
   record = _record(args, metadata, lr)
   workdir = os.path.abspath(args.workdir)
   check_record(workdir, record)
@@ -354,7 +370,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
     results = {'kind': 'detection', 'schedule': args.schedule, 'epochs': plan.epochs,
                'iterations': iteration, 'schedule_iterations': total,
                'complete': iteration == total, **detections['metrics'],
-               'backbone': metadata, 'backbone_file': os.path.abspath(args.backbone),
+               'backbone': metadata, 'backbone_file': str(workdir_path.path(args.backbone)),
                'wall_seconds': round(wall + time.time() - started, 1)}
     _write_json(results_path, results)
     print(_summary(workdir, results), flush=True)
