@@ -47,17 +47,26 @@ def test_dependencies_equal_the_requirements_files():
   assert sorted(project['dependencies'] + extras['test']) == _requirements('requirements.txt')
   assert sorted(extras['torch']) == _requirements('requirements-torch.txt')
   assert sorted(extras['tfds']) == _requirements('requirements-tfds.txt')
+  assert sorted(extras['detection']) == _requirements('requirements-detection.txt')
   assert {'pytest', 'pytest-xdist', 'ruff'} <= {_distribution(r) for r in extras['test']}
   runtime = {_distribution(r) for r in project['dependencies']}
   assert not runtime & {'pytest', 'pytest-xdist', 'ruff', 'torch', 'tensorflow-cpu'}
 
 
-def _third_party_imports():
-  """{top-level module: first file importing it} over the package, the configs and the two
-  entry points; the standard library and our own packages left out."""
-  files = (glob.glob(os.path.join(ROOT, 'sdd_jax', '**', '*.py'), recursive=True)
-           + glob.glob(os.path.join(ROOT, 'configs', '*.py'))
-           + [os.path.join(ROOT, 'train.py'), os.path.join(ROOT, 'evaluate.py')])
+DETECTION = os.path.join(ROOT, 'sdd_jax', 'detection')  # the optional extra's package
+
+
+def _third_party_imports(extra=None):
+  """{top-level module: first file importing it} over the package (without sdd_jax/detection),
+  the configs and the two entry points; with extra='detection', over sdd_jax/detection alone.
+  The standard library and our own packages left out."""
+  if extra == 'detection':
+    files = glob.glob(os.path.join(DETECTION, '**', '*.py'), recursive=True)
+  else:
+    files = ([f for f in glob.glob(os.path.join(ROOT, 'sdd_jax', '**', '*.py'), recursive=True)
+              if not f.startswith(DETECTION + os.sep)]
+             + glob.glob(os.path.join(ROOT, 'configs', '*.py'))
+             + [os.path.join(ROOT, 'train.py'), os.path.join(ROOT, 'evaluate.py')])
   found = {}
   for path in sorted(files):
     with open(path, encoding='utf-8') as f:
@@ -76,14 +85,27 @@ def _third_party_imports():
   return found
 
 
+def _undeclared(imports, requirements):
+  declared = {_distribution(r) for r in requirements}
+  providers = importlib.metadata.packages_distributions()
+  return {module: (where, providers.get(module)) for module, where in imports.items()
+          if not {_distribution(d) for d in providers.get(module, [module])} & declared}
+
+
 def test_every_imported_distribution_is_declared():
   imports = _third_party_imports()
   assert {'jax', 'flax', 'etils', 'ml_collections'} <= set(imports)  # the scan sees imports
-  declared = {_distribution(r) for r in _project()['dependencies']}
-  providers = importlib.metadata.packages_distributions()
-  undeclared = {module: (where, providers.get(module)) for module, where in imports.items()
-                if not {_distribution(d) for d in providers.get(module, [module])} & declared}
+  assert not {'torch', 'torchvision', 'pycocotools'} & set(imports)  # the core needs no torch
+  undeclared = _undeclared(imports, _project()['dependencies'])
   assert not undeclared, f'imported but not in pyproject dependencies: {undeclared}'
+
+
+def test_the_detection_package_imports_only_what_its_extra_declares():
+  imports = _third_party_imports('detection')
+  assert {'torch', 'torchvision', 'pycocotools'} <= set(imports)
+  extra = _project()['optional-dependencies']['detection']
+  undeclared = _undeclared(imports, _project()['dependencies'] + extra)
+  assert not undeclared, f'imported but not in dependencies or the detection extra: {undeclared}'
 
 
 def test_a_config_without_the_configs_package_says_how_to_install(monkeypatch):
