@@ -36,11 +36,16 @@ def test_table4_rows_cells_and_the_papers_numbers(tmp_path):
 
 def test_an_unreadable_record_is_named_and_left_out(tmp_path, capsys):
   _write(tmp_path / 'ok', ['sd_dropout'], '1x', 39.8, 60.7)
+  _write(tmp_path / 'smoke', [], '1x', 0.0, 0.0)
+  record = json.loads((tmp_path / 'smoke' / 'results.json').read_text())
+  record.update(complete=False, iterations=2, schedule_iterations=90000)
+  (tmp_path / 'smoke' / 'results.json').write_text(json.dumps(record))
   (tmp_path / 'bad').mkdir()
   (tmp_path / 'bad' / 'results.json').write_text('{"kind": "detection", "schedule": "1x"}')
   problems = []
   runs = detection.find_runs([str(tmp_path)], problems)
   assert [r.method for r in runs] == ['sd_dropout']
-  assert len(problems) == 1 and 'bad' in problems[0] and 'not a detection record' in problems[0]
+  assert len(problems) == 2 and 'bad' in problems[0] and 'not a detection record' in problems[0]
+  assert 'stopped at iteration 2 of 90000' in problems[1]
   assert report.main([str(tmp_path), '--out', str(tmp_path / 'r.md')]) == 0
   assert 'skipped detection run' in capsys.readouterr().err

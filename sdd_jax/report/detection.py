@@ -6,7 +6,8 @@ in percent (`mAP`, `mAP50`) and `backbone`: the metadata of the exported backbon
 (`python -m sdd_jax.export`), whose `methods` (a JSON list; `[]` = cross-entropy only) names the
 row and `model` the backbone. A row is one (method, backbone); a cell is the mean ± sample std
 over the workdirs of that row and schedule, `mAP / mAP@0.5`, beside the paper's numbers
-(Faster R-CNN with an ImageNet ResNet-152, paper Table 4).
+(Faster R-CNN with an ImageNet ResNet-152, paper Table 4). A run stopped before its schedule's
+end (`complete: false`, `--max_iters`) is left out with one line.
 """
 import dataclasses
 import json
@@ -46,6 +47,10 @@ def load_run(workdir: str) -> Optional[DetectionRun]:
   record = report_files.read_object(path)
   if not record or record.get('kind') != 'detection':
     return None
+  if record.get('complete') is False:  # stopped by --max_iters before the schedule's end
+    raise report_files.RunFileError(
+        f'{path}: training stopped at iteration {record.get("iterations")} of '
+        f'{record.get("schedule_iterations")} (--max_iters); re-run without it to finish')
   try:
     backbone = record['backbone']
     return DetectionRun(workdir=workdir, method=_method(backbone),
