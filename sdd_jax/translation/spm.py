@@ -8,8 +8,9 @@ split's two sides `<data>/train.src` and `<data>/train.tgt`, with the special id
 
 which writes `DIR/spm.model` and `DIR/spm.vocab` (into a temporary name first, renamed when
 training succeeded, so a failed run leaves no half-written model). Training is deterministic:
-the same text and flags give the same model file bytes (tested; SentencePiece runs single-
-threaded here, `num_threads=1`, and sees every sentence, `input_sentence_size=0`).
+the same text, flags and output path give the same model file bytes (tested; the file records
+its input and output paths; SentencePiece runs with `num_threads=1` and reads every sentence,
+`input_sentence_size=0`).
 """
 import argparse
 import os

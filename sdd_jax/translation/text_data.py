@@ -249,6 +249,7 @@ class TranslationLoader:
         count = -(-len(order) // bucket.batch_size)
         padded = np.full(count * bucket.batch_size, -1, np.int64)
         padded[:len(order)] = order
+        padded.flags.writeable = False  # the cached plan is shared with batch_rows' callers
         rows.extend(padded.reshape(count, bucket.batch_size))
         bucket_of.extend([b] * count)
       order = rng.permutation(self.steps_per_epoch)
