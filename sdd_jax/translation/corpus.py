@@ -86,12 +86,14 @@ def create_corpus(config, workdir: str, *, num_devices: int, process_index: int 
     references[split] = list(tgt_lines)
   buckets = text_data.make_buckets(
       *encoded['train'], tokens_per_batch=config.data.tokens_per_batch,
-      num_buckets=config.data.num_buckets, max_len=config.data.max_len,
-      multiple=num_devices)
+      num_buckets=config.data.num_buckets, num_devices=num_devices,
+      process_count=process_count, max_len=config.data.max_len)
   loader = text_data.TranslationLoader(*encoded['train'], buckets=buckets, seed=config.seed,
                                        process_index=process_index,
                                        process_count=process_count)
   eval_batches = {split: text_data.eval_batches(*encoded[split], buckets=buckets,
-                                                num_devices=num_devices)
+                                                num_devices=num_devices,
+                                                process_index=process_index,
+                                                process_count=process_count)
                   for split in ('valid', 'test')}
   return Corpus(tokenizer, loader, eval_batches, references)
