@@ -2,7 +2,8 @@
 'classification', the image task of every config before translation).
 
 A `Task` names its `train_and_evaluate(config, workdir, *, stop_after_step=0)`, its
-`validate(config)` and the summary figures `train.py` prints. Entries import their modules on
+`validate(config)` and the summary figures `train.py` prints (the first one, a percentage, is
+its headline: test top-1, valid BLEU). Entries import their modules on
 first use, so the classification path never imports the translation package.
 """
 import dataclasses
@@ -19,7 +20,7 @@ DEFAULT = 'classification'
 class Task:
   trainer: str  # module with train_and_evaluate(config, workdir, *, stop_after_step=0)
   validation: str  # module with validate(config)
-  printed: Tuple[str, ...]  # summary keys train.py prints
+  printed: Tuple[str, ...]  # summary keys train.py prints, the headline (0..100) first
 
   @property
   def train_and_evaluate(self) -> Callable:
