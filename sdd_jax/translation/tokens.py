@@ -1,4 +1,2 @@
-PAD = 0
-UNK = 1
-BOS = 2
-EOS = 3
+"""The special token ids of the joint SentencePiece vocabulary (spm.py trains it with these)."""
+PAD, UNK, BOS, EOS = 0, 1, 2, 3

@@ -1,0 +1,224 @@
+"""`train_and_evaluate(config, workdir)` for `config.task == 'translation'`: the order of
+things, on sdd_jax's own infrastructure (no copy of it).
+
+1. validate the config and check the data files (nothing touched before both pass);
+2. claim the workdir (`workdir.Claim`: lock, config.json, config digest), open the corpus
+   (the toy corpus is written under the claim), build model, optimizer and state;
+3. restore the newest readable checkpoint (`checkpoint.Checkpointer`, orbax) with its
+   host-side run state (`train_log.PendingMetrics`);
+4. train under the preemption watch (`preemption.watch`), one AOT-compiled step per batch
+   shape (the loader's buckets: `summary['train/compiled_shapes']` counts them), the batch of
+   a step a pure function of (seed, step); checkpoint every `checkpoint_every_epochs` and at
+   a stop; teacher-forced `valid/nll` at each epoch's end;
+5. at the end: BLEU on valid and test (`evaluation.py`), `summary.json` (strict JSON,
+   `train_log.write_summary`).
+"""
+import json
+import logging
+import time
+from typing import Dict
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from sdd_jax import checkpoint as checkpoint_lib
+from sdd_jax import metric_writers
+from sdd_jax import parallel
+from sdd_jax import preemption
+from sdd_jax import state as state_lib
+from sdd_jax import train_log
+from sdd_jax import workdir as workdir_lib
+from sdd_jax import workdir_path
+from sdd_jax.translation import corpus as corpus_lib
+from sdd_jax.translation import bleu
+from sdd_jax.translation import decode
+from sdd_jax.translation import model as model_lib
+from sdd_jax.translation import optim
+from sdd_jax.translation import pskd
+from sdd_jax.translation import step as step_lib
+from sdd_jax.translation import validation
+
+
+def method_settings(config):
+  """(epsilon, pskd_alpha or None) from `config.methods` (validated)."""
+  methods = config.methods
+  epsilon = methods.label_smoothing.epsilon if 'label_smoothing' in methods else 0.0
+  alpha = methods.ps_kd.alpha if 'ps_kd' in methods else None
+  return epsilon, alpha
+
+
+def create_state(model, tx, config, sample_src, sample_tgt, mesh) -> state_lib.TrainState:
+  """The initial `TrainState` (replicated): params from `init_key(seed)`, no batch_stats, and
+  PS-KD's teacher (a copy of the initial params) when `config.methods.ps_kd` is set."""
+  with_pskd = method_settings(config)[1] is not None
+
+  def init(key):
+    params = model.init({'params': key}, sample_src, sample_tgt, train=False)['params']
+    method_states = {pskd.NAME: pskd.init_state(params)} if with_pskd else {}
+    return state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={},
+                                opt_state=tx.init(params), method_states=method_states)
+
+  return jax.jit(init, out_shardings=parallel.replicated_sharding(mesh))(
+      state_lib.init_key(config.seed))
+
+
+class Evaluator:
+  """Teacher-forced NLL and BLEU of the params on the eval splits (until T1's evaluation module
+  replaces it: decode.py's jitted translation + bleu.py's scores).
+
+  `nll(params, split)` -> `{'<split>/nll': per-token NLL over the non-PAD target positions}`;
+  `final(params, step)` -> `valid/bleu`, `test/bleu` (sacreBLEU, detokenised), `test/bleu_tok`
+  (whitespace tokens, fairseq's `--remove-bpe` BLEU), `test/nll`; the sacreBLEU signature goes
+  to `<workdir>/evals/translation/results.json` and the test hypotheses to `test.hyp`.
+  """
+
+  def __init__(self, config, model, mesh, corpus, workdir: str):
+    self._corpus, self._mesh, self._workdir = corpus, mesh, workdir
+    self._nll_fn = step_lib.make_nll_fn(model, mesh)
+    evals = config.evals
+    self._translate_fn = decode.make_translate_fn(
+        model, mesh, beam_size=evals.beam_size, length_penalty=evals.length_penalty,
+        max_len_a=evals.max_len_a, max_len_b=evals.max_len_b)
+
+  def nll(self, params, split: str) -> Dict[str, float]:
+    total, count = 0.0, 0.0
+    for batch in self._corpus.eval_batches[split]:
+      s, n = self._nll_fn(params, parallel.to_global(batch, self._mesh))
+      total, count = total + float(s), count + float(n)
+    return {f'{split}/nll': total / max(count, 1.0)}
+
+  def translate(self, params, split: str):
+    """The hypotheses (detokenised text) of every line of `split`, in line order."""
+    hyps = [''] * len(self._corpus.references[split])
+    for batch in self._corpus.eval_batches[split]:
+      inputs = parallel.to_global({k: batch[k] for k in ('src', 'mask', 'index')}, self._mesh)
+      out, mask, index = (np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in (
+          self._translate_fn({'params': params}, inputs['src']), inputs['mask'],
+          inputs['index']))
+      for row in np.flatnonzero(mask):
+        hyps[int(index[row])] = self._corpus.tokenizer.decode(out[row])
+    return hyps
+
+  def final(self, params, step: int) -> Dict[str, float]:
+    with jax.transfer_guard('allow'):
+      results = self.nll(params, 'test')
+      outputs = {}
+      for split in ('valid', 'test'):
+        hyps = self.translate(params, split)
+        score, signature = bleu.sacre_bleu(hyps, self._corpus.references[split])
+        results[f'{split}/bleu'] = score
+        outputs[split] = (hyps, signature)
+      results['test/bleu_tok'] = bleu.tokenized_bleu(outputs['test'][0],
+                                                     self._corpus.references['test'])
+    if jax.process_index() == 0:
+      folder = workdir_path.path(self._workdir) / 'evals' / 'translation'
+      folder.mkdir(parents=True, exist_ok=True)
+      workdir_path.write_text(folder / 'test.hyp', ''.join(h + '\n' for h in outputs['test'][0]))
+      workdir_path.write_text(folder / 'results.json', json.dumps(
+          {'checkpoint step': step, 'sacrebleu_signature': outputs['test'][1],
+           **results}, indent=2, sort_keys=True))
+    return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       stop_after_step: int = 0) -> Dict[str, float]:
+  """Trains `config` in `workdir` (resuming from its newest checkpoint); returns the summary
+  (`{}` after a stop). `stop_after_step=k > 0` stops after step k as SIGTERM would."""
+  start_time = time.time()
+  validation.validate(config)
+  mesh = parallel.create_mesh()
+  validation.validate_for_devices(config, mesh.devices.size)
+  corpus_lib.check(config)
+  with workdir_lib.Claim(workdir, config):
+    corpus = corpus_lib.create_corpus(config, workdir, num_devices=mesh.devices.size,
+                                      process_index=jax.process_index(),
+                                      process_count=jax.process_count())
+    return _train(config, workdir, mesh, corpus, start_time, stop_after_step)
+
+
+def _train(config, workdir, mesh, corpus, start_time, stop_after_step) -> Dict[str, float]:
+  """The body of `train_and_evaluate`, run while the workdir is claimed."""
+  loader = corpus.loader
+  steps_per_epoch = loader.steps_per_epoch
+  total_steps = steps_per_epoch * config.num_epochs
+  summary_path = workdir_path.join(workdir, 'summary.json')
+  checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
+                                             config_digest=workdir_lib.config_digest(config))
+  if checkpointer.latest_step() == total_steps:  # a finished run, re-run: change nothing
+    finished = train_log.read_summary(summary_path, total_steps)
+    if finished is not None and checkpointer.verified(total_steps):
+      checkpointer.close()
+      return finished
+  checkpointer.check_readable()
+  lr_schedule = optim.make_lr_schedule(config.optim)
+  tx = optim.make_optimizer(config.optim, lr_schedule)
+  model = model_lib.create_model(config.model, corpus.tokenizer.vocab_size)
+  sample = jnp.ones((1, 2), jnp.int32)
+  state = create_state(model, tx, config, sample, sample, mesh)
+  restored, restored_step = checkpointer.restore(state)
+  if restored is not None:
+    state = restored
+    logging.info('resumed from the checkpoint at step %d', restored_step)
+  start_step = int(jax.device_get(state.step))
+  epsilon, alpha = method_settings(config)
+  train_step = step_lib.make_train_step(
+      model, tx, seed=config.seed, lr_schedule=lr_schedule, mesh=mesh, epsilon=epsilon,
+      pskd_alpha=alpha, steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs)
+  evaluator = Evaluator(config, model, mesh, corpus, workdir)
+
+  is_main = jax.process_index() == 0
+  writer = metric_writers.create_writer(workdir, total_steps, is_main and
+                                        start_step < total_steps, start_step)
+  pending = train_log.PendingMetrics(checkpointer.restored_run)
+  compiled = {}  # batch shapes -> the step compiled for them
+  stopped, last = False, start_step >= total_steps
+  try:
+    with preemption.watch(start_step) as stop_requested, jax.transfer_guard('disallow'):
+      batches = loader.iterate(start_step)
+      for step in range(start_step, total_steps):
+        batch = parallel.to_global(next(batches), mesh)
+        shapes = tuple(sorted((k, v.shape) for k, v in batch.items()))
+        if shapes not in compiled:
+          compiled[shapes] = train_step.lower(state, batch).compile()
+          pending.restart_clock()
+        state, metrics = compiled[shapes](state, batch)
+        pending.add(step + 1, metrics)
+        checkpointer.commit_records()
+        epoch_done = (step + 1) % steps_per_epoch == 0
+        epoch = (step + 1) // steps_per_epoch
+        last = step + 1 == total_steps
+        if (step + 1) % config.log_every_steps == 0 or epoch_done:
+          means = pending.flush(1)  # 'train/images_per_sec' is then steps/s
+          means['train/tokens_per_sec'] = means.pop('train/images_per_sec') * means.get(
+              'train/tokens', 0.0)
+          writer.write_scalars(step + 1, {**means, 'train/epoch': (step + 1) / steps_per_epoch})
+        if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
+          checkpointer.save(state, pending.run_state())
+        if epoch_done:
+          with jax.transfer_guard('allow'):
+            writer.write_scalars(step + 1, evaluator.nll(state.params, 'valid'))
+          pending.restart_clock()
+        if (stop_requested(step + 1) or step + 1 == stop_after_step) and not last:
+          checkpointer.save(state, pending.run_state())
+          logging.warning('stop requested: saved the checkpoint at step %d and stopped', step + 1)
+          stopped = True
+          break
+    if not stopped:
+      results = evaluator.final(state.params, int(jax.device_get(state.step)))
+      writer.write_scalars(total_steps, results)
+  finally:
+    checkpointer.close()
+    writer.close()
+  if stopped:
+    return {}
+  logging.info('compiled the train step for %d batch shapes', len(compiled))
+  summary = {**results, 'train/loss': pending.last.get('train/loss', float('nan')),
+             'train/tokens_per_sec': pending.last.get('train/tokens_per_sec', float('nan')),
+             'train/compiled_shapes': len(compiled), 'steps': total_steps,
+             'epochs': config.num_epochs, 'wall_seconds': time.time() - start_time}
+  if is_main:
+    train_log.write_summary(summary_path, summary)
+  return summary
