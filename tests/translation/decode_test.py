@@ -168,9 +168,13 @@ def tiny_setup():
   src[:, -1] = EOS
   src[1, 3:] = PAD
   src[1, 2] = EOS
-  variables = model.init(jax.random.key(1), src, src, train=False)
+  variables = jax.jit(model.init, static_argnames='train')(jax.random.key(1), src, src,
+                                                          train=False)
   variables = jax.tree.map(lambda x: x * 3, variables)
   return model, variables, src
+
+
+jitted_greedy = jax.jit(decode.greedy_search, static_argnums=(0, 3))
 
 
 def recomputed_greedy(model, variables, src, max_len):
@@ -179,8 +183,9 @@ def recomputed_greedy(model, variables, src, max_len):
   tgt_in = np.full((src.shape[0], max_len), PAD, np.int32)
   tgt_in[:, 0] = BOS
   done = np.zeros(src.shape[0], bool)
+  apply = jax.jit(model.apply, static_argnames='train')
   for t in range(max_len):
-    logits = np.asarray(model.apply(variables, src, tgt_in, train=False))[:, t]
+    logits = np.asarray(apply(variables, src, tgt_in, train=False))[:, t]
     log_probs = np.asarray(decode.allowed_log_probs(jax.nn.log_softmax(logits), t, max_len))
     token = np.where(done, PAD, log_probs.argmax(-1))
     out[:, t] = token
@@ -192,8 +197,7 @@ def recomputed_greedy(model, variables, src, max_len):
 
 def test_cached_greedy_equals_recomputing_the_prefix():
   model, variables, src = tiny_setup()
-  greedy = np.asarray(jax.jit(decode.greedy_search, static_argnums=(0, 3))(
-      model, variables, src, 9))
+  greedy = np.asarray(jitted_greedy(model, variables, src, 9))
   np.testing.assert_array_equal(greedy, recomputed_greedy(model, variables, src, 9))
   assert (greedy == EOS).sum(axis=1).tolist() == [1] * 8
 
@@ -225,10 +229,11 @@ def test_translate_fn_on_8_devices_equals_1_device():
     tokens = translate_fn(replicated, src)
     assert tokens.shape == (8, 9)
     assert tokens.sharding.spec == parallel.data_sharding(mesh).spec
-    translate_fn(replicated, src[:, :5])   # a new source width: one more compilation
-    translate_fn(replicated, src)
-    assert translate_fn._cache_size() == 2  # pylint: disable=protected-access
     outputs.append(np.asarray(tokens))
+  translate_fn(replicated, src)
+  assert translate_fn._cache_size() == 1  # pylint: disable=protected-access
+  assert translate_fn(replicated, src[:, :5]).shape == (8, 5 + 2 + 1)  # a new source width:
+  assert translate_fn._cache_size() == 2  # pylint: disable=protected-access  # one compilation
   np.testing.assert_array_equal(outputs[0], outputs[1])
-  assert not np.array_equal(outputs[0], np.asarray(decode.greedy_search(model, variables,
-                                                                        src, 9)))
+  # Beam 3 is not greedy here, so the comparison covers the beam bookkeeping too.
+  assert not np.array_equal(outputs[0], np.asarray(jitted_greedy(model, variables, src, 9)))

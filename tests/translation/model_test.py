@@ -25,7 +25,12 @@ def random_ids(rng, shape):
 
 
 def init(model, src, tgt):
-  return model.init(jax.random.key(0), src, tgt, train=False)
+  return jax.jit(model.init, static_argnames='train')(jax.random.key(0), src, tgt, train=False)
+
+
+def jitted(model):
+  """`model.apply` under one jit (eager op-by-op dispatch compiles every op on its own)."""
+  return jax.jit(model.apply, static_argnames=('train', 'method', 'mutable'))
 
 
 def num_params(tree):
@@ -62,7 +67,7 @@ def test_decoder_input_embedding_is_the_output_projection():
   # Zeroing one row of the shared table zeroes that token's logit everywhere (no bias).
   zeroed = jax.tree.map(lambda x: x, params)
   zeroed['decoder_embedding']['embedding'] = table.at[7].set(0)
-  logits = model.apply({'params': zeroed}, src, tgt, train=False)
+  logits = jitted(model)({'params': zeroed}, src, tgt, train=False)
   np.testing.assert_array_equal(np.asarray(logits[..., 7]), 0)
   unshared = tiny(share_decoder_embeddings=False)
   shapes = jax.eval_shape(lambda: init(unshared, src, tgt))['params']
@@ -88,17 +93,18 @@ def test_adding_pad_changes_no_logit_of_real_positions(pre_norm):
   tgt[1, 3:] = tokens.PAD
   model = tiny(pre_norm=pre_norm)
   variables = init(model, src, tgt)
-  logits = model.apply(variables, src, tgt, train=False)
+  apply = jitted(model)
+  logits = apply(variables, src, tgt, train=False)
   src_padded = np.pad(src, ((0, 0), (0, 3)), constant_values=tokens.PAD)
   tgt_padded = np.pad(tgt, ((0, 0), (0, 4)), constant_values=tokens.PAD)
-  padded = model.apply(variables, src_padded, tgt_padded, train=False)
+  padded = apply(variables, src_padded, tgt_padded, train=False)
   real = tgt != tokens.PAD
   np.testing.assert_allclose(np.asarray(padded[:, :5])[real], np.asarray(logits)[real],
                              rtol=1e-5, atol=1e-5)
   # The PAD keys do matter once unmasked: a real token in their place changes the logits.
   src_other = src_padded.copy()
   src_other[:, -1] = 5
-  other = model.apply(variables, src_other, tgt_padded, train=False)
+  other = apply(variables, src_other, tgt_padded, train=False)
   assert np.abs(np.asarray(other[:, :5])[real] - np.asarray(logits)[real]).max() > 1e-4
 
 
@@ -107,11 +113,12 @@ def test_changing_a_target_token_changes_no_earlier_logit():
   src, tgt = random_ids(rng, (2, 5)), random_ids(rng, (2, 6))
   model = tiny()
   variables = init(model, src, tgt)
-  logits = np.asarray(model.apply(variables, src, tgt, train=False))
+  apply = jitted(model)
+  logits = np.asarray(apply(variables, src, tgt, train=False))
   for t in range(6):
     changed = tgt.copy()
     changed[:, t] = 4 + (changed[:, t] - 3) % (VOCAB - 4)
-    new = np.asarray(model.apply(variables, src, changed, train=False))
+    new = np.asarray(apply(variables, src, changed, train=False))
     np.testing.assert_array_equal(new[:, :t], logits[:, :t])
     assert np.abs(new[:, t:] - logits[:, t:]).max() > 1e-4
 
@@ -144,15 +151,15 @@ def test_incremental_decoding_with_the_cache_equals_the_full_decoder(pre_norm):
   src[1, 3:] = tokens.PAD
   model = tiny(pre_norm=pre_norm)
   variables = init(model, src, tgt)
-  full = model.apply(variables, src, tgt, train=False)
+  full = jitted(model)(variables, src, tgt, train=False)
   cached = model.clone(use_cache=True)
-  encoded = model.apply(variables, src, train=False, method='encode')
+  encoded = jitted(model)(variables, src, train=False, method='encode')
   cache = jax.eval_shape(lambda: cached.apply(variables, encoded, src, tgt, train=False,
                                               method='decode', mutable=['cache'])[1])
   cache = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), cache)
   for t in range(tgt.shape[1]):
-    step, cache = cached.apply({**variables, **cache}, encoded, src, tgt[:, t:t + 1],
-                               train=False, method='decode', mutable=['cache'])
+    step, cache = jitted(cached)({**variables, **cache}, encoded, src, tgt[:, t:t + 1],
+                                 train=False, method='decode', mutable=('cache',))
     np.testing.assert_allclose(np.asarray(step[:, 0]), np.asarray(full[:, t]),
                                rtol=1e-5, atol=1e-5)
 
@@ -163,9 +170,9 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
   model = tiny(dtype=jnp.bfloat16)
   variables = init(model, src, tgt)
   assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-  logits = model.apply(variables, src, tgt, train=False)
+  logits = jitted(model)(variables, src, tgt, train=False)
   assert logits.dtype == jnp.float32
-  reference = tiny().apply(variables, src, tgt, train=False)
+  reference = jitted(tiny())(variables, src, tgt, train=False)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(reference), atol=0.1)
 
 
@@ -174,11 +181,13 @@ def test_dropout_draws_from_the_dropout_collection_in_training_only():
   src, tgt = random_ids(rng, (2, 5)), random_ids(rng, (2, 4))
   model = tiny(dropout=0.3, attention_dropout=0.1, activation_dropout=0.1)
   variables = init(model, src, tgt)
+  apply = jitted(model)
+
   def train(seed):
-    return model.apply(variables, src, tgt, train=True, rngs={'dropout': jax.random.key(seed)})
+    return apply(variables, src, tgt, train=True, rngs={'dropout': jax.random.key(seed)})
   np.testing.assert_array_equal(train(1), train(1))
   assert np.abs(np.asarray(train(1) - train(2))).max() > 1e-3
-  evaluation = model.apply(variables, src, tgt, train=False)
+  evaluation = apply(variables, src, tgt, train=False)
   assert np.abs(np.asarray(train(1) - evaluation)).max() > 1e-3
 
 
