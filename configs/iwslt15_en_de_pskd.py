@@ -27,8 +27,9 @@ alone. alpha_T = 0.8 as the image version (the stored text gives no translation 
 epochs is our choice (the paper's epoch count is not in the stored text either).
 Hardware, an ESTIMATE (not measured): IWSLT15 en-de has on the order of 200k training pairs,
 i.e. about 1.2k updates of 4k tokens per epoch; the Transformer (41.8M parameters with a 10k
-vocabulary, counted) on one modern GPU should take a few GPU hours for 50 epochs. PS-KD adds the teacher's forward pass (no backward)
-to each step; its measured cost on the CPU demo is in configs/translation_demo.py.
+vocabulary, counted) on one modern GPU should take a few GPU hours for 50 epochs. PS-KD adds
+the teacher's forward pass (no backward) to each step; its measured cost on the CPU demo is in
+configs/translation_demo.py.
 """
 from configs import common
 
