@@ -9,9 +9,10 @@ things, on sdd_jax's own infrastructure (no copy of it).
 3. restore the newest readable checkpoint (`checkpoint.Checkpointer`, orbax) with its
    host-side run state (`train_log.PendingMetrics`);
 4. train under the preemption watch (`preemption.watch`), one AOT-compiled step per batch
-   shape (the loader's buckets: `summary['train/compiled_shapes']` counts them), the batch of
-   a step a pure function of (seed, step); checkpoint every `checkpoint_every_epochs` and at
-   a stop; teacher-forced `valid/nll` at each epoch's end;
+   shape (the loader's buckets; `summary['train/compiled_shapes']` counts those compiled by
+   the session that finished the run), the batch of a step a pure function of (seed, step)
+   (`text_data.TranslationLoader`); checkpoint every `checkpoint_every_epochs` epochs, at the
+   end and at a stop; teacher-forced `valid/nll` at each epoch's end;
 5. at the end: BLEU on valid and test (`evaluation.py`), `summary.json` (strict JSON,
    `train_log.write_summary`).
 """
@@ -219,7 +220,8 @@ def _train(config, workdir, mesh, corpus, start_time, stop_after_step) -> Dict[s
   logging.info('compiled the train step for %d batch shapes', len(compiled))
   summary = {**results, 'train/loss': pending.last.get('train/loss', float('nan')),
              'train/tokens_per_sec': pending.last.get('train/tokens_per_sec', float('nan')),
-             'train/compiled_shapes': len(compiled), 'steps': total_steps,
+             'train/compiled_shapes': len(compiled),
+             'train/dropped_sentences': getattr(loader, 'num_dropped', 0), 'steps': total_steps,
              'epochs': config.num_epochs, 'wall_seconds': time.time() - start_time}
   if is_main:
     train_log.write_summary(summary_path, summary)
