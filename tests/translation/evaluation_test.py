@@ -1,10 +1,11 @@
 """Evaluation of a translation workdir: dispatch through the task registry, hypotheses in line
-order, BLEU recomputed from the written files with sacrebleu, NLL recomputed by hand, the
-results.json record, one-line errors."""
+order (padding rows dropped), BLEU recomputed from the written files with sacrebleu, NLL
+recomputed by hand over unbucketed rows, the results.json record, one-line errors."""
 import json
 import os
 import types
 
+import flax
 import jax
 import ml_collections
 import numpy as np
@@ -12,9 +13,11 @@ import pytest
 import sacrebleu
 
 from configs import common
+from sdd_jax import checkpoint
 from sdd_jax import evaluation
 from sdd_jax import parallel
-from sdd_jax import tasks
+from sdd_jax import workdir as workdir_lib
+from sdd_jax.translation import corpus as corpus_lib
 from sdd_jax.translation import decode
 from sdd_jax.translation import evaluation as translation_evaluation
 from sdd_jax.translation import model as model_lib
@@ -29,11 +32,32 @@ def _config():
   return config
 
 
+@flax.struct.dataclass
+class _State:
+  step: jax.Array
+  params: dict
+
+
+STEP = 12
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
+  """A workdir as training leaves it (config.json, a checkpoint at step 12), without the
+  training: random parameters of the smoke model (its translations are poor, which does not
+  matter to the bookkeeping tested here)."""
   workdir = str(tmp_path_factory.mktemp('translation_run'))
-  summary = tasks.train_and_evaluate(_config(), workdir)
-  return workdir, summary
+  config = _config()
+  with workdir_lib.Claim(workdir, config):
+    corpus = corpus_lib.create_corpus(config, workdir, num_devices=len(jax.devices()))
+    model = model_lib.create_model(config.model, corpus.tokenizer.vocab_size)
+    sample = np.ones((1, 2), np.int32)
+    params = jax.jit(model.init, static_argnames='train')(jax.random.key(0), sample, sample,
+                                                          train=False)['params']
+    checkpointer = checkpoint.Checkpointer(workdir, max_to_keep=1)
+    checkpointer.save(_State(step=np.int32(STEP), params=params))
+    checkpointer.close()
+  return workdir
 
 
 def _lines(path):
@@ -65,15 +89,15 @@ def _hand_nll(workdir, params, split):
 
 
 def test_evaluate_py_path_scores_a_translation_workdir(trained):
-  workdir, summary = trained
+  workdir = trained
   outcome = evaluation.evaluate_workdir(workdir)  # config.task == 'translation' -> registry
   assert set(outcome.metrics) == {f'{split}/{name}' for split in ('valid', 'test')
                                   for name in ('bleu', 'bleu_tok', 'nll')}
-  assert outcome.step == summary['steps'] and not outcome.skipped
+  assert outcome.step == STEP and not outcome.skipped
   folder = os.path.join(workdir, 'evals', 'translation')
   with open(os.path.join(folder, 'results.json')) as f:
     results = json.load(f)
-  assert results['checkpoint step'] == summary['steps']
+  assert results['checkpoint step'] == STEP
   for split in ('valid', 'test'):
     hyps = _lines(os.path.join(folder, f'{split}.hyp'))
     refs = _lines(os.path.join(workdir, 'corpus', f'{split}.tgt'))
@@ -85,13 +109,11 @@ def test_evaluate_py_path_scores_a_translation_workdir(trained):
         tokenized.corpus_score(hyps, [refs]).score, abs=1e-9)
     assert results[f'{split}/bleu'] == outcome.metrics[f'{split}/bleu']
     assert 'tok:13a' in results[f'{split}/signature']
-  # The trainer decoded the same checkpoint with the same search: the same figures.
-  assert outcome.metrics['test/bleu'] == pytest.approx(summary['test/bleu'], abs=1e-9)
-  assert outcome.metrics['valid/bleu'] == pytest.approx(summary['valid/bleu'], abs=1e-9)
+    assert len(set(hyps)) > 1
 
 
 def test_nll_equals_a_hand_computation_over_unbucketed_rows(trained):
-  workdir, _ = trained
+  workdir = trained
   variables, _ = evaluation.restore_checkpoint_variables(_config(), workdir,
                                                          parallel.create_mesh())
   figures = translation_evaluation.evaluate_translation(_config(), workdir, 'valid',
@@ -104,7 +126,7 @@ def test_nll_equals_a_hand_computation_over_unbucketed_rows(trained):
 
 
 def test_one_line_errors(trained, tmp_path):
-  workdir, _ = trained
+  workdir = trained
   with pytest.raises(evaluation.EvaluationError, match="'train' is not a split"):
     evaluation.evaluate_workdir(workdir, names=['train'])
   with pytest.raises(evaluation.EvaluationError,
