@@ -5,12 +5,18 @@ workdir), its SentencePiece tokenizer, the training loader and the evaluation ba
 tokenizer `data.spm_model` (default `<data.path>/spm.model`, written by `python -m
 sdd_jax.translation.spm --data <data.path> --vocab_size N`); 'toy' writes the deterministic toy
 corpus (`toy_corpus.py`, `data.toy_*` sizes, seed `data.toy_seed`) and trains its tokenizer
-into `<workdir>/corpus/` on first use (both are pure functions of the config, so a resumed run
-rebuilds the same ones). Opening checks every file before the workdir is touched
-(`check`); a missing one is one line that names the command to run.
+into a cache folder (`data.path`, or by default `<tmp>/sdd_jax_toy_corpus/<digest of those
+fields>`), once: both are pure functions of the config, built in a scratch folder and renamed
+into place, so concurrent runs and resumed runs read the same bytes. `prepare` checks every
+file (and builds the toy corpus) before the workdir is touched; a missing file is one line
+that names the command to run.
 """
 import dataclasses
+import hashlib
+import json
 import os
+import shutil
+import tempfile
 from typing import Dict, List
 
 from sdd_jax.errors import UserError
@@ -33,20 +39,28 @@ class Corpus:
   references: Dict[str, List[str]]  # split -> the target lines (detokenised text)
 
 
-def _folder(config, workdir: str) -> str:
-  return config.data.path if config.data.source == 'files' else os.path.join(workdir, 'corpus')
+TOY_FIELDS = ('vocab_size', 'toy_train', 'toy_valid', 'toy_test', 'toy_seed')
 
 
-def spm_model(config, workdir: str) -> str:
-  return config.data.spm_model or os.path.join(_folder(config, workdir), 'spm.model')
+def folder(config) -> str:
+  """The folder of the split files and (by default) spm.model."""
+  if config.data.source == 'files' or config.data.path:
+    return config.data.path
+  key = json.dumps({k: config.data[k] for k in TOY_FIELDS}, sort_keys=True)
+  return os.path.join(tempfile.gettempdir(), 'sdd_jax_toy_corpus',
+                      hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
-def check(config) -> None:
-  """CorpusError (one line) when `data.source == 'files'` and a split or the tokenizer is
-  missing; reads nothing else."""
-  if config.data.source != 'files':
-    return
-  path = config.data.path
+def spm_model(config) -> str:
+  return config.data.spm_model or os.path.join(folder(config), 'spm.model')
+
+
+def prepare(config) -> None:
+  """Checks the corpus files; for 'toy' first writes the corpus and its tokenizer if missing.
+  CorpusError (one line) for a missing split or tokenizer."""
+  if config.data.source == 'toy':
+    _write_toy(config, folder(config))
+  path = folder(config)
   if not path or not os.path.isdir(path):
     raise CorpusError(f'config.data.path {path!r} is not a folder; give the folder holding '
                       '{train,valid,test}.{src,tgt} (--config.data.path=DIR)')
@@ -56,32 +70,42 @@ def check(config) -> None:
       if not os.path.isfile(name):
         raise CorpusError(f'{name} is missing; put one sentence per line in '
                           f'{path}/{{train,valid,test}}.{{src,tgt}}')
-  model = spm_model(config, '')
+  model = spm_model(config)
   if not os.path.isfile(model):
     raise CorpusError(f'{model} is missing; train it with python -m sdd_jax.translation.spm '
                       f'--data {path} --vocab_size {config.data.vocab_size}')
 
 
-def _write_toy(config, folder: str) -> None:
-  """The toy corpus and its tokenizer in `folder`, unless already there."""
-  if os.path.isfile(os.path.join(folder, 'spm.model')):
+def _write_toy(config, target: str) -> None:
+  """The toy corpus and its tokenizer in `target`, unless already there: built in a scratch
+  folder beside it and renamed into place (a concurrent run's copy wins; same bytes)."""
+  if os.path.isfile(os.path.join(target, 'spm.model')):
     return
-  toy_corpus.write_toy_corpus(folder, num_train=config.data.toy_train,
-                              num_valid=config.data.toy_valid, num_test=config.data.toy_test,
-                              seed=config.data.toy_seed)
-  spm.train_tokenizer(folder, config.data.vocab_size)
+  os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
+  scratch = tempfile.mkdtemp(prefix='.partial_', dir=os.path.dirname(target) or '.')
+  try:
+    toy_corpus.write_toy_corpus(scratch, num_train=config.data.toy_train,
+                                num_valid=config.data.toy_valid, num_test=config.data.toy_test,
+                                seed=config.data.toy_seed)
+    spm.train_tokenizer(scratch, config.data.vocab_size,
+                        out_prefix=os.path.join(scratch, 'spm'))
+    try:
+      os.rename(scratch, target)
+    except OSError:  # made meanwhile by another run
+      if not os.path.isfile(os.path.join(target, 'spm.model')):
+        raise
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
-def create_corpus(config, workdir: str, *, num_devices: int, process_index: int = 0,
+def create_corpus(config, *, num_devices: int, process_index: int = 0,
                   process_count: int = 1) -> Corpus:
-  """Reads (or for 'toy' first writes) the corpus and builds the loader and eval batches."""
-  folder = _folder(config, workdir)
-  if config.data.source == 'toy':
-    _write_toy(config, folder)
-  tokenizer = spm.load_tokenizer(spm_model(config, workdir))
+  """Reads the corpus (`prepare` first) and builds the loader and eval batches."""
+  path = folder(config)
+  tokenizer = spm.load_tokenizer(spm_model(config))
   encoded, references = {}, {}
   for split in SPLITS:
-    src_lines, tgt_lines = text_data.read_split(folder, split)
+    src_lines, tgt_lines = text_data.read_split(path, split)
     encoded[split] = (tokenizer.encode(src_lines), tokenizer.encode(tgt_lines))
     references[split] = list(tgt_lines)
   buckets = text_data.make_buckets(

@@ -1,9 +1,11 @@
 """`train_and_evaluate(config, workdir)` for `config.task == 'translation'`: the order of
 things, on sdd_jax's own infrastructure (no copy of it).
 
-1. validate the config and check the data files (nothing touched before both pass);
-2. claim the workdir (`workdir.Claim`: lock, config.json, config digest), open the corpus
-   (the toy corpus is written under the claim), build model, optimizer and state;
+1. validate the config and check the data files (the workdir is not touched before both
+   pass);
+2. open the corpus (`corpus.py`; the toy corpus is built in a cache folder), claim the
+   workdir (`workdir.Claim`: lock, config.json, config digest), build model, optimizer and
+   state;
 3. restore the newest readable checkpoint (`checkpoint.Checkpointer`, orbax) with its
    host-side run state (`train_log.PendingMetrics`);
 4. train under the preemption watch (`preemption.watch`), one AOT-compiled step per batch
@@ -131,11 +133,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   validation.validate(config)
   mesh = parallel.create_mesh()
   validation.validate_for_devices(config, mesh.devices.size)
-  corpus_lib.check(config)
+  corpus_lib.prepare(config)
+  corpus = corpus_lib.create_corpus(config, num_devices=mesh.devices.size,
+                                    process_index=jax.process_index(),
+                                    process_count=jax.process_count())
   with workdir_lib.Claim(workdir, config):
-    corpus = corpus_lib.create_corpus(config, workdir, num_devices=mesh.devices.size,
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count())
     return _train(config, workdir, mesh, corpus, start_time, stop_after_step)
 
 
