@@ -83,9 +83,11 @@ class TranslationEvaluator:
 
 def create_evaluator(config, workdir: str, mesh) -> TranslationEvaluator:
   """A `TranslationEvaluator` for a trained workdir: the model from `config.model` and the
-  corpus `corpus.create_corpus` opens (the user's files, or the toy corpus in the workdir)."""
-  corpus_lib.check(config)
-  corpus = corpus_lib.create_corpus(config, workdir, num_devices=mesh.devices.size,
+  corpus `corpus.create_corpus` opens (the user's files, or the toy corpus, rebuilt if its
+  cache folder is gone). `workdir` is not read: the corpus depends on the config only."""
+  del workdir
+  corpus_lib.prepare(config)
+  corpus = corpus_lib.create_corpus(config, num_devices=mesh.devices.size,
                                     process_index=jax.process_index(),
                                     process_count=jax.process_count())
   model = model_lib.create_model(config.model, corpus.tokenizer.vocab_size)

@@ -48,8 +48,9 @@ def trained(tmp_path_factory):
   matter to the bookkeeping tested here)."""
   workdir = str(tmp_path_factory.mktemp('translation_run'))
   config = _config()
+  corpus_lib.prepare(config)
   with workdir_lib.Claim(workdir, config):
-    corpus = corpus_lib.create_corpus(config, workdir, num_devices=len(jax.devices()))
+    corpus = corpus_lib.create_corpus(config, num_devices=len(jax.devices()))
     model = model_lib.create_model(config.model, corpus.tokenizer.vocab_size)
     sample = np.ones((1, 2), np.int32)
     params = jax.jit(model.init, static_argnames='train')(jax.random.key(0), sample, sample,
@@ -65,11 +66,16 @@ def _lines(path):
     return f.read().splitlines()
 
 
-def _hand_nll(workdir, params, split):
+def _text(split, side):
+  """The toy corpus's lines (the folder corpus.py keeps it in)."""
+  return _lines(os.path.join(corpus_lib.folder(_config()), f'{split}.{side}'))
+
+
+def _hand_nll(params, split):
   """Per-token NLL of `split` from one padded batch of every pair (no buckets), NumPy softmax."""
-  tokenizer = spm.load_tokenizer(os.path.join(workdir, 'corpus', 'spm.model'))
-  src_ids = tokenizer.encode(_lines(os.path.join(workdir, 'corpus', f'{split}.src')))
-  tgt_ids = tokenizer.encode(_lines(os.path.join(workdir, 'corpus', f'{split}.tgt')))
+  tokenizer = spm.load_tokenizer(corpus_lib.spm_model(_config()))
+  src_ids = tokenizer.encode(_text(split, 'src'))
+  tgt_ids = tokenizer.encode(_text(split, 'tgt'))
   rows = len(src_ids)
   src = np.full((rows, max(len(s) for s in src_ids) + 1), PAD, np.int32)
   tgt_in = np.full((rows, max(len(t) for t in tgt_ids) + 1), PAD, np.int32)
@@ -100,7 +106,7 @@ def test_evaluate_py_path_scores_a_translation_workdir(trained):
   assert results['checkpoint step'] == STEP
   for split in ('valid', 'test'):
     hyps = _lines(os.path.join(folder, f'{split}.hyp'))
-    refs = _lines(os.path.join(workdir, 'corpus', f'{split}.tgt'))
+    refs = _text(split, 'tgt')
     assert len(hyps) == len(refs) == 16
     expected = sacrebleu.corpus_bleu(hyps, [refs])
     assert outcome.metrics[f'{split}/bleu'] == pytest.approx(expected.score, abs=1e-9)
@@ -118,7 +124,7 @@ def test_nll_equals_a_hand_computation_over_unbucketed_rows(trained):
                                                          parallel.create_mesh())
   figures = translation_evaluation.evaluate_translation(_config(), workdir, 'valid',
                                                         params=variables['params'], step=7)
-  assert figures['nll'] == pytest.approx(_hand_nll(workdir, variables['params'], 'valid'),
+  assert figures['nll'] == pytest.approx(_hand_nll(variables['params'], 'valid'),
                                          rel=1e-4)
   assert set(figures) == {'bleu', 'bleu_tok', 'nll', 'signature'}
   with open(os.path.join(workdir, 'evals', 'translation', 'results.json')) as f:
