@@ -1,5 +1,8 @@
 """Evaluating a finished (or still training) workdir: what `evaluate.py` runs.
 
+`evaluate_workdir` hands the workdir to its task's evaluation (`sdd_jax.tasks`); for
+classification (this module's `evaluate`):
+
 1. read `<workdir>/config.json` (written by the trainer), lists back to tuples;
 2. set `config.evals` to every registered evaluator's section and every section the workdir
    has (`evals.<key>`, typed: `evaluators/sections.py`), each from its evaluator's defaults,
@@ -24,6 +27,7 @@ from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
+from sdd_jax import tasks
 from sdd_jax import workdir as workdir_lib
 from sdd_jax import workdir_path
 from sdd_jax.evaluators import report as report_lib
@@ -153,8 +157,19 @@ def _data_name(data_config) -> str:
 
 def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
                      names: Optional[Sequence[str]] = None) -> Outcome:
-  """Runs the sections `names` (default: all) on the newest checkpoint of `workdir`."""
-  config = merge_evals(load_config(workdir), overrides, names)
+  """Evaluates `workdir` with its task's evaluation (`tasks.TASKS`, by the workdir's
+  `config.task`; absent = classification: `evaluate` below; 'translation':
+  `sdd_jax.translation.evaluation.evaluate`)."""
+  config = load_config(workdir)
+  return tasks.task_of(config).evaluate(workdir, config, overrides, names)
+
+
+def evaluate(workdir: str, config: ml_collections.ConfigDict,
+             overrides: Optional[Dict[str, Any]] = None,
+             names: Optional[Sequence[str]] = None) -> Outcome:
+  """Classification: runs the sections `names` (default: all) on the newest checkpoint of
+  `workdir`, whose config is `config`."""
+  config = merge_evals(config, overrides, names)
   config_validation.validate(config)
   mesh = parallel.create_mesh()  # any device count: eval batches are padded to split over it
   eval_source = data_lib.create_source(config.data, config.data.eval_split)

@@ -2,8 +2,9 @@
 'classification', the image task of every config before translation).
 
 A `Task` names its `train_and_evaluate(config, workdir, *, stop_after_step=0)`, its
-`validate(config)` and the summary figures `train.py` prints (the first one, a percentage, is
-its headline: test top-1, valid BLEU). Entries import their modules on
+`validate(config)`, its `evaluate(workdir, config, overrides, names)` (what `evaluate.py` runs
+on a workdir of the task) and the summary figures `train.py` prints (the first one, a
+percentage, is its headline: test top-1, valid BLEU). Entries import their modules on
 first use, so the classification path never imports the translation package.
 """
 import dataclasses
@@ -21,6 +22,7 @@ class Task:
   trainer: str  # module with train_and_evaluate(config, workdir, *, stop_after_step=0)
   validation: str  # module with validate(config)
   printed: Tuple[str, ...]  # summary keys train.py prints, the headline (0..100) first
+  evaluation: str  # module with evaluate(workdir, config, overrides, names) (evaluate.py)
 
   @property
   def train_and_evaluate(self) -> Callable:
@@ -30,14 +32,19 @@ class Task:
   def validate(self) -> Callable:
     return importlib.import_module(self.validation).validate
 
+  @property
+  def evaluate(self) -> Callable:
+    return importlib.import_module(self.evaluation).evaluate
+
 
 TASKS = registry.Registry('task')
 TASKS.register('classification')(Task(
     'sdd_jax.trainer', 'sdd_jax.config_validation',
-    ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds')))
+    ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds'), 'sdd_jax.evaluation'))
 TASKS.register('translation')(Task(
     'sdd_jax.translation.trainer', 'sdd_jax.translation.validation',
-    ('valid/bleu', 'test/bleu', 'test/bleu_tok', 'test/nll', 'wall_seconds')))
+    ('valid/bleu', 'test/bleu', 'test/bleu_tok', 'test/nll', 'wall_seconds'),
+    'sdd_jax.translation.evaluation'))
 
 
 def task_of(config) -> Task:

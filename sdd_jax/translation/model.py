@@ -23,9 +23,10 @@ Choices, each as fairseq unless said:
     logits are returned float32, as the image models do (`sdd_jax.models.heads.Head`).
     LayerNorm statistics are reduced in float32 (flax's default).
   - Incremental decoding: `use_cache=True` (flax's `decode=True` autoregressive-cache
-    pattern, as the flax WMT example) makes `decode` take one target position per call and keep the decoder
-    self-attention keys/values and the position in the `'cache'` collection, so that a decoding
-    step costs one position instead of the whole prefix. `sdd_jax.translation.decode` uses it.
+    pattern, as the flax WMT example) makes `decode` take one target position per call and
+    keep the decoder self-attention keys/values and the position in the `'cache'` collection,
+    so that a decoding step costs one position instead of the whole prefix
+    (`sdd_jax.translation.decode` uses it).
 
 Shapes: `src` `[batch, src_len]`, `tgt_in` `[batch, tgt_len]` int32 token ids (PAD = 0, see
 `tokens.py`); logits `[batch, tgt_len, vocab_size]` float32. Dropout draws from the
