@@ -13,10 +13,10 @@ things, on sdd_jax's own infrastructure (no copy of it).
    the session that finished the run), the batch of a step a pure function of (seed, step)
    (`text_data.TranslationLoader`); checkpoint every `checkpoint_every_epochs` epochs, at the
    end and at a stop; teacher-forced `valid/nll` at each epoch's end;
-5. at the end: BLEU on valid and test (`evaluation.py`), `summary.json` (strict JSON,
+5. at the end: BLEU, NLL and hypotheses of valid and test (`evaluation.evaluate_translation`:
+   `evals/translation/{results.json,<split>.hyp}`), then `summary.json` (strict JSON,
    `train_log.write_summary`).
 """
-import json
 import logging
 import time
 from typing import Dict
@@ -24,8 +24,6 @@ from typing import Dict
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from jax.experimental import multihost_utils
 
 from sdd_jax import checkpoint as checkpoint_lib
 from sdd_jax import metric_writers
@@ -36,8 +34,7 @@ from sdd_jax import train_log
 from sdd_jax import workdir as workdir_lib
 from sdd_jax import workdir_path
 from sdd_jax.translation import corpus as corpus_lib
-from sdd_jax.translation import bleu
-from sdd_jax.translation import decode
+from sdd_jax.translation import evaluation
 from sdd_jax.translation import model as model_lib
 from sdd_jax.translation import optim
 from sdd_jax.translation import pskd
@@ -66,64 +63,6 @@ def create_state(model, tx, config, sample_src, sample_tgt, mesh) -> state_lib.T
 
   return jax.jit(init, out_shardings=parallel.replicated_sharding(mesh))(
       state_lib.init_key(config.seed))
-
-
-class Evaluator:
-  """Teacher-forced NLL and BLEU of the params on the eval splits (until T1's evaluation module
-  replaces it: decode.py's jitted translation + bleu.py's scores).
-
-  `nll(params, split)` -> `{'<split>/nll': per-token NLL over the non-PAD target positions}`;
-  `final(params, step)` -> `valid/bleu`, `test/bleu` (sacreBLEU, detokenised), `test/bleu_tok`
-  (whitespace tokens, fairseq's `--remove-bpe` BLEU), `test/nll`; the sacreBLEU signature goes
-  to `<workdir>/evals/translation/results.json` and the test hypotheses to `test.hyp`.
-  """
-
-  def __init__(self, config, model, mesh, corpus, workdir: str):
-    self._corpus, self._mesh, self._workdir = corpus, mesh, workdir
-    self._nll_fn = step_lib.make_nll_fn(model, mesh)
-    evals = config.evals
-    self._translate_fn = decode.make_translate_fn(
-        model, mesh, beam_size=evals.beam_size, length_penalty=evals.length_penalty,
-        max_len_a=evals.max_len_a, max_len_b=evals.max_len_b)
-
-  def nll(self, params, split: str) -> Dict[str, float]:
-    total, count = 0.0, 0.0
-    for batch in self._corpus.eval_batches[split]:
-      s, n = self._nll_fn(params, parallel.to_global(batch, self._mesh))
-      total, count = total + float(s), count + float(n)
-    return {f'{split}/nll': total / max(count, 1.0)}
-
-  def translate(self, params, split: str):
-    """The hypotheses (detokenised text) of every line of `split`, in line order."""
-    hyps = [''] * len(self._corpus.references[split])
-    for batch in self._corpus.eval_batches[split]:
-      inputs = parallel.to_global({k: batch[k] for k in ('src', 'mask', 'index')}, self._mesh)
-      out, mask, index = (np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in (
-          self._translate_fn({'params': params}, inputs['src']), inputs['mask'],
-          inputs['index']))
-      for row in np.flatnonzero(mask):
-        hyps[int(index[row])] = self._corpus.tokenizer.decode(out[row])
-    return hyps
-
-  def final(self, params, step: int) -> Dict[str, float]:
-    with jax.transfer_guard('allow'):
-      results = self.nll(params, 'test')
-      outputs = {}
-      for split in ('valid', 'test'):
-        hyps = self.translate(params, split)
-        score, signature = bleu.sacre_bleu(hyps, self._corpus.references[split])
-        results[f'{split}/bleu'] = score
-        outputs[split] = (hyps, signature)
-      results['test/bleu_tok'] = bleu.tokenized_bleu(outputs['test'][0],
-                                                     self._corpus.references['test'])
-    if jax.process_index() == 0:
-      folder = workdir_path.path(self._workdir) / 'evals' / 'translation'
-      folder.mkdir(parents=True, exist_ok=True)
-      workdir_path.write_text(folder / 'test.hyp', ''.join(h + '\n' for h in outputs['test'][0]))
-      workdir_path.write_text(folder / 'results.json', json.dumps(
-          {'checkpoint step': step, 'sacrebleu_signature': outputs['test'][1],
-           **results}, indent=2, sort_keys=True))
-    return results
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -170,7 +109,7 @@ def _train(config, workdir, mesh, corpus, start_time, stop_after_step) -> Dict[s
   train_step = step_lib.make_train_step(
       model, tx, seed=config.seed, lr_schedule=lr_schedule, mesh=mesh, epsilon=epsilon,
       pskd_alpha=alpha, steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs)
-  evaluator = Evaluator(config, model, mesh, corpus, workdir)
+  evaluator = evaluation.TranslationEvaluator(config, model, mesh, corpus)
 
   is_main = jax.process_index() == 0
   writer = metric_writers.create_writer(workdir, total_steps, is_main and
@@ -202,15 +141,19 @@ def _train(config, workdir, mesh, corpus, start_time, stop_after_step) -> Dict[s
           checkpointer.save(state, pending.run_state())
         if epoch_done:
           with jax.transfer_guard('allow'):
-            writer.write_scalars(step + 1, evaluator.nll(state.params, 'valid'))
+            writer.write_scalars(step + 1, {'valid/nll': evaluator.nll(state.params, 'valid')})
           pending.restart_clock()
         if (stop_requested(step + 1) or step + 1 == stop_after_step) and not last:
           checkpointer.save(state, pending.run_state())
           logging.warning('stop requested: saved the checkpoint at step %d and stopped', step + 1)
           stopped = True
           break
-    if not stopped:
-      results = evaluator.final(state.params, int(jax.device_get(state.step)))
+    if not stopped:  # BLEU, NLL and the hypotheses of both splits (evaluation.py)
+      results = {}
+      for split in evaluation.SPLITS:
+        figures = evaluation.evaluate_translation(config, workdir, split, params=state.params,
+                                                  step=total_steps, evaluator=evaluator)
+        results.update({f'{split}/{k}': v for k, v in figures.items() if k != 'signature'})
       writer.write_scalars(total_steps, results)
   finally:
     checkpointer.close()

@@ -51,7 +51,7 @@ def test_a_run_writes_summary_results_and_hypotheses(straight_run):
   with open(os.path.join(workdir, 'summary.json')) as f:
     assert json.load(f)['steps'] == summary['steps']
   with open(os.path.join(workdir, 'evals', 'translation', 'results.json')) as f:
-    assert 'tok:13a' in json.load(f)['sacrebleu_signature']
+    assert 'tok:13a' in json.load(f)['test/signature']
   with open(os.path.join(workdir, 'evals', 'translation', 'test.hyp')) as f:
     assert len(f.read().splitlines()) == _config().data.toy_test
   with open(os.path.join(workdir, 'config.json')) as f:
