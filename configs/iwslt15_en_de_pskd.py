@@ -11,11 +11,14 @@ Tokenizer (one joint SentencePiece vocabulary of 10k pieces, ids pad 0 / unk 1 /
 Train (re-running the same command resumes from the newest checkpoint):
   python train.py --config configs/iwslt15_en_de_pskd.py --workdir runs/en_de_pskd_s0
   python train.py --config configs/iwslt15_en_de_pskd.py:ls --workdir runs/en_de_ls_s0
-  (`:seed=N` for more seeds; `:smoke` is a tiny model on the offline toy corpus in seconds.)
+  (`:seed=N` or `:ls,seed=N` for more seeds; `:smoke`: a tiny model on the toy corpus.)
 BLEU (beam 5) is computed at the end of training: `summary.json` holds `valid/bleu`,
 `test/bleu` (sacreBLEU on the detokenised text; signature in `evals/translation/results.json`)
 and `test/bleu_tok` (whitespace tokens, as fairseq's `--remove-bpe` BLEU on Moses-tokenised
-text, the figure papers report).
+text, the figure papers report). Re-evaluate a workdir (its own config.evals search) and
+tabulate LS vs PS-KD over seeds beside the paper's figures:
+  python evaluate.py --workdir runs/en_de_pskd_s0
+  python -m sdd_jax.report runs/en_de_ls_s* runs/en_de_pskd_s* --out report.md
 
 Expected: the paper reports 30.0 BLEU (PS-KD) en-de; we have not run this config on IWSLT15.
 PS-KD is stacked on label smoothing by default (targets `(1 - alpha_t) * q_ls + alpha_t *
