@@ -24,7 +24,7 @@ sentences, greedy):
 Each run took 115 to 165 s of wall time on that loaded machine (train step compiled for 3
 batch shapes, the 3 buckets). PS-KD's train step took 1.04x LS's (60 interleaved steps, 114
 vs 110 ms): at this size per-step overhead hides the teacher's extra forward pass, so the ratio
-says nothing about the IWSLT-size model. In 6 epochs PS-KD trails LS far behind: its teacher
+says nothing about the IWSLT-size model. In 6 epochs PS-KD trails LS by far: its teacher
 is the model of one epoch before, still poor this early, and alpha_t reaches 0.8 by the last
 epoch, so most of the target mass is a weak model's prediction.
 """
