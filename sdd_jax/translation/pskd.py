@@ -15,7 +15,7 @@ The refresh happens INSIDE the jitted train step (`refresh_teacher`): after the 
 step that ends an epoch, `teacher <- params`; at any other step the teacher is kept. So the
 teacher changes exactly at epoch boundaries, with no host-side branch and one compiled step.
 Targets at non-PAD positions: `(1 - alpha_t) * q + alpha_t * p_teacher` with
-`alpha_t = alpha_T * t / T` (t the 1-based epoch, T the number of epochs; `methods_spec`'s
+`alpha_t = alpha_T * t / T` (t the 1-based epoch, T the number of epochs; docs/methods.md's
 `(epoch + 1) / num_epochs`) and `q` the one-hot target, or the label-smoothed one when PS-KD is
 stacked on label smoothing (`losses.pskd_targets`). In the first epoch alpha is 0: there is no
 previous epoch, the teacher (the initial weights) is unused and the targets are `q`.
