@@ -211,7 +211,8 @@ def make_translate_fn(model, mesh, *, beam_size: int, length_penalty: float,
 
   Sources are sharded over the mesh's 'data' axis (batch a multiple of the device count),
   variables replicated; the output width is `output_length(src_len, max_len_a, max_len_b,
-  model.max_len)`, so one compilation per source width. `beam_size=1` runs greedy search
+  model.max_len)` with `src_len` the batch's padded source width (as fairseq's
+  `src_tokens.size(1)`), so one compilation per source width. `beam_size=1` runs greedy search
   (the same tokens, cheaper). Matmuls run at float32 precision (no TF32 in evaluation, as
   `step.make_logits_fn`).
   """

@@ -16,6 +16,7 @@ from configs import common
 from sdd_jax import checkpoint
 from sdd_jax import evaluation
 from sdd_jax import parallel
+from sdd_jax import tasks
 from sdd_jax import workdir as workdir_lib
 from sdd_jax.translation import corpus as corpus_lib
 from sdd_jax.translation import decode
@@ -186,3 +187,11 @@ def test_hypotheses_go_to_their_line_and_padding_rows_are_dropped():
     expected[index[row]] = _TokensAsText().decode(tokens[row])
   assert hyps == expected
   assert len(set(hyps)) > 5
+
+
+def test_every_task_names_an_evaluation():
+  assert set(tasks.TASKS.names()) >= {'classification', 'translation'}
+  for name in tasks.TASKS.names():
+    assert callable(tasks.TASKS.get(name).evaluate), name
+  assert tasks.TASKS.get('translation').evaluate is translation_evaluation.evaluate
+  assert tasks.TASKS.get('classification').evaluate is evaluation.evaluate

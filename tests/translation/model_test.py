@@ -199,3 +199,19 @@ def test_create_model_from_config():
   assert model.dtype == jnp.bfloat16
   with pytest.raises(ValueError, match='model.heads: not a Transformer field'):
     model_lib.create_model(ml_collections.ConfigDict(dict(heads=4)), vocab_size=VOCAB)
+
+
+def test_initialisers_are_fairseqs():
+  # Xavier-uniform: variance gain^2 * 2 / (fan_in + fan_out); q/k/v with gain 1/sqrt(2).
+  d, ffn = 128, 256
+  model = tiny(d_model=d, ffn_dim=ffn, num_heads=4)
+  ids = jnp.ones((1, 3), jnp.int32)
+  params = init(model, ids, ids)['params']['encoder_layers_0']
+  attention = params['self_attention']
+  for name in ('query', 'key', 'value'):
+    assert attention[name]['kernel'].shape == (d, 4, d // 4)
+    assert np.std(attention[name]['kernel']) == pytest.approx((0.5 * 2 / (2 * d))**0.5, rel=0.05)
+    np.testing.assert_array_equal(attention[name]['bias'], 0)
+  assert np.std(attention['out']['kernel']) == pytest.approx((2 / (2 * d))**0.5, rel=0.05)
+  assert np.std(params['ffn']['fc1']['kernel']) == pytest.approx((2 / (d + ffn))**0.5, rel=0.05)
+  np.testing.assert_array_equal(params['ffn']['fc2']['bias'], 0)
