@@ -72,7 +72,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   start_time = time.time()
   validation.validate(config)
   mesh = parallel.create_mesh()
-  validation.validate_for_devices(config, mesh.devices.size)
   corpus_lib.prepare(config)
   corpus = corpus_lib.create_corpus(config, num_devices=mesh.devices.size,
                                     process_index=jax.process_index(),

@@ -112,12 +112,3 @@ def _missing(config, path: str) -> bool:
   except (KeyError, AttributeError):
     return True
   return False
-
-
-def validate_for_devices(config, num_devices: int) -> None:
-  """The rules that need the device count: every bucket's batch is a multiple of it, so a
-  batch of `tokens_per_batch` must hold at least one row per device."""
-  if config.data.tokens_per_batch < num_devices * 2:
-    raise ConfigError(f'config.data.tokens_per_batch: must give each of the {num_devices} '
-                      f'devices a row, got {config.data.tokens_per_batch} (set '
-                      '--config.data.tokens_per_batch=...)')
