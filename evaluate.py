@@ -22,11 +22,18 @@ its evaluator's defaults, updated by the workdir's `config.evals` and then by ov
       list with `=` in it is not a tuple to ml_collections; a bare `svhn,dtd` is one string)
   --config.eval_batch_size=1000
 
-Writes `DIR/evals/<key>/results.json` (+ plots) and `DIR/evals/report.md`, prints every
-metric, then one `skipped <key>: <reason>` line per skipped section (a status, also in its
-results.json and report.md, never a metric). Exit code: 0 all ran, 3 something was skipped (its
-data set is missing: the printed line says what to download and where to put it), 1 a user
-error (no workdir, config or checkpoint; a bad value).
+A translation workdir (`config.task == 'translation'`; the task registry `sdd_jax/tasks.py`
+picks its evaluation, `sdd_jax/translation/evaluation.py`) is decoded with its own
+`config.evals` search (beam size, length penalty, max_len_a/b; no `--config.*` overrides) and
+scored on the splits `--evals` names (default `valid,test`): sacreBLEU, tokenised BLEU and NLL
+per split, hypotheses in `DIR/evals/translation/<split>.hyp`, figures and the sacreBLEU
+signature in `DIR/evals/translation/results.json`.
+
+Classification writes `DIR/evals/<key>/results.json` (+ plots) and `DIR/evals/report.md`,
+prints every metric, then one `skipped <key>: <reason>` line per skipped section (a status,
+also in its results.json and report.md, never a metric). Exit code: 0 all ran, 3 something
+was skipped (its data set is missing: the printed line says what to download and where to put
+it), 1 a user error (no workdir, config or checkpoint; a bad value).
 """
 import logging
 import sys

@@ -16,7 +16,7 @@ from ml_collections import config_flags
 from sdd_jax import config_cli
 from sdd_jax import errors
 from sdd_jax import parallel
-from sdd_jax import trainer
+from sdd_jax import tasks
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
@@ -36,14 +36,13 @@ def main(argv):
   if _DISTRIBUTED.value or _COORDINATOR.value:
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
-    summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    task = tasks.task_of(_CONFIG.value)  # config.task, default 'classification'
+    summary = task.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except errors.UserError as e:  # one line; anything else is a bug
     print(f'error: {e}', file=sys.stderr)
     return 1
   if summary and jax.process_index() == 0:
-    print('final: ' + '  '.join(f'{k} {summary[k]:.4g}' for k in
-                                ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds')
-                                if k in summary))
+    print('final: ' + '  '.join(f'{k} {summary[k]:.4g}' for k in task.printed if k in summary))
   return 0
 
 

@@ -143,9 +143,11 @@ def parse_arg(arg) -> Tuple[Dict[str, str], set]:
   return values, flags
 
 
-def apply_arg(config: ml_collections.ConfigDict, arg, known_flags=()) -> ml_collections.ConfigDict:
-  """Applies the shared tokens of `arg` (`smoke`, `seed=N`); an unknown token or a seed that is
-  not an integer raises ArgError (a UserError: train.py prints it as one line)."""
+def apply_arg(config: ml_collections.ConfigDict, arg, known_flags=(),
+              smoke_fn: Callable = None) -> ml_collections.ConfigDict:
+  """Applies the shared tokens of `arg` (`smoke` through `smoke_fn`, default `smoke`;
+  `seed=N`); an unknown token or a seed that is not an integer raises ArgError (a UserError:
+  train.py prints it as one line)."""
   values, flags = parse_arg(arg)
   unknown = (flags - {'smoke', *known_flags}) | (set(values) - {'seed'})
   if unknown:
@@ -154,7 +156,7 @@ def apply_arg(config: ml_collections.ConfigDict, arg, known_flags=()) -> ml_coll
   if 'seed' in values:
     config.seed = cast_token('seed', values['seed'])
   if 'smoke' in flags:
-    smoke(config)
+    (smoke_fn or smoke)(config)
   return config
 
 
@@ -181,5 +183,56 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.optim.lr_boundaries = (1,)
   config.optim.warmup_epochs = 0
   config.checkpoint_every_epochs = 1
+  config.log_every_steps = 2
+  return config
+
+
+def translation_recipe(source_lang: str, target_lang: str) -> ml_collections.ConfigDict:
+  """fairseq's IWSLT recipe (`transformer_iwslt_de_en`, `label_smoothed_cross_entropy` 0.1,
+  Adam (0.9, 0.98), lr 5e-4, inverse-sqrt after 4k warm-up updates, weight decay 1e-4, 4k
+  tokens per batch, no clipping) for `config.task = 'translation'` (sdd_jax/translation/).
+  Add `methods.ps_kd` for PS-KD."""
+  config = ml_collections.ConfigDict()
+  config.task = 'translation'
+  config.seed = 0
+  config.model = ml_collections.ConfigDict(dict(  # sdd_jax/translation/model.py's fields
+      num_encoder_layers=6, num_decoder_layers=6, d_model=512, ffn_dim=1024, num_heads=4,
+      dropout=0.3, attention_dropout=0.0, activation_dropout=0.0, pre_norm=False,
+      share_decoder_embeddings=True, max_len=1024, dtype='float32'))
+  config.data = ml_collections.ConfigDict(dict(
+      source='files',  # files: <path>/{train,valid,test}.{src,tgt}; toy: generated
+      path=f'data/iwslt15_{source_lang}_{target_lang}',
+      spm_model='',  # '' = <path>/spm.model
+      source_lang=source_lang, target_lang=target_lang,
+      vocab_size=10000,  # joint SentencePiece vocabulary (fairseq's IWSLT: joint 10k BPE)
+      tokens_per_batch=4096,  # source or target tokens incl. padding, per global batch
+      num_buckets=6,  # length buckets: the train step compiles one shape per bucket
+      max_len=256,  # longer training pairs (tokens + EOS) are dropped and counted
+      toy_train=10000, toy_valid=500, toy_test=500, toy_seed=0))
+  config.num_epochs = 50
+  config.optim = ml_collections.ConfigDict(dict(
+      lr=5e-4, b1=0.9, b2=0.98, eps=1e-8,
+      weight_decay=1e-4,  # decoupled (AdamW), as fairseq's adam: sdd_jax/translation/optim.py
+      warmup_steps=4000, clip_norm=0.0))
+  config.methods = ml_collections.ConfigDict(
+      {'label_smoothing': {'epsilon': 0.1}})  # + 'ps_kd': {'alpha': 0.8}
+  # Decoding for BLEU (beam search; max output length max_len_a * source length + max_len_b).
+  config.evals = ml_collections.ConfigDict(dict(beam_size=5, length_penalty=1.0, max_len_a=1.2,
+                                                max_len_b=10))
+  config.checkpoint_every_epochs = 1
+  config.max_to_keep = 3
+  config.log_every_steps = 100
+  return config
+
+
+def translation_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A tiny Transformer for a few steps on a small toy corpus, offline, in seconds."""
+  config.model.update(num_encoder_layers=1, num_decoder_layers=1, d_model=32, ffn_dim=64,
+                      num_heads=2, max_len=64)
+  config.data.update(source='toy', path='', vocab_size=64, tokens_per_batch=512, num_buckets=2,
+                     max_len=40, toy_train=200, toy_valid=16, toy_test=16)
+  config.num_epochs = 2
+  config.optim.warmup_steps = 4
+  config.evals.update(beam_size=2, max_len_b=4)
   config.log_every_steps = 2
   return config

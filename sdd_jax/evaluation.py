@@ -1,5 +1,8 @@
 """Evaluating a finished (or still training) workdir: what `evaluate.py` runs.
 
+`evaluate_workdir` hands the workdir to its task's evaluation (`sdd_jax.tasks`); for
+classification (this module's `evaluate`):
+
 1. read `<workdir>/config.json` (written by the trainer), lists back to tuples;
 2. set `config.evals` to every registered evaluator's section and every section the workdir
    has (`evals.<key>`, typed: `evaluators/sections.py`), each from its evaluator's defaults,
@@ -26,6 +29,7 @@ from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import init_from as init_from_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
+from sdd_jax import tasks
 from sdd_jax import workdir as workdir_lib
 from sdd_jax import workdir_path
 from sdd_jax.evaluators import report as report_lib
@@ -169,17 +173,35 @@ def _record_experiment(workdir: str, experiment: str, init_from: Optional[str]) 
 def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
                      names: Optional[Sequence[str]] = None, *, init_from: Optional[str] = None,
                      experiment: Optional[str] = None) -> Outcome:
-  """Runs the sections `names` (default: all) on the newest checkpoint of `workdir`.
+  """Evaluates `workdir` with its task's evaluation (`tasks.TASKS`, by the workdir's
+  `config.task`; absent = classification: `evaluate` below; 'translation':
+  `sdd_jax.translation.evaluation.evaluate`).
 
-  `init_from` (a safetensors file in torchvision's layout: `python -m sdd_jax.export`, or a
-  torchvision state_dict saved with safetensors) evaluates those weights instead (step 0 in the
-  report). `experiment` (`configs/<file>.py[:arg]`) gives the config of a workdir that has none
-  yet, recorded as its config.json (e.g. torchvision's ImageNet weights evaluated with
+  Classification only: `init_from` (a safetensors file in torchvision's layout: `python -m
+  sdd_jax.export`, or a torchvision state_dict saved with safetensors) evaluates those weights
+  instead of the newest checkpoint (step 0 in the report); `experiment`
+  (`configs/<file>.py[:arg]`) gives the config of a workdir that has none yet, recorded as its
+  config.json (e.g. torchvision's ImageNet weights evaluated with
   `configs/imagenet_resnet152_sdd.py:ce`'s data and evaluators).
   """
   if experiment:
     _record_experiment(workdir, experiment, init_from)
-  config = merge_evals(load_config(workdir), overrides, names)
+  config = load_config(workdir)
+  task = tasks.task_of(config)
+  if init_from:
+    if task is not tasks.TASKS.get(tasks.DEFAULT):
+      raise EvaluationError(f'--init_from: weights in torchvision\'s layout are image networks; '
+                            f'{workdir} is a {config.task} run: leave --init_from out')
+    return evaluate(workdir, config, overrides, names, init_from=init_from)
+  return task.evaluate(workdir, config, overrides, names)
+
+
+def evaluate(workdir: str, config: ml_collections.ConfigDict,
+             overrides: Optional[Dict[str, Any]] = None,
+             names: Optional[Sequence[str]] = None, init_from: Optional[str] = None) -> Outcome:
+  """Classification: runs the sections `names` (default: all) on the newest checkpoint of
+  `workdir`, whose config is `config` (or on the weights of the file `init_from`)."""
+  config = merge_evals(config, overrides, names)
   if init_from:
     config.model.init_from = init_from
   config_validation.validate(config)

@@ -9,7 +9,7 @@ type (`0.3`, `both`, `(512,)`). Commas inside brackets or quotes do not split a 
 `--sweep "model.head_hidden=(),(512,)"` is two values.
 
 Before anything runs or prints, the base config and every point of the grid are loaded and
-validated here (`config_cli.load` + `config_validation.validate`): a missing config file, a
+validated here (`config_cli.load` + `tasks.validate`): a missing config file, a
 misspelt key or a bad value is one line `error: ...` and exit status 1, not N failing runs.
 
 Without `--print_only` the runs go one after another here (re-running resumes each from its
@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from sdd_jax import config_cli
 from sdd_jax import config_validation
+from sdd_jax import tasks
 from sdd_jax.errors import UserError
 
 
@@ -99,7 +100,7 @@ def check_grid(config: str, grid: Sequence[Dict[str, str]]) -> None:
   for overrides in grid:
     argv = ['train.py', '--config', config, *(f'--config.{k}={v}' for k, v in overrides.items())]
     try:
-      config_validation.validate(config_cli.load(argv))
+      tasks.validate(config_cli.load(argv))  # config.task's validation
     except UserError as e:
       where = f'--sweep point {run_name(overrides)}: ' if overrides else ''
       raise config_validation.ConfigError(f'{where}{e}') from None

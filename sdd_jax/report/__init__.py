@@ -23,6 +23,9 @@ Sections (each only where some run has its numbers):
 - The sensitivity study: metrics per pooled dimension D and weight (`sensitivity.py`).
 - The KL-direction probe (Table 8, Figure 4), links to the reliability diagrams, and the
   workdirs behind every group.
+- Translation (`config.task == 'translation'`, issue 16): test BLEU (sacreBLEU and tokenised)
+  of the LS baseline and PS-KD per direction beside the paper's figures (`translation.py`);
+  translation runs stay out of the image tables.
 
 Tables 1-7 use only runs at the paper's settings (`runs.REFERENCE`: both directions,
 position 4, rate 0.5, no hidden head layer) and leave out Table 11's standard-dropout
@@ -37,8 +40,8 @@ or none readable: the report is not written).
 
 Modules: `files` (reading a run's files), `runs` (runs, seed groups, fields, labels), `tables`
 (cells and the paper's tables), `detection` (Table 4), `sections` (evaluations and ablations),
-`probe` (Table 8, Figure 4), `sensitivity` (weight × D), `render` (the whole markdown), `cli`
-(`main`).
+`probe` (Table 8, Figure 4), `sensitivity` (weight × D), `translation` (the translation table),
+`render` (the whole markdown), `cli` (`main`).
 """
 # The API lives here too (tests and scripts use `report.load_runs`, `report.render`, ...).
 from sdd_jax.report.cli import main

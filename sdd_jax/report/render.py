@@ -1,11 +1,13 @@
 """The whole report as markdown: the tables and sections in the paper's order, the probe and
-sensitivity figures, links to the reliability diagrams and to every run's workdir."""
+sensitivity figures, links to the reliability diagrams, the translation table
+(`translation.py`) and links to every run's workdir."""
 import json
 from typing import Sequence
 
 from sdd_jax import workdir_path
 from sdd_jax.report import probe as report_probe
 from sdd_jax.report import sensitivity as report_sensitivity
+from sdd_jax.report import translation as report_translation
 from sdd_jax.report.runs import REFERENCE, Group, Run, group_seeds, label
 from sdd_jax.report.sections import ablation_sections, evaluation_sections
 from sdd_jax.report.cells import STD_NOTE
@@ -21,6 +23,8 @@ def _rel(path: str, out_dir: str) -> str:
 
 
 def _group_name(g: Group) -> str:
+  if report_translation.is_translation(g.runs[0]):
+    return report_translation.group_name(g)
   return (f'{label("dataset", g.field("dataset"))}, {label("method", g.field("method"))} '
           f'{g.field("sd_dropout")}')
 
@@ -62,17 +66,31 @@ def runs_list(groups: Sequence[Group], out_dir: str) -> str:
 
 
 def render(runs: Sequence[Run], out_dir: str = '.', extra: Sequence[str] = ()) -> str:
-  """The whole report as markdown; links relative to `out_dir`. `extra`: the lines of
-  sections from other kinds of workdir (detection: `detection.section`), after the
-  classification tables (which are left out when there is no classification run)."""
+  """The whole report as markdown; links relative to `out_dir`. Translation runs
+  (`translation.py`) have their own table and stay out of the image tables. `extra`: the lines
+  of sections from workdirs that are not runs of ours (detection: `detection.section`), after
+  the tables of the runs (the image tables are left out when only such workdirs were found)."""
   if not runs:
     return '\n'.join(['# SD-Dropout results', '', *extra])
-  groups = group_seeds(runs)
+  translation_groups = group_seeds([r for r in runs if report_translation.is_translation(r)])
+  image_runs = [r for r in runs if not report_translation.is_translation(r)]
+  groups = group_seeds(image_runs)
   parts = ['# SD-Dropout results', '',
-           f'{len(runs)} runs in {len(groups)} groups; cells: {STD_NOTE}; – : no run.', '',
-           '## Table 1: top-1 accuracy % (`test/top1`)', '', table1(groups) if any(
-               in_main_tables(g) for g in groups) else
-           f'No run at the paper\'s settings ({_reference_text()}).', '']
+           f'{len(runs)} runs in {len(groups) + len(translation_groups)} groups; cells: '
+           f'{STD_NOTE}; – : no run.', '']
+  if image_runs or not translation_groups:
+    parts += _image_sections(groups, image_runs, out_dir)
+  parts += report_translation.section(translation_groups)
+  parts += list(extra)
+  parts += ['## Runs', '', runs_list(groups + translation_groups, out_dir), '']
+  return '\n'.join(parts)
+
+
+def _image_sections(groups: Sequence[Group], runs: Sequence[Run], out_dir: str) -> list:
+  """Tables 1-14, the probe, the sensitivity study and the reliability diagrams."""
+  main = table1(groups) if any(in_main_tables(g) for g in groups) else (
+      f'No run at the paper\'s settings ({_reference_text()}).')
+  parts = ['## Table 1: top-1 accuracy % (`test/top1`)', '', main, '']
   dml = dml_table(groups)
   if dml:
     parts += ['### DML: both networks and their ensemble, top-1 % (Table 1 shows network 0)', '',
@@ -91,11 +109,9 @@ def render(runs: Sequence[Run], out_dir: str = '.', extra: Sequence[str] = ()) -
     parts += ['## Ablations', '']
     for heading, table in ablations:
       parts += [f'### {heading}', '', table, '']
-  parts += list(extra)
   parts += report_probe.section(groups, _group_name, out_dir)
   parts += report_sensitivity.section(groups, out_dir)
   links = reliability_links(groups, out_dir)
   if links:
     parts += ['## Reliability diagrams', '', links, '']
-  parts += ['## Runs', '', runs_list(groups, out_dir), '']
-  return '\n'.join(parts)
+  return parts

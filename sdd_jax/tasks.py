@@ -1,0 +1,66 @@
+"""The task registry: `config.task` -> the task's trainer and validation (absent =
+'classification', the image task of every config before translation).
+
+A `Task` names its `train_and_evaluate(config, workdir, *, stop_after_step=0)`, its
+`validate(config)`, its `evaluate(workdir, config, overrides, names)` (what `evaluate.py` runs
+on a workdir of the task) and the summary figures `train.py` prints (the first one, a
+percentage, is its headline: test top-1, valid BLEU). Entries import their modules on
+first use, so the classification path never imports the translation package.
+"""
+import dataclasses
+import importlib
+from typing import Callable, Tuple
+
+from sdd_jax import registry
+from sdd_jax.config_fields import ConfigError
+
+DEFAULT = 'classification'
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  trainer: str  # module with train_and_evaluate(config, workdir, *, stop_after_step=0)
+  validation: str  # module with validate(config)
+  printed: Tuple[str, ...]  # summary keys train.py prints, the headline (0..100) first
+  evaluation: str  # module with evaluate(workdir, config, overrides, names) (evaluate.py)
+
+  @property
+  def train_and_evaluate(self) -> Callable:
+    return importlib.import_module(self.trainer).train_and_evaluate
+
+  @property
+  def validate(self) -> Callable:
+    return importlib.import_module(self.validation).validate
+
+  @property
+  def evaluate(self) -> Callable:
+    return importlib.import_module(self.evaluation).evaluate
+
+
+TASKS = registry.Registry('task')
+TASKS.register('classification')(Task(
+    'sdd_jax.trainer', 'sdd_jax.config_validation',
+    ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds'), 'sdd_jax.evaluation'))
+TASKS.register('translation')(Task(
+    'sdd_jax.translation.trainer', 'sdd_jax.translation.validation',
+    ('valid/bleu', 'test/bleu', 'test/bleu_tok', 'test/nll', 'wall_seconds'),
+    'sdd_jax.translation.evaluation'))
+
+
+def task_of(config) -> Task:
+  """The `Task` of `config.task` (default 'classification'); ConfigError naming the known
+  tasks for an unknown one."""
+  name = config.get('task', DEFAULT)
+  try:
+    return TASKS.get(name)
+  except ValueError as e:
+    raise ConfigError(f'config.task: {e} (set --config.task=...)') from None
+
+
+def train_and_evaluate(config, workdir: str, *, stop_after_step: int = 0):
+  """Trains `config` with its task's trainer; returns the summary."""
+  return task_of(config).train_and_evaluate(config, workdir, stop_after_step=stop_after_step)
+
+
+def validate(config) -> None:
+  task_of(config).validate(config)
