@@ -115,6 +115,19 @@ def read_summary(path: str, total_steps: int) -> Optional[dict]:
   return {k: float('nan') if v is None else v for k, v in summary.items()}  # null: NaN
 
 
+def finished_summary(checkpointer, path: str, total_steps: int) -> Optional[dict]:
+  """The summary of a run that already finished (its last checkpoint at `total_steps`, verified,
+  and its summary at `path` readable): a re-run returns it and changes nothing. `checkpointer`
+  is closed then; None (checkpointer open) otherwise."""
+  if checkpointer.latest_step() != total_steps:
+    return None
+  finished = read_summary(path, total_steps)
+  if finished is None or not checkpointer.verified(total_steps):
+    return None
+  checkpointer.close()
+  return finished
+
+
 def write_summary(path: str, summary: dict) -> None:
   """Strict JSON (NaN and inf as null), written to a temporary file and renamed."""
   workdir_path.write_text(workdir_path.path(path), json.dumps(

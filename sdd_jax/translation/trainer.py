@@ -88,11 +88,9 @@ def _train(config, workdir, mesh, corpus, start_time, stop_after_step) -> Dict[s
   summary_path = workdir_path.join(workdir, 'summary.json')
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
                                              config_digest=workdir_lib.config_digest(config))
-  if checkpointer.latest_step() == total_steps:  # a finished run, re-run: change nothing
-    finished = train_log.read_summary(summary_path, total_steps)
-    if finished is not None and checkpointer.verified(total_steps):
-      checkpointer.close()
-      return finished
+  finished = train_log.finished_summary(checkpointer, summary_path, total_steps)
+  if finished is not None:  # a finished run, re-run: change nothing
+    return finished
   checkpointer.check_readable()
   lr_schedule = optim.make_lr_schedule(config.optim)
   tx = optim.make_optimizer(config.optim, lr_schedule)

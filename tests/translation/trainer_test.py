@@ -14,6 +14,7 @@ from sdd_jax import checkpoint
 from sdd_jax import tasks
 from sdd_jax.config_fields import ConfigError
 from sdd_jax.translation import corpus as corpus_lib
+from tests import workdirs
 
 
 def _config(**overrides):
@@ -127,3 +128,11 @@ def test_missing_data_files_are_one_line_before_the_workdir_is_touched(tmp_path)
                                                    'line in'):
     tasks.train_and_evaluate(_config(**{'data.source': 'files', 'data.path': str(data)}), workdir)
   assert not os.path.exists(workdir)
+
+
+def test_a_finished_workdir_re_run_returns_its_summary_and_changes_no_byte(straight_run):
+  workdir, summary = straight_run
+  before = workdirs.snapshot(workdir)
+  again = tasks.train_and_evaluate(_config(), workdir)
+  assert again == json.loads(json.dumps(summary))  # as read back from summary.json
+  assert workdirs.snapshot(workdir) == before
