@@ -149,3 +149,9 @@ def test_evaluate_scores_an_exported_file_as_the_checkpoint_it_came_from(trained
   with pytest.raises(init_from.InitFromError, match='no such file'):
     evaluation.evaluate_workdir(str(copy), names=['accuracy'],
                                 init_from=str(tmp_path / 'missing.safetensors'))
+
+
+def test_init_from_on_a_translation_workdir_is_one_line(tmp_path):
+  (tmp_path / 'config.json').write_text(json.dumps({'task': 'translation', 'seed': 0}))
+  with pytest.raises(evaluation.EvaluationError, match='is a translation run: leave --init_from'):
+    evaluation.evaluate_workdir(str(tmp_path), init_from=str(tmp_path / 'net.safetensors'))
