@@ -1,6 +1,7 @@
 """The workdir claim: a lock against concurrent runs that a dead process never leaves stale."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -47,8 +48,24 @@ def test_a_workdir_that_is_a_file_or_read_only_is_refused(tmp_path):
   with pytest.raises(workdir_lib.WorkdirError, match=r'is a file; give a directory path'):
     with workdir_lib.Claim(str(path), _config()):
       pass
-  if os.geteuid() == 0:
-    pytest.skip('root writes into read-only folders')
+  # Root ignores permission bits, so a chmod-ed folder is read-only only for other users; sysfs
+  # refuses new files and folders to root too (EACCES/EPERM, or EROFS where it is mounted ro).
+  if not os.path.isdir('/sys/kernel'):
+    pytest.skip('no sysfs (not Linux): no folder that root cannot write')
+  read_only = tmp_path / 'read_only'
+  read_only.mkdir()
+  read_only.chmod(0o555)
+  targets = ['/sys/kernel', '/sys/kernel/sdd_jax_run']  # an existing folder; a new one inside
+  if os.geteuid() != 0:
+    targets += [str(read_only), str(read_only / 'run')]
+  before = sorted(os.listdir('/sys/kernel')), sorted(os.listdir(read_only))
+  for workdir in targets:
+    with pytest.raises(workdir_lib.WorkdirError,
+                       match=rf'^--workdir {re.escape(workdir)} cannot be written \(.+\); give a writable '
+                             'directory$'):
+      with workdir_lib.Claim(workdir, _config()):
+        pass
+  assert (sorted(os.listdir('/sys/kernel')), sorted(os.listdir(read_only))) == before
 
 
 def test_resumable_fields_may_change_but_training_fields_may_not(tmp_path):
