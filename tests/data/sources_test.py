@@ -10,7 +10,9 @@ from sklearn.datasets import load_digits
 from configs.common import data_config
 from sdd_jax.data import SOURCES, DataError, TrainLoader, create_source
 
-CIFAR10 = '/work/shared/data/cifar10'
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The project's shared folder sits beside the repository, here and in CI.
+CIFAR10 = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'cifar10')
 
 
 def _write_npz(folder, split, n=40, classes=5, shape=(32, 32, 3), seed=0, **extra):
