@@ -98,6 +98,8 @@ def _two_steps_on_eight_devices(model, method_config, tmp_path, evaluate):
   assert train_step._cache_size() == 1  # pylint: disable=protected-access
   assert jax.tree.structure(state) == structure and int(state.step) == 2
   assert all(np.isfinite(v) for v in metrics.values()), metrics
+  # The reported terms add up to the total (their weighing against an independent computation:
+  # test_the_total_is_ce_plus_weight_t_squared_times_each_term).
   expected = metrics['train/loss_ce'] + sum(
       m.weight * m.temperature ** 2 * metrics[f'train/loss_{m.name}']
       for m in configured if f'train/loss_{m.name}' in metrics)
@@ -126,6 +128,56 @@ def _two_steps_on_eight_devices(model, method_config, tmp_path, evaluate):
     assert results['test/count'] == 24
     for prefix in methods.eval_logits(configured):
       assert 0 <= results[f'{prefix}/top1'] <= 100 and results[f'{prefix}/count'] == 24
+
+
+def _log_softmax(z):
+  z = z - z.max(axis=-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _kl(target_logits, logits, t):  # KL(p^T(target) || p^T(logits)) per example, float64
+  log_p, log_q = _log_softmax(target_logits / t), _log_softmax(logits / t)
+  return (np.exp(log_p) * (log_p - log_q)).sum(axis=-1)
+
+
+def test_the_total_is_ce_plus_weight_t_squared_times_each_term():
+  """methods_spec.md (paper Eq. 5): total = CE + sum_m weight_m * T_m**2 * term_m, each term
+  here computed in NumPy (float64) from the step's forward: SD-Dropout (T = 2.5, weight 0.7)
+  on the anchors' pooled features with the masks of its key, through the Dense head, and
+  CS-KD (T = 4, weight 3) from the partners' logits. `train/loss_<name>` is the bare term."""
+  model = _model()
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      state_lib.init_key(0), jnp.zeros((1, SIZE, SIZE, 3)))
+  configured = methods.create_methods({'sd_dropout': {'weight': 0.7, 'temperature': 2.5},
+                                       'cs_kd': {'weight': 3.0}})
+  key = jax.random.key(5)
+
+  @jax.jit
+  def run(batch):
+    ctx, _ = methods.prepare(configured, model, variables, batch, key=key)
+    total, metrics = methods.combine(configured, ctx, key, methods.base_loss(ctx))
+    masks = losses.dropout_masks(base.method_key(key, 'sd_dropout'), ctx.features.shape, 0.5)
+    return total, metrics, ctx.features, ctx.outputs['pair_logits'], masks
+
+  batch = _batches()[0]
+  total, metrics, features, pair_logits, masks = jax.device_get(run(batch))
+  features, pair_logits, masks = (np.asarray(a, np.float64) for a in (features, pair_logits,
+                                                                      masks))
+  assert set(np.unique(masks)) == {0.0, 2.0}  # inverted dropout at rate 0.5
+  dense = variables['params']['classifier']['output']  # the head is one Dense layer
+  kernel, bias = (np.asarray(dense[k], np.float64) for k in ('kernel', 'bias'))
+  logits = features @ kernel + bias
+  ce = -_log_softmax(logits)[np.arange(BATCH), batch['labels']].mean()
+  z_u, z_v = (m * features @ kernel + bias for m in masks)
+  sdd = (_kl(z_u, z_v, 2.5) + _kl(z_v, z_u, 2.5)).mean()
+  cs_kd = _kl(pair_logits, logits, 4.0).mean()
+  assert min(sdd, cs_kd) > 1e-3  # the terms weigh in
+  np.testing.assert_allclose(metrics['train/loss_ce'], ce, rtol=1e-5)
+  np.testing.assert_allclose(metrics['train/loss_sd_dropout'], sdd, rtol=1e-4)
+  np.testing.assert_allclose(metrics['train/loss_cs_kd'], cs_kd, rtol=1e-4)
+  expected = ce + 0.7 * 2.5 ** 2 * sdd + 3.0 * 4.0 ** 2 * cs_kd
+  np.testing.assert_allclose(total, expected, rtol=1e-5)
+  np.testing.assert_allclose(metrics['train/loss'], expected, rtol=1e-5)
 
 
 def test_joint_forward_is_one_batchnorm_batch_of_both_inputs():
