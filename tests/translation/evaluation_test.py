@@ -45,8 +45,8 @@ STEP = 12
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
   """A workdir as training leaves it (config.json, a checkpoint at step 12), without the
-  training: random parameters of the smoke model (its translations are poor, which does not
-  matter to the bookkeeping tested here)."""
+  training: random parameters of the smoke model (their translations score BLEU 0, so the
+  scoring test replaces the search by known partial translations)."""
   workdir = str(tmp_path_factory.mktemp('translation_run'))
   config = _config()
   corpus_lib.prepare(config)
@@ -95,8 +95,46 @@ def _hand_nll(params, split):
   return -picked[real].sum() / real.sum()
 
 
-def test_evaluate_py_path_scores_a_translation_workdir(trained):
+def _partial_translation(reference):
+  """A hypothesis that matches part of `reference`: its last word dropped (shorter, so the
+  brevity penalty applies: BLEU is not symmetric) and its first two words swapped."""
+  words = reference.split()[:-1]
+  return ' '.join(words[1::-1] + words[2:])
+
+
+def _known_search(tokenizer):
+  """A stand-in for `decode.make_translate_fn` whose output for each valid or test source line
+  is the tokens of `_partial_translation` of its reference, then EOS and PAD."""
+  sources, targets = [], []
+  for split in ('valid', 'test'):
+    sources += [tuple(ids) for ids in tokenizer.encode(_text(split, 'src'))]
+    targets += tokenizer.encode([_partial_translation(r) for r in _text(split, 'tgt')])
+  assert len(set(sources)) == len(sources)  # a source line tells its reference
+  known = dict(zip(sources, targets))
+
+  def make_translate_fn(model, mesh, **kwargs):
+    del model, mesh, kwargs
+
+    def translate_fn(variables, src):
+      del variables
+      out = np.full((src.shape[0], 64), PAD, np.int32)
+      for row, ids in enumerate(np.asarray(src).tolist()):
+        found = known.get(tuple(ids[:ids.index(EOS)]), np.zeros(0, np.int32))  # padding rows
+        out[row, :len(found) + 1] = list(found) + [EOS]
+      return out
+
+    return translate_fn
+
+  return make_translate_fn
+
+
+def test_evaluate_py_path_scores_a_translation_workdir(trained, monkeypatch):
+  """evaluate.py's path (the task registry) on known partial translations, so that BLEU is
+  neither 0 nor 100 and not symmetric: sacrebleu run here on the written hypotheses and the
+  raw references, in that order. The search itself: the tests below."""
   workdir = trained
+  tokenizer = spm.load_tokenizer(corpus_lib.spm_model(_config()))
+  monkeypatch.setattr(decode, 'make_translate_fn', _known_search(tokenizer))
   outcome = evaluation.evaluate_workdir(workdir)  # config.task == 'translation' -> registry
   assert set(outcome.metrics) == {f'{split}/{name}' for split in ('valid', 'test')
                                   for name in ('bleu', 'bleu_tok', 'nll')}
@@ -105,18 +143,20 @@ def test_evaluate_py_path_scores_a_translation_workdir(trained):
   with open(os.path.join(folder, 'results.json')) as f:
     results = json.load(f)
   assert results['checkpoint step'] == STEP
+  tokenized = sacrebleu.metrics.BLEU(tokenize='none', smooth_method='none')
   for split in ('valid', 'test'):
     hyps = _lines(os.path.join(folder, f'{split}.hyp'))
     refs = _text(split, 'tgt')
-    assert len(hyps) == len(refs) == 16
-    expected = sacrebleu.corpus_bleu(hyps, [refs])
-    assert outcome.metrics[f'{split}/bleu'] == pytest.approx(expected.score, abs=1e-9)
-    tokenized = sacrebleu.metrics.BLEU(tokenize='none', smooth_method='none')
-    assert outcome.metrics[f'{split}/bleu_tok'] == pytest.approx(
-        tokenized.corpus_score(hyps, [refs]).score, abs=1e-9)
+    assert hyps == [_partial_translation(r) for r in refs] and len(hyps) == 16
+    for name, expected, swapped in (
+        ('bleu', sacrebleu.corpus_bleu(hyps, [refs]).score,
+         sacrebleu.corpus_bleu(refs, [hyps]).score),
+        ('bleu_tok', tokenized.corpus_score(hyps, [refs]).score,
+         tokenized.corpus_score(refs, [hyps]).score)):
+      assert 5 < expected < 95 and abs(swapped - expected) > 1, (name, expected, swapped)
+      assert outcome.metrics[f'{split}/{name}'] == pytest.approx(expected, abs=1e-9), name
     assert results[f'{split}/bleu'] == outcome.metrics[f'{split}/bleu']
     assert 'tok:13a' in results[f'{split}/signature']
-    assert len(set(hyps)) > 1
 
 
 def test_nll_equals_a_hand_computation_over_unbucketed_rows(trained):
