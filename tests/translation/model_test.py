@@ -174,6 +174,8 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
   assert logits.dtype == jnp.float32
   reference = jitted(tiny())(variables, src, tgt, train=False)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(reference), atol=0.1)
+  # ... and computed in bfloat16 (8-bit mantissa: ~1e-2 apart), not in float32 (~1e-6).
+  assert np.abs(np.asarray(logits) - np.asarray(reference)).max() > 1e-3
 
 
 def test_dropout_draws_from_the_dropout_collection_in_training_only():
