@@ -109,7 +109,7 @@ def test_init_from_starts_a_run_from_the_file_and_checks_the_head(trained, tmp_p
   config.model.init_from_skip_head = True
   init_from.check(config)
   config.model.init_from = str(tmp_path / 'missing.safetensors')
-  with pytest.raises(init_from.InitFromError, match='no such file'):
+  with pytest.raises(torchvision_io.ExportError, match='no such file'):
     init_from.check(config)
 
 
@@ -146,7 +146,7 @@ def test_evaluate_scores_an_exported_file_as_the_checkpoint_it_came_from(trained
                                         experiment=experiment)
   assert json.loads((fresh / 'config.json').read_text())['model']['init_from'] == out
   assert 0 <= outcome.metrics['test/top1'] <= 100
-  with pytest.raises(init_from.InitFromError, match='no such file'):
+  with pytest.raises(torchvision_io.ExportError, match='no such file'):
     evaluation.evaluate_workdir(str(copy), names=['accuracy'],
                                 init_from=str(tmp_path / 'missing.safetensors'))
 
