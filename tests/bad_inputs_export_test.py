@@ -318,3 +318,152 @@ def test_evaluate_experiment_with_a_bad_file_creates_no_workdir(tmp_path, capsys
   assert status == 1
   _one_error_line(err, message)
   assert not workdir.exists()
+
+
+# --- surface 5: python -m sdd_jax.export --------------------------------------------------------
+
+
+def _file(tmp):
+  (tmp / 'a_file').write_bytes(b'keep me')
+  return tmp / 'a_file'
+
+
+def _folder(tmp):
+  (tmp / 'a_folder').mkdir(exist_ok=True)
+  return tmp / 'a_folder'
+
+
+def _config_only_copy(run, tmp):
+  shutil.copytree(run[1], tmp / 'no_checkpoint')
+  return tmp / 'no_checkpoint'
+
+
+# (id, argv given (run, tmp, workdir) -> flags, exit status, message of the one line)
+EXPORTS = [
+    ('out_is_folder', lambda run, tmp, w: ['--workdir', w, '--out', str(_folder(tmp))], 1,
+     r'--out .*a_folder is a folder; give a file path in it, such as .*a_folder/net.safetensors'),
+    ('out_ends_in_separator', lambda run, tmp, w: ['--workdir', w, '--out', str(tmp / 'new') + '/'],
+     1, r'--out .*new/ is a folder; give a file path'),
+    ('out_under_file', lambda run, tmp, w: ['--workdir', w, '--out',
+                                            str(_file(tmp) / 'net.safetensors')], 1,
+     r'--out .*a_file/net.safetensors: .*a_file is a file, not a folder; give a path in a folder'),
+    ('out_deep_under_file', lambda run, tmp, w: ['--workdir', w, '--out',
+                                                 str(_file(tmp) / 'a' / 'b' / 'net.safetensors')],
+     1, r'a_file is a file, not a folder'),
+    ('out_empty', lambda run, tmp, w: ['--workdir', w, '--out', ''], 1,
+     r'^error: --out is empty; give a file path'),
+    ('workdir_missing', lambda run, tmp, w: ['--workdir', str(tmp / 'nowhere'), '--out',
+                                             str(tmp / 'x.safetensors')], 1,
+     r'--workdir .*nowhere is not a folder; give the --workdir of a train.py run'),
+    ('workdir_is_file', lambda run, tmp, w: ['--workdir', str(_file(tmp)), '--out',
+                                             str(tmp / 'x.safetensors')], 1,
+     r'--workdir .*a_file is not a folder'),
+    ('workdir_without_config', lambda run, tmp, w: ['--workdir', str(_folder(tmp)), '--out',
+                                                    str(tmp / 'x.safetensors')], 1,
+     r'a_folder/config.json not found; --workdir must be a folder written by train.py'),
+    ('workdir_without_checkpoint', lambda run, tmp, w: [
+        '--workdir', str(_config_only_copy(run, tmp)), '--out', str(tmp / 'x.safetensors')], 1,
+     r'no checkpoint in .*no_checkpoint; train first'),
+    ('step_missing', lambda run, tmp, w: ['--workdir', w, '--out', str(tmp / 'x.safetensors'),
+                                          '--step', '3'], 1,
+     r'checkpoint 3 in .*checkpoints is unreadable'),
+    ('member_2', lambda run, tmp, w: ['--workdir', w, '--out', str(tmp / 'x.safetensors'),
+                                      '--member', '2'], 1,
+     r'--member 2: only a DML run has a network 1 .*; use --member 0'),
+    ('member_1_without_dml', lambda run, tmp, w: ['--workdir', w, '--out',
+                                                  str(tmp / 'x.safetensors'), '--member', '1'], 1,
+     r'--member 1: only a DML run has a network 1 \(this run: methods none\)'),
+    ('step_not_a_number', lambda run, tmp, w: ['--workdir', w, '--out', str(tmp / 'x'),
+                                               '--step', 'last'], 2,
+     r"argument --step: invalid int value: 'last'"),
+    ('out_flag_missing', lambda run, tmp, w: ['--workdir', w], 2,
+     r'the following arguments are required: --out'),
+]
+
+
+@pytest.mark.parametrize('name,argv,status,message', EXPORTS, ids=[c[0] for c in EXPORTS])
+def test_export_refuses_in_one_line_and_writes_nothing(run, tmp_path, capsys, name, argv, status,
+                                                       message):
+  del name
+  workdir = run[0]
+  args = argv(run, tmp_path, workdir)
+  before, around = _snapshot(workdir), _snapshot(tmp_path)
+  capsys.readouterr()
+  if status == 2:  # argparse: usage, then one `prog: error:` line
+    with pytest.raises(SystemExit) as info:
+      export.main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err and err.strip().splitlines()[-1].startswith(
+        'python -m sdd_jax.export: error: ')
+    assert __import__('re').search(message, err)
+  else:
+    assert export.main(args) == 1
+    _one_error_line(capsys.readouterr().err, message)
+  assert _snapshot(workdir) == before
+  assert _snapshot(tmp_path) == around  # no .tmp, no folder made, the file kept
+
+
+def test_export_succeeds_where_out_needs_new_folders(run, tmp_path):
+  """The refusals are not over-eager: missing parent folders are made."""
+  out = tmp_path / 'a' / 'b' / 'net.safetensors'
+  assert export.main(['--workdir', run[0], '--out', str(out)]) == 0
+  assert sorted(os.listdir(out.parent)) == ['net.safetensors']
+  assert out.read_bytes()[8:9] == b'{'
+
+
+# --- surface 6: evaluate.py --workdir / --experiment without weights --------------------------
+
+
+def _empty(tmp):
+  (tmp / 'empty').mkdir()
+  return tmp / 'empty'
+
+
+# (id, argv given (run, tmp) -> flags, the workdir it must leave as it was, message)
+EVALUATES = [
+    ('experiment_absent_folder', lambda run, tmp: [f'--workdir={tmp / "absent"}',
+                                                   f'--experiment={EXPERIMENT}'],
+     lambda run, tmp: tmp / 'absent',
+     r'no checkpoint in .*absent/checkpoints; train first \(train.py --config .* --workdir '
+     r'.*absent\) or give --init_from'),
+    ('experiment_empty_folder', lambda run, tmp: [f'--workdir={_empty(tmp)}',
+                                                  f'--experiment={EXPERIMENT}'],
+     lambda run, tmp: tmp / 'empty', r'no checkpoint in .*empty/checkpoints; train first'),
+    ('experiment_file_missing', lambda run, tmp: [f'--workdir={tmp / "absent"}',
+                                                  '--experiment=configs/nope.py'],
+     lambda run, tmp: tmp / 'absent', r'nope.py'),
+    ('experiment_argument', lambda run, tmp: [f'--workdir={tmp / "absent"}',
+                                              f'--experiment={EXPERIMENT},smoek'],
+     lambda run, tmp: tmp / 'absent', r"unknown config argument\(s\) \['smoek'\]"),
+    ('experiment_other_run', lambda run, tmp: [
+        f'--workdir={run[0]}', f"--experiment={EXPERIMENT}"],
+     lambda run, tmp: run[0], r'holds a run of a different config \(data\.crop_padding: 2 -> 4'),
+    ('experiment_workdir_is_file', lambda run, tmp: [f'--workdir={_file(tmp)}',
+                                                     f'--experiment={EXPERIMENT}'],
+     lambda run, tmp: tmp / 'a_file', r'--workdir .*a_file is a file; give a directory path'),
+    ('experiment_unknown_evals', lambda run, tmp: [
+        f'--workdir={tmp / "absent"}', f'--experiment={EXPERIMENT}', '--evals=acuracy',
+        f'--init_from={_place(tmp, run[2])}'],
+     lambda run, tmp: tmp / 'absent', r"--evals: unknown evaluator 'acuracy'; known: accuracy"),
+    ('workdir_absent', lambda run, tmp: [f'--workdir={tmp / "absent"}'],
+     lambda run, tmp: tmp / 'absent', r'--workdir .*absent is not a folder'),
+    ('workdir_empty', lambda run, tmp: [f'--workdir={_empty(tmp)}'],
+     lambda run, tmp: tmp / 'empty', r'empty/config.json not found'),
+    ('workdir_without_checkpoint', lambda run, tmp: [f'--workdir={run[1]}'],
+     lambda run, tmp: run[1], r'no checkpoint in .*config_only/checkpoints; train first'),
+    ('workdir_unknown_evals', lambda run, tmp: [f'--workdir={run[0]}', '--evals=ece'],
+     lambda run, tmp: run[0], r"--evals: unknown evaluator 'ece'"),
+]
+
+
+@pytest.mark.parametrize('name,argv,kept,message', EVALUATES, ids=[c[0] for c in EVALUATES])
+def test_evaluate_refuses_before_writing(run, tmp_path, capsys, name, argv, kept, message):
+  del name
+  args = argv(run, tmp_path)
+  workdir = str(kept(run, tmp_path))
+  before = _snapshot(workdir)
+  status, err = evaluate_main(args, capsys)
+  assert status == 1
+  _one_error_line(err, message)
+  assert _snapshot(workdir) == before  # None: still absent
