@@ -467,3 +467,62 @@ def test_evaluate_refuses_before_writing(run, tmp_path, capsys, name, argv, kept
   assert status == 1
   _one_error_line(err, message)
   assert _snapshot(workdir) == before  # None: still absent
+
+
+# --- what users have: float16, bfloat16, float64 weights and any integer count are read --------
+
+
+def _bf16_file(arrays) -> bytes:
+  """`arrays` with every float tensor stored as BF16 (written by hand: NumPy has no bfloat16)."""
+  import ml_dtypes  # pylint: disable=import-outside-toplevel
+  header, body = {}, b''
+  for key in sorted(arrays):
+    value = arrays[key]
+    dtype, data = ('BF16', value.astype(ml_dtypes.bfloat16).tobytes()) if value.dtype.kind == 'f' \
+        else ('I64', value.astype(np.int64).tobytes())
+    header[key] = {'dtype': dtype, 'shape': list(value.shape),
+                   'data_offsets': [len(body), len(body) + len(data)]}
+    body += data
+  return _raw(header, body)
+
+
+def _bf16_to_float32(value: np.ndarray) -> np.ndarray:
+  """bfloat16 is float32's upper 16 bits; rounding to nearest even, then widening by hand."""
+  bits = np.ascontiguousarray(value, np.float32).view(np.uint32).astype(np.uint64)
+  rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+  return rounded.astype(np.uint32).view(np.float32)
+
+
+def _random_arrays():
+  rng = np.random.default_rng(0)
+  return {k: (rng.normal(size=v.shape).astype(np.float32) if v.dtype.kind == 'f' else v)
+          for k, v in _arrays(_good_file()).items()}
+
+
+ACCEPTED = [
+    ('float16', lambda a: _saved({k: v.astype(np.float16) if v.dtype.kind == 'f' else v
+                                  for k, v in a.items()}),
+     lambda v: v.astype(np.float16).astype(np.float32)),
+    ('bfloat16', _bf16_file, _bf16_to_float32),
+    ('float64', lambda a: _saved({k: v.astype(np.float64) if v.dtype.kind == 'f' else v
+                                  for k, v in a.items()}), lambda v: v),
+    ('int32_counts', lambda a: _saved({k: v if v.dtype.kind == 'f' else v.astype(np.int32)
+                                       for k, v in a.items()}), lambda v: v),
+]
+
+
+@pytest.mark.parametrize('name,write,expected', ACCEPTED, ids=[c[0] for c in ACCEPTED])
+def test_float16_bfloat16_float64_and_int_counts_are_read_as_float32(tmp_path, name, write,
+                                                                     expected):
+  del name
+  arrays = _random_arrays()
+  path = _place(tmp_path, write(arrays))
+  loaded = models.load_torchvision('resnet18_cifar', path, **workdirs.tiny_config().model.kwargs)
+  # Placed by hand: OIHW -> HWIO, [out, in] -> [in, out].
+  np.testing.assert_array_equal(loaded['params']['stem_conv']['kernel'],
+                                np.transpose(expected(arrays['conv1.weight']), (2, 3, 1, 0)))
+  np.testing.assert_array_equal(loaded['params']['classifier']['output']['kernel'],
+                                expected(arrays['fc.weight']).T)
+  np.testing.assert_array_equal(loaded['batch_stats']['layers_1']['block0']['downsample_bn']['var'],
+                                expected(arrays['layer2.0.downsample.1.running_var']))
+  assert {leaf.dtype for leaf in jax.tree.leaves(loaded)} == {np.dtype(np.float32)}
