@@ -11,6 +11,7 @@ added, reshaped, re-typed; the paths are missing, a folder, under a file.
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -57,7 +58,7 @@ def _one_error_line(err: str, message: str) -> str:
   lines = [line for line in err.splitlines() if line.strip()]
   assert 'Traceback' not in err, err
   assert len(lines) == 1 and lines[0].startswith('error: '), err
-  assert __import__('re').search(message, lines[0]), (message, lines[0])
+  assert re.search(message, lines[0]), (message, lines[0])
   return lines[0]
 
 
@@ -396,7 +397,7 @@ def test_export_refuses_in_one_line_and_writes_nothing(run, tmp_path, capsys, na
     err = capsys.readouterr().err
     assert 'Traceback' not in err and err.strip().splitlines()[-1].startswith(
         'python -m sdd_jax.export: error: ')
-    assert __import__('re').search(message, err)
+    assert re.search(message, err)
   else:
     assert export.main(args) == 1
     _one_error_line(capsys.readouterr().err, message)
