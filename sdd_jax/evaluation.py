@@ -157,17 +157,38 @@ def _data_name(data_config) -> str:
   return f'{data_config.source} {data_config.path}'.strip()
 
 
-def _record_experiment(workdir: str, experiment: str, init_from: Optional[str]) -> None:
-  """Writes the config file `experiment`'s config (with `init_from`) as `workdir`'s
-  config.json, as train.py would; a workdir holding another config's run is refused."""
+def _experiment_config(workdir: str, experiment: str,
+                       init_from: Optional[str]) -> ml_collections.ConfigDict:
+  """The config file `experiment`'s config (with `init_from`), validated and checked against
+  what `workdir` holds (another config's run is refused). Reads only: it is recorded as the
+  workdir's config.json (`_record`) once every other check has passed."""
   config = config_cli.load_file(experiment)
+  _check_init_from_task(workdir, config, init_from)
   if init_from:
     with config.unlocked():
       config.model.init_from = init_from
   config_validation.validate(config)
-  init_from_lib.check(config)
+  workdir_lib.check_config(workdir, config)
+  return config
+
+
+def _record(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Claims `workdir` for `config` (writes config.json, as train.py would) and lets it go."""
   with workdir_lib.Claim(workdir, config):
     pass
+
+
+def _check_init_from_task(workdir: str, config, init_from: Optional[str]) -> None:
+  if init_from and tasks.task_of(config) is not tasks.TASKS.get(tasks.DEFAULT):
+    raise EvaluationError(f'--init_from: weights in torchvision\'s layout are image networks; '
+                          f'{workdir} is a {config.task} run: leave --init_from out')
+
+
+def _check_has_checkpoint(workdir: str, experiment: str) -> None:
+  directory = workdir_path.path(workdir) / 'checkpoints'
+  if not directory.is_dir() or not any(directory.iterdir()):
+    raise EvaluationError(f'no checkpoint in {directory}; train first (train.py --config '
+                          f'{experiment} --workdir {workdir}) or give --init_from')
 
 
 def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
@@ -182,25 +203,33 @@ def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
   instead of the newest checkpoint (step 0 in the report); `experiment`
   (`configs/<file>.py[:arg]`) gives the config of a workdir that has none yet, recorded as its
   config.json (e.g. torchvision's ImageNet weights evaluated with
-  `configs/imagenet_resnet152_sdd.py:ce`'s data and evaluators).
+  `configs/imagenet_resnet152_sdd.py:ce`'s data and evaluators) once every check has passed:
+  a refused evaluation creates and changes nothing.
   """
   if experiment:
-    _record_experiment(workdir, experiment, init_from)
-  config = load_config(workdir)
+    config = _experiment_config(workdir, experiment, init_from)
+    if not init_from:
+      _check_has_checkpoint(workdir, experiment)
+  else:
+    config = load_config(workdir)
+  _check_init_from_task(workdir, config, init_from)
   task = tasks.task_of(config)
-  if init_from:
-    if task is not tasks.TASKS.get(tasks.DEFAULT):
-      raise EvaluationError(f'--init_from: weights in torchvision\'s layout are image networks; '
-                            f'{workdir} is a {config.task} run: leave --init_from out')
-    return evaluate(workdir, config, overrides, names, init_from=init_from)
+  if task is tasks.TASKS.get(tasks.DEFAULT):
+    return evaluate(workdir, config, overrides, names, init_from=init_from,
+                    record=config if experiment else None)
+  if experiment:
+    _record(workdir, config)
   return task.evaluate(workdir, config, overrides, names)
 
 
 def evaluate(workdir: str, config: ml_collections.ConfigDict,
              overrides: Optional[Dict[str, Any]] = None,
-             names: Optional[Sequence[str]] = None, init_from: Optional[str] = None) -> Outcome:
+             names: Optional[Sequence[str]] = None, init_from: Optional[str] = None,
+             record: Optional[ml_collections.ConfigDict] = None) -> Outcome:
   """Classification: runs the sections `names` (default: all) on the newest checkpoint of
-  `workdir`, whose config is `config` (or on the weights of the file `init_from`)."""
+  `workdir`, whose config is `config` (or on the weights of the file `init_from`). `record`:
+  a config to write as the workdir's config.json after every check (the sections, the data,
+  the weights) has passed, before the first evaluator runs."""
   config = merge_evals(config, overrides, names)
   if init_from:
     config.model.init_from = init_from
@@ -209,12 +238,15 @@ def evaluate(workdir: str, config: ml_collections.ConfigDict,
   eval_source = data_lib.create_source(config.data, config.data.eval_split)
   model = models_build.create_model(config)
   if init_from:
-    init_from_lib.check(config)
-    variables, step = parallel.replicate(init_from_lib.load(config, model), mesh), 0
+    init_from_lib.check(config, where=f'--init_from {init_from}')
+    variables = init_from_lib.load(config, model, where=f'--init_from {init_from}')
+    variables, step = parallel.replicate(variables, mesh), 0
     logging.info('evaluating %s with the weights of %s', workdir, init_from)
   else:
     variables, step = restore_checkpoint_variables(config, workdir, mesh)
     logging.info('evaluating %s at step %d', workdir, step)
+  if record is not None:
+    _record(workdir, record)
   runner = runner_lib.Runner(config, model, mesh, workdir,
                              methods_lib.create_methods(config.methods),
                              sources={config.data.eval_split: eval_source})

@@ -13,11 +13,13 @@ build). `models.load_torchvision` reads such a file back; `config.model.init_fro
 run from one.
 
 A model without a torchvision counterpart (ViT, pre-activation ResNet, a head with hidden
-layers), a missing checkpoint or `--member 1` without DML is one line (`error: ...`, exit 1),
-and nothing is written.
+layers), a missing checkpoint, `--member 1` without DML, or an `--out` that cannot be a file
+(a folder, a path under a regular file, an unwritable folder) is one line (`error: ...`, exit
+1), and nothing is written.
 """
 import argparse
 import json
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -35,8 +37,46 @@ from sdd_jax.models import build
 from sdd_jax.models import torchvision_io
 
 
+def check_out(out: str) -> None:
+  """Raises ExportError (one line) when `out` cannot be written as a file: empty, a folder
+  (or ends in a separator), or under a regular file. Reads only; a local path's missing
+  parent folders are fine (the export makes them)."""
+  if not out.strip():
+    raise torchvision_io.ExportError('--out is empty; give a file path such as net.safetensors')
+  if not workdir_path.is_local(out):
+    return
+  if out.endswith(os.sep) or os.path.isdir(out):
+    raise torchvision_io.ExportError(f'--out {out} is a folder; give a file path in it, such as '
+                                     f'{os.path.join(out, "net.safetensors")}')
+  parent = os.path.dirname(os.path.abspath(out))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise torchvision_io.ExportError(f'--out {out}: {parent} is a file, not a folder; give a path '
+                                     'in a folder')
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise torchvision_io.ExportError(f'--out {out}: the folder {parent} cannot be written; give '
+                                     'a path in a writable folder')
+
+
+def _write(out: str, data: bytes) -> None:
+  """Writes `out` whole (through `<out>.tmp` locally); an OSError is one line, with no .tmp
+  left behind."""
+  target = workdir_path.path(out)
+  try:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    workdir_path.write_bytes(target, data)
+  except OSError as e:
+    if workdir_path.is_local(out) and os.path.isfile(os.fspath(target) + '.tmp'):
+      os.remove(os.fspath(target) + '.tmp')
+    raise torchvision_io.ExportError(f'--out {out} cannot be written ({e.strerror or e}); give '
+                                     'a writable file path') from None
+
+
 def export(workdir: str, out: str, step: Optional[int] = None, member: int = 0) -> dict:
-  """Writes the safetensors file; returns its metadata."""
+  """Writes the safetensors file; returns its metadata. Every check (`--out`, the workdir,
+  the model, the checkpoint) comes before the write."""
+  check_out(out)
   config = evaluation.load_config(workdir)
   model = build.create_model(config)
   torchvision_io.check_exportable(config.model.name, model)
@@ -72,9 +112,7 @@ def export(workdir: str, out: str, step: Optional[int] = None, member: int = 0) 
   }
   data = safetensors_numpy.save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
                                 metadata=metadata)
-  target = workdir_path.path(out)
-  target.parent.mkdir(parents=True, exist_ok=True)
-  workdir_path.write_bytes(target, data)
+  _write(out, data)
   return metadata
 
 

@@ -25,6 +25,13 @@ from sdd_jax.models import build
 from sdd_jax.models import torchvision_io
 from tests import workdirs
 
+try:  # at import, as tests/torch_export_parity_test.py does: torchvision imported after the
+  import torch  # data pipeline's libraries crashes the process (segfault in its C extensions)
+  import torchvision
+  from safetensors import torch as safetensors_torch
+except ImportError:
+  torch = torchvision = safetensors_torch = None
+
 
 def _zeros_like_init(model):
   shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
@@ -109,7 +116,7 @@ def test_init_from_starts_a_run_from_the_file_and_checks_the_head(trained, tmp_p
   config.model.init_from_skip_head = True
   init_from.check(config)
   config.model.init_from = str(tmp_path / 'missing.safetensors')
-  with pytest.raises(init_from.InitFromError, match='no such file'):
+  with pytest.raises(torchvision_io.ExportError, match='no such file'):
     init_from.check(config)
 
 
@@ -146,7 +153,7 @@ def test_evaluate_scores_an_exported_file_as_the_checkpoint_it_came_from(trained
                                         experiment=experiment)
   assert json.loads((fresh / 'config.json').read_text())['model']['init_from'] == out
   assert 0 <= outcome.metrics['test/top1'] <= 100
-  with pytest.raises(init_from.InitFromError, match='no such file'):
+  with pytest.raises(torchvision_io.ExportError, match='no such file'):
     evaluation.evaluate_workdir(str(copy), names=['accuracy'],
                                 init_from=str(tmp_path / 'missing.safetensors'))
 
@@ -155,3 +162,83 @@ def test_init_from_on_a_translation_workdir_is_one_line(tmp_path):
   (tmp_path / 'config.json').write_text(json.dumps({'task': 'translation', 'seed': 0}))
   with pytest.raises(evaluation.EvaluationError, match='is a translation run: leave --init_from'):
     evaluation.evaluate_workdir(str(tmp_path), init_from=str(tmp_path / 'net.safetensors'))
+
+
+def _torch_state_dict_file(path, arrays, dtype):
+  """`arrays` (a torchvision state_dict as NumPy) saved by `safetensors.torch.save_file` with
+  every floating tensor in `dtype`, as torch users keep checkpoints; -> the torch tensors."""
+  tensors = {k: (torch.from_numpy(np.array(v)).to(dtype) if v.dtype.kind == 'f'
+                 else torch.from_numpy(np.array(v))) for k, v in arrays.items()}
+  safetensors_torch.save_file(tensors, str(path))
+  return tensors
+
+
+@pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
+def test_float16_and_bfloat16_state_dicts_load_cast_to_float32(trained, tmp_path, dtype):
+  """A torchvision state_dict in bf16 / f16 (torchvision's own resnet18, and this run's export
+  through config.model.init_from) loads; every value equals torch's own `.float()` of the
+  stored tensor, placed by hand (OIHW -> HWIO, [out, in] -> [in, out])."""
+  if torchvision is None:
+    pytest.skip('needs torch and torchvision (requirements-torch.txt)')
+  state_dict = torchvision.models.resnet18(num_classes=10).state_dict()
+  path = tmp_path / 'tv.safetensors'
+  tensors = _torch_state_dict_file(path, {k: v.numpy() for k, v in state_dict.items()},
+                                   getattr(torch, dtype))
+  assert tensors['conv1.weight'].dtype == getattr(torch, dtype)
+  loaded = models.load_torchvision('resnet18', str(path))
+  as_float = {k: v.float().numpy() for k, v in tensors.items()}
+  np.testing.assert_array_equal(loaded['params']['stem_conv']['kernel'],
+                                np.transpose(as_float['conv1.weight'], (2, 3, 1, 0)))
+  np.testing.assert_array_equal(loaded['params']['classifier']['output']['kernel'],
+                                as_float['fc.weight'].T)
+  np.testing.assert_array_equal(loaded['params']['layers_3']['block1']['bn2']['scale'],
+                                as_float['layer4.1.bn2.weight'])
+  np.testing.assert_array_equal(loaded['batch_stats']['layers_3']['block1']['bn2']['var'],
+                                as_float['layer4.1.bn2.running_var'])
+  assert {leaf.dtype for leaf in jax.tree.leaves(loaded)} == {np.dtype(np.float32)}
+  # config.model.init_from with this run's export, re-saved by torch in `dtype`.
+  workdir, config = trained
+  export.export(workdir, str(tmp_path / 'net.safetensors'))
+  tensors = _torch_state_dict_file(tmp_path / 'low.safetensors',
+                                   safetensors_numpy.load_file(tmp_path / 'net.safetensors'),
+                                   getattr(torch, dtype))
+  config = workdirs.tiny_config()
+  config.model.init_from = str(tmp_path / 'low.safetensors')
+  init_from.check(config)
+  started = init_from.load(config, build.create_model(config))
+  np.testing.assert_array_equal(started['params']['stem_conv']['kernel'],
+                                np.transpose(tensors['conv1.weight'].float().numpy(), (2, 3, 1, 0)))
+  np.testing.assert_array_equal(started['batch_stats']['stem_bn']['mean'],
+                                tensors['bn1.running_mean'].float().numpy())
+  assert {leaf.dtype for leaf in jax.tree.leaves(started)} == {np.dtype(np.float32)}
+
+
+@pytest.fixture(scope='module')
+def grayscale(tmp_path_factory):
+  """The grayscale digits demo (configs/demo.py:ce,smoke: 8x8 images, one channel) after one
+  step and its checkpoint (stopped as SIGTERM would: no evaluation to compile)."""
+  from configs import demo  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path_factory.mktemp('digits'))
+  config = demo.get_config('ce,smoke')
+  config.num_epochs, config.optim.lr_boundaries = 1, ()
+  trainer.train_and_evaluate(config, workdir, stop_after_step=1)
+  return workdir, config
+
+
+def test_a_grayscale_runs_export_loads_back_into_its_own_config(grayscale, tmp_path):
+  workdir, config = grayscale
+  out = str(tmp_path / 'digits.safetensors')
+  assert export.main(['--workdir', workdir, '--out', out]) == 0
+  assert safetensors_numpy.load_file(out)['conv1.weight'].shape[1] == 1  # one input channel
+  config.model.init_from = out
+  init_from.check(config)
+  model = build.create_model(config)
+  loaded = init_from.load(config, model)
+  stored = checkpoint.read_checkpoint(workdir)
+  variables = {'params': stored['params'], 'batch_stats': stored['batch_stats']}
+  images = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype(np.float32)
+  expected = model.apply(variables, images, train=False)  # the checkpoint's own forward pass
+  np.testing.assert_array_equal(model.apply(loaded, images, train=False), expected)
+  # load_torchvision takes the channel count from the file's first convolution.
+  alone = models.load_torchvision('resnet18_cifar', out, **config.model.kwargs)
+  np.testing.assert_array_equal(model.apply(alone, images, train=False), expected)

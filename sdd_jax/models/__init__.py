@@ -108,23 +108,30 @@ _register('densenet121', DenseNet, _TINY_DENSENET, stem='imagenet', stage_sizes=
 
 
 def load_torchvision(name: str, path: str, num_classes: Optional[int] = None,
-                     skip_head: bool = False, **kwargs):
+                     skip_head: bool = False, channels: Optional[int] = None,
+                     image_size: int = 32, **kwargs):
   """Flax variables {'params', 'batch_stats'} of model `name` from a safetensors file in
   torchvision's layout (`python -m sdd_jax.export`, or a torchvision state_dict saved with
-  `safetensors.torch.save_file`). `num_classes` defaults to the file's classifier; with
-  `skip_head` a classifier of another class count is left at its initialisation. ExportError
-  (one line) names every mismatch."""
+  `safetensors.torch.save_file`; float32, float16 or bfloat16, cast to the parameters' dtype).
+  `num_classes` defaults to the file's classifier and `channels` (the input's) to its first
+  convolution's (1 for a grayscale run's export); with `skip_head` a classifier of another
+  class count is left at its initialisation. ExportError (one line) names the file and every
+  mismatch."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from sdd_jax.models import torchvision_io  # pylint: disable=import-outside-toplevel
   arrays, _ = torchvision_io.read(path)
   head = 'classifier.bias' if torchvision_io.torchvision_name(name).startswith('densenet') \
       else 'fc.bias'
-  if num_classes is None and head in arrays:
+  if num_classes is None and head in arrays and arrays[head].ndim == 1:
     num_classes = int(arrays[head].shape[0])
+  stem = arrays.get(torchvision_io.stem_key(name))
+  if channels is None:
+    channels = int(stem.shape[1]) if stem is not None and stem.ndim == 4 else 3
   model = get_model(name, num_classes=num_classes or 1000, **kwargs)
   torchvision_io.check_exportable(name, model)
-  init = functools.partial(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  init = functools.partial(model.init, jax.random.key(0),
+                           jnp.zeros((1, image_size, image_size, channels)), train=False)
   target = jax.device_get(init()) if skip_head else jax.eval_shape(init)
   return torchvision_io.from_torchvision(name, arrays, target, skip_head=skip_head,
                                          where=path)

@@ -23,6 +23,7 @@ import os
 import re
 from typing import Dict, Optional, Tuple
 
+import ml_dtypes
 import numpy as np
 
 from sdd_jax.errors import UserError
@@ -53,6 +54,12 @@ def check_exportable(name: str, model) -> None:
   if tuple(model.head_hidden):
     raise ExportError(f'model {name!r} has a head with hidden layers {tuple(model.head_hidden)}; '
                       'torchvision models have one linear layer (train with head_hidden=())')
+
+
+def stem_key(name: str) -> str:
+  """The torchvision key of the first convolution (its weight's dim 1: the input channels)."""
+  return 'features.conv0.weight' if torchvision_name(name).startswith('densenet') else \
+      'conv1.weight'
 
 
 def _module_key(name: str, path: Tuple[str, ...]) -> str:
@@ -134,21 +141,33 @@ def from_torchvision(name: str, arrays: Dict[str, np.ndarray], target, *,
   and shape mismatch in one line."""
   keys = key_map(name, target)
   head = 'classifier.' if torchvision_name(name).startswith('densenet') else 'fc.'
+  stem = stem_key(name)
   problems, out = [], {}
   for path, key in keys.items():
-    want = tuple(_leaf_of(target, path).shape)
+    leaf = _leaf_of(target, path)
+    want = tuple(leaf.shape)
     if key not in arrays:
       problems.append(f'{key}: missing')
       continue
-    value = _from_torch(np.asarray(arrays[key]))
+    given = np.asarray(arrays[key])
+    if not np.issubdtype(given.dtype, np.floating) and given.dtype != ml_dtypes.bfloat16:
+      problems.append(f'{key}: {given.dtype} in the file, weights must be float32, float16 or '
+                      'bfloat16')
+      continue
+    value = _from_torch(given)
     if value.shape != want:
       if skip_head and key.startswith(head):
-        value = np.asarray(_leaf_of(target, path))
+        value = np.asarray(leaf)
+      elif key == stem and given.ndim == 4 and value.shape[:2] + value.shape[3:] == (
+          want[:2] + want[3:]):
+        problems.append(f'{key}: the file\'s network takes {given.shape[1]} input channel(s), '
+                        f'this model {want[2]} (the data\'s channels, len(config.data.mean))')
+        continue
       else:
-        problems.append(f'{key}: {tuple(np.asarray(arrays[key]).shape)} in the file, this '
+        problems.append(f'{key}: {tuple(given.shape)} in the file, this '
                         f'model needs {tuple(_to_torch(np.zeros(want)).shape)}')
         continue
-    _set(out, path, value.astype(np.float32))
+    _set(out, path, value.astype(leaf.dtype))  # float16 / bfloat16 files: the parameter's dtype
   unused = sorted(set(arrays) - set(keys.values()) - {
       k for k in arrays if k.endswith('num_batches_tracked')})
   if unused:
@@ -180,16 +199,44 @@ def manifest(name: str) -> Optional[Dict[str, list]]:
     return json.load(f).get(torchvision_name(name))
 
 
-def read(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
-  """(arrays, metadata) of a safetensors file (a local path or a gs:// URI); ExportError (one
-  line) when it is missing or not a safetensors file."""
-  from safetensors import numpy as safetensors_numpy  # pylint: disable=import-outside-toplevel
+# safetensors dtypes -> NumPy (bfloat16 through ml_dtypes, which JAX uses); weights must be one of
+# FLOATS (cast to the parameter's dtype), integers only count (`num_batches_tracked`).
+DTYPES = {'F64': np.float64, 'F32': np.float32, 'F16': np.float16, 'BF16': ml_dtypes.bfloat16,
+          'I64': np.int64, 'I32': np.int32, 'I16': np.int16, 'I8': np.int8, 'U64': np.uint64,
+          'U32': np.uint32, 'U16': np.uint16, 'U8': np.uint8, 'BOOL': np.bool_}
+FLOATS = ('F32', 'F16', 'BF16', 'F64')
+_GIVE = 'give a file written by python -m sdd_jax.export or safetensors.torch.save_file'
+
+
+def read(path: str, where: Optional[str] = None) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+  """(arrays, metadata) of a safetensors file (a local path or a gs:// URI), float16 and
+  bfloat16 included; ExportError (one line, naming `where` or the file and the cause) when it
+  is missing, a folder, empty, not a safetensors file (damaged header, truncated) or holds a
+  dtype NumPy cannot take (float8)."""
+  import safetensors  # pylint: disable=import-outside-toplevel
   from sdd_jax import workdir_path  # pylint: disable=import-outside-toplevel
+  where = where or path
+  target = workdir_path.path(path)
   try:
-    data = workdir_path.path(path).read_bytes()
+    if target.is_dir():
+      raise ExportError(f'{where} is a folder; {_GIVE}')
+    data = target.read_bytes()
+  except OSError as e:
+    cause = 'no such file' if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
+    raise ExportError(f'{where}: {cause}; {_GIVE}') from None
+  if not data:
+    raise ExportError(f'{where} is empty (0 bytes); {_GIVE}')
+  try:
+    views = safetensors.deserialize(data)  # checks the header and that it covers the file
     header = json.loads(data[8:8 + int.from_bytes(data[:8], 'little')])
-    arrays = safetensors_numpy.load(data)
-  except (OSError, ValueError, IndexError) as e:
-    raise ExportError(f'{path}: cannot be read as a safetensors file ({type(e).__name__}); '
-                      'give a file written by python -m sdd_jax.export or safetensors') from None
-  return arrays, dict(header.get('__metadata__') or {})
+  except (safetensors.SafetensorError, ValueError) as e:
+    cause = ' '.join(str(e).split()) or type(e).__name__
+    raise ExportError(f'{where} is not a readable safetensors file ({cause}); {_GIVE}') from None
+  arrays = {}
+  for key, view in views:
+    if view['dtype'] not in DTYPES:
+      raise ExportError(f'{where}: {key} is {view["dtype"]}; save the weights as float32, '
+                        'float16 or bfloat16')
+    arrays[key] = np.frombuffer(view['data'], DTYPES[view['dtype']]).reshape(view['shape'])
+  metadata = header.get('__metadata__') if isinstance(header, dict) else None
+  return arrays, dict(metadata or {})
