@@ -37,6 +37,7 @@ from sdd_jax.models import torchvision_io
 
 def export(workdir: str, out: str, step: Optional[int] = None, member: int = 0) -> dict:
   """Writes the safetensors file; returns its metadata."""
+  workdir_path.check_store(out, '--out')
   config = evaluation.load_config(workdir)
   model = build.create_model(config)
   torchvision_io.check_exportable(config.model.name, model)

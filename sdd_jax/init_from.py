@@ -36,6 +36,7 @@ def check(config) -> None:
   path = _path(config)
   if not path:
     return
+  workdir_path.check_store(path, 'config.model.init_from=')
   if 'dml' in config.get('methods', {}):
     raise InitFromError(f'config.model.init_from={path}: DML trains two networks; start it '
                         'without init_from')

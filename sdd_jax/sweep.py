@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from sdd_jax import config_cli
 from sdd_jax import config_validation
 from sdd_jax import tasks
+from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 
 
@@ -138,7 +139,10 @@ def main(argv: Optional[Sequence[str]] = None, out=sys.stdout) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 2
   try:
+    workdir_path.check_supported(args.workdir_root, '--workdir_root')
     check_grid(args.config, expand(sweeps))
+    if not args.print_only:  # a scheduler's machine may not reach the store: its runs will
+      workdir_path.check_store(args.workdir_root, '--workdir_root')
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
