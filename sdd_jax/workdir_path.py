@@ -28,6 +28,7 @@ On an object store, writes of one object are atomic already, so `write_text` wri
 local file is written to `<name>.tmp` and renamed over the old one, as before.
 """
 import contextlib
+import logging
 import math
 import os
 import re
@@ -41,6 +42,10 @@ from sdd_jax.errors import UserError
 
 for _protocol in ('gcs', 'gs'):  # before any gs:// filesystem exists: fsspec caches instances
   fsspec.config.conf.setdefault(_protocol, {})['use_listings_cache'] = False
+# gcsfs announces its experimental features at INFO on import (absl prints it on stderr) and
+# logs a traceback (logger.exception) before raising an error it gives up on; the error itself
+# reaches the caller, and `store_errors` makes it one line.
+logging.getLogger('gcsfs').setLevel(logging.CRITICAL)
 
 PathLike = Union[str, os.PathLike]
 

@@ -240,16 +240,26 @@ def test_a_store_error_met_while_writing_is_one_line_naming_the_path():
       open('/no/such/folder/x', 'rb')  # pylint: disable=consider-using-with
 
 
-@pytest.mark.parametrize('script,args', [
-    ('train.py', ['--config', CONFIG + ':smoke', '--workdir', 's3://bucket/run']),
-    ('evaluate.py', ['--workdir', 's3://bucket/run']),
-], ids=['train', 'evaluate'])
-def test_the_train_and_evaluate_entry_points_print_one_line(tmp_path, script, args):
+S3_LINE = ('error: --workdir s3://bucket/run: s3:// is not supported; give a local path or a '
+           'gs://BUCKET/... URI (the only object store sdd_jax can write checkpoints to)')
+MISSING_LINE = (f'error: --workdir gs://{MISSING_BUCKET}/run: the bucket gs://{MISSING_BUCKET} '
+                f'does not exist; create it (gcloud storage buckets create gs://{MISSING_BUCKET})'
+                ' or give another bucket')
+
+
+@pytest.mark.parametrize('script,args,line', [
+    ('train.py', ['--config', CONFIG + ':smoke', '--workdir', 's3://bucket/run'], S3_LINE),
+    ('evaluate.py', ['--workdir', 's3://bucket/run'], S3_LINE),
+    ('evaluate.py', ['--workdir', f'gs://{MISSING_BUCKET}/run'], MISSING_LINE),
+], ids=['train-s3', 'evaluate-s3', 'evaluate-missing_bucket'])
+def test_the_train_and_evaluate_entry_points_print_one_line(tmp_path, script, args, line):
+  """The real scripts: stderr is the one line, exit status 1, nothing written. gcsfs, imported
+  at the first gs:// path, logs nothing around it (with its experimental features on, as
+  outside the tests, its import announces them at INFO level)."""
+  object_store.start()  # the emulator's settings, inherited by the script
+  env = {k: v for k, v in os.environ.items() if k != 'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT'}
   result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300, check=False)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 1, result.stderr
-  lines = [line for line in result.stderr.splitlines() if line.strip()]
-  assert lines == ['error: --workdir s3://bucket/run: s3:// is not supported; give a local path '
-                   'or a gs://BUCKET/... URI (the only object store sdd_jax can write '
-                   'checkpoints to)'], result.stderr
+  assert [text for text in result.stderr.splitlines() if text.strip()] == [line], result.stderr
   assert os.listdir(tmp_path) == []
