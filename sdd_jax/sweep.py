@@ -11,6 +11,9 @@ type (`0.3`, `both`, `(512,)`). Commas inside brackets or quotes do not split a 
 Before anything runs or prints, the base config and every point of the grid are loaded and
 validated here (`config_cli.load` + `tasks.validate`): a missing config file, a
 misspelt key or a bad value is one line `error: ...` and exit status 1, not N failing runs.
+So is a `--workdir_root` we cannot use (`workdir_path.check_supported`: local or gs:// only)
+and, before running (not with `--print_only`), a gs:// root whose bucket is missing or whose
+store does not answer (`workdir_path.check_store`).
 
 Without `--print_only` the runs go one after another here (re-running resumes each from its
 newest checkpoint); a failed run does not stop the others, and the failures are listed at the end

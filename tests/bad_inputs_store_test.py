@@ -10,20 +10,26 @@ driven through the function their `main` calls, which prints a `UserError` as `e
 and returns 1; `test_the_train_and_evaluate_entry_points_print_one_line` checks that on the
 real scripts once. The unreachable endpoint is a closed loopback port with
 SDD_JAX_STORE_WAIT_S=0.5, so each of those cases waits half a second."""
+import contextlib
+import http.server
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
+import aiohttp
 import pytest
 from etils import epath
 
 from sdd_jax import evaluation
 from sdd_jax import export
 from sdd_jax import report
+from sdd_jax.report import cli as report_cli
 from sdd_jax import sweep
 from sdd_jax import trainer
 from sdd_jax import workdir as workdir_lib
@@ -158,28 +164,60 @@ def test_a_bucket_that_does_not_exist_is_one_line(claimed, here, capsys, surface
   assert not epath.Path(f'gs://{MISSING_BUCKET}').exists()  # not created on the way
 
 
-@pytest.fixture
-def unreachable():
-  """gcsfs pointed at a loopback port where nothing listens (a socket bound there, not
-  listening, keeps the port ours), with a WAIT_S bound; the emulator's settings come back
-  after."""
+@contextlib.contextmanager
+def _store_at(url):
+  """gcsfs pointed at `url` with a WAIT_S bound; the emulator's settings come back after."""
   object_store.start()
   import gcsfs  # pylint: disable=import-outside-toplevel
   saved = {k: os.environ.get(k) for k in ('STORAGE_EMULATOR_HOST', workdir_path.STORE_WAIT_ENV)}
+  os.environ['STORAGE_EMULATOR_HOST'] = url
+  os.environ[workdir_path.STORE_WAIT_ENV] = str(WAIT_S)
+  gcsfs.GCSFileSystem.clear_instance_cache()  # instances read the endpoint when made
+  try:
+    yield url
+  finally:
+    for key, value in saved.items():
+      if value is None:
+        os.environ.pop(key, None)
+      else:
+        os.environ[key] = value
+    gcsfs.GCSFileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def unreachable():
+  """A loopback port where nothing listens (a socket bound there, not listening, keeps the
+  port ours)."""
   with socket.socket() as closed:
     closed.bind(('127.0.0.1', 0))
-    os.environ['STORAGE_EMULATOR_HOST'] = f'http://127.0.0.1:{closed.getsockname()[1]}'
-    os.environ[workdir_path.STORE_WAIT_ENV] = str(WAIT_S)
-    gcsfs.GCSFileSystem.clear_instance_cache()  # instances read the endpoint when made
-    try:
-      yield os.environ['STORAGE_EMULATOR_HOST']
-    finally:
-      for key, value in saved.items():
-        if value is None:
-          os.environ.pop(key, None)
-        else:
-          os.environ[key] = value
-      gcsfs.GCSFileSystem.clear_instance_cache()
+    with _store_at(f'http://127.0.0.1:{closed.getsockname()[1]}') as url:
+      yield url
+
+
+@contextlib.contextmanager
+def _answering(status):
+  """A loopback HTTP server answering every request with `status` and a GCS error body."""
+  class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # pylint: disable=invalid-name
+      body = json.dumps({'error': {'code': status, 'message': f'status {status} here'}}).encode()
+      self.send_response(status)
+      self.send_header('Content-Type', 'application/json')
+      self.send_header('Content-Length', str(len(body)))
+      self.end_headers()
+      self.wfile.write(body)
+
+    def log_message(self, *args):
+      pass
+
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  try:
+    with _store_at(f'http://127.0.0.1:{server.server_address[1]}') as url:
+      yield url
+  finally:
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.mark.parametrize('surface', list(SURFACES))
@@ -207,6 +245,41 @@ def test_the_wait_is_the_configured_bound(unreachable):
   with pytest.raises(workdir_path.StoreError, match=r'did not answer within 0.5 s'):
     workdir_path.check_store(f'gs://{object_store.BUCKET}/run')
   assert WAIT_S <= time.monotonic() - start < WAIT_S + 1.5
+
+
+def test_a_store_that_refuses_is_one_line_at_once():
+  """403 is not worth retrying: one line with gcsfs's cause, without waiting out the bound."""
+  with _answering(403):
+    start = time.monotonic()
+    with pytest.raises(workdir_path.StoreError,
+                       match=r'^--out gs://b/x: the object store refused \(OSError: Forbidden: '
+                             r'b/b/o\); check the credentials and the bucket\'s permissions$'):
+      workdir_path.check_store('gs://b/x', '--out')
+    assert time.monotonic() - start < WAIT_S
+
+
+def test_a_store_that_answers_503_is_asked_again_until_the_bound():
+  with _answering(503) as url:
+    start = time.monotonic()
+    with pytest.raises(workdir_path.StoreError,
+                       match=rf'^folder gs://b: the object store at {re.escape(url)} did not '
+                             rf'answer within {WAIT_S:g} s \(HttpError: status 503 here, 503\)'):
+      workdir_path.check_store('gs://b', 'folder')
+    assert time.monotonic() - start >= WAIT_S
+
+
+def test_the_report_turns_a_store_failure_while_reading_into_one_line(gcs_root, tmp_path,
+                                                                      monkeypatch, capsys):
+  """The store failing after the check (here: the connection reset while the runs are read)."""
+  def reset(*args, **kwargs):
+    raise aiohttp.ClientConnectionError('Connection reset by peer')
+  monkeypatch.setattr(report_cli, 'load_runs', reset)
+  out = str(tmp_path / 'report.md')
+  assert report.main([gcs_root, '--out', out]) == 1
+  assert capsys.readouterr().err == (
+      f'error: folder {gcs_root}: the object store failed (ClientConnectionError: Connection '
+      'reset by peer); check the network, the bucket and its permissions, then run again\n')
+  assert not os.path.exists(out)
 
 
 @pytest.mark.parametrize('value', ['0', '-1', 'soon', 'nan', 'inf'])

@@ -1,6 +1,7 @@
 """`python -m sdd_jax.report DIR... [--out report.md]` (the package docstring says what it
 writes)."""
 import argparse
+import contextlib
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -28,8 +29,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 1
   problems: List[str] = []
-  runs = load_runs(args.dirs, problems)
-  detection_runs = detection.find_runs(args.dirs, problems)
+  remote = ', '.join(d for d in args.dirs if not workdir_path.is_local(d))
+  try:  # the store failing after the check above: one line naming the gs:// folders
+    with workdir_path.store_errors(remote, 'folder') if remote else contextlib.nullcontext():
+      runs = load_runs(args.dirs, problems)
+      detection_runs = detection.find_runs(args.dirs, problems)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
   for problem in problems:
     print(problem, file=sys.stderr)
   if not runs and not detection_runs:
