@@ -62,6 +62,7 @@ def _tuples(value: Any) -> Any:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with."""
+  workdir_path.check_store(workdir, '--workdir')
   root = workdir_path.path(workdir)
   if not root.is_dir():
     raise EvaluationError(f'--workdir {workdir} is not a folder; give the --workdir of a '

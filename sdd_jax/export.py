@@ -76,6 +76,7 @@ def _write(out: str, data: bytes) -> None:
 def export(workdir: str, out: str, step: Optional[int] = None, member: int = 0) -> dict:
   """Writes the safetensors file; returns its metadata. Every check (`--out`, the workdir,
   the model, the checkpoint) comes before the write."""
+  workdir_path.check_store(out, '--out')
   check_out(out)
   config = evaluation.load_config(workdir)
   model = build.create_model(config)

@@ -21,6 +21,7 @@ from typing import Optional
 import jax
 import numpy as np
 
+from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 from sdd_jax.models import build
 from sdd_jax.models import torchvision_io
@@ -49,6 +50,8 @@ def check(config, where: Optional[str] = None) -> None:
   path = _path(config)
   if not path:
     return
+  workdir_path.check_store(path, where.removesuffix(path).rstrip() if where
+                           else 'config.model.init_from=')
   where = where or f'config.model.init_from={path}'
   if 'dml' in config.get('methods', {}):
     raise InitFromError(f'{where}: DML trains two networks; start it without init_from')

@@ -11,6 +11,9 @@ type (`0.3`, `both`, `(512,)`). Commas inside brackets or quotes do not split a 
 Before anything runs or prints, the base config and every point of the grid are loaded and
 validated here (`config_cli.load` + `tasks.validate`): a missing config file, a
 misspelt key or a bad value is one line `error: ...` and exit status 1, not N failing runs.
+So is a `--workdir_root` we cannot use (`workdir_path.check_supported`: local or gs:// only)
+and, before running (not with `--print_only`), a gs:// root whose bucket is missing or whose
+store does not answer (`workdir_path.check_store`).
 
 Without `--print_only` the runs go one after another here (re-running resumes each from its
 newest checkpoint); a failed run does not stop the others, and the failures are listed at the end
@@ -28,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from sdd_jax import config_cli
 from sdd_jax import config_validation
 from sdd_jax import tasks
+from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 
 
@@ -138,7 +142,10 @@ def main(argv: Optional[Sequence[str]] = None, out=sys.stdout) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 2
   try:
+    workdir_path.check_supported(args.workdir_root, '--workdir_root')
     check_grid(args.config, expand(sweeps))
+    if not args.print_only:  # a scheduler's machine may not reach the store: its runs will
+      workdir_path.check_store(args.workdir_root, '--workdir_root')
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -67,8 +67,8 @@ def config_digest(config) -> str:
 def check_path(workdir: str) -> None:
   """Raises WorkdirError if `workdir` (or what a run writes inside it) would be a path too
   long for its file system: a name over NAME_MAX, or a total over PATH_MAX. Object-store
-  URIs: only the stores orbax can write to (`workdir_path.check_supported`)."""
-  workdir_path.check_supported(workdir)
+  URIs: gs:// only, its bucket there and answering (`workdir_path.check_store`)."""
+  workdir_path.check_store(workdir, '--workdir')
   if not workdir_path.is_local(workdir):
     return
   path = os.path.abspath(workdir)
@@ -130,6 +130,11 @@ def read_config_json(path: str) -> dict:
 def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises WorkdirError if `workdir` cannot hold this config's run (reads only)."""
   check_path(workdir)
+  with workdir_path.store_errors(workdir, '--workdir'):
+    _check_config(workdir, config)
+
+
+def _check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   directory = workdir_path.path(workdir)
   if directory.exists() and not directory.is_dir():
     raise WorkdirError(f'--workdir {workdir} is a file; give a directory path')
@@ -158,13 +163,14 @@ class Claim:
     check_config(self.workdir, self.config)
     if jax.process_index() == 0 and not workdir_path.is_local(self.workdir):
       directory = workdir_path.path(self.workdir)
-      self._lease = lease_lib.Lease(self.workdir)
-      self._lease.acquire()  # an object store has no flock: lease.py
-      try:
-        self._write_config(directory / 'config.json')
-      except BaseException:
-        self.__exit__()  # __exit__ is not called when __enter__ raises
-        raise
+      with workdir_path.store_errors(self.workdir, '--workdir'):
+        self._lease = lease_lib.Lease(self.workdir)
+        self._lease.acquire()  # an object store has no flock: lease.py
+        try:
+          self._write_config(directory / 'config.json')
+        except BaseException:
+          self.__exit__()  # __exit__ is not called when __enter__ raises
+          raise
     elif jax.process_index() == 0:
       try:
         os.makedirs(self.workdir, exist_ok=True)

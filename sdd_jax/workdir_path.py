@@ -4,8 +4,20 @@ Every read and write of a workdir goes through `etils.epath`, which reaches loca
 `os` and `gs://` through fsspec's gcsfs (orbax writes the arrays through TensorStore's own GCS
 driver). `path` keeps local paths absolute, as before, and URIs as they are.
 
-`s3://` is refused up front (`check_supported`): orbax 0.12's TensorStore path builder turns
-`s3://` into `s3:/`, so array checkpoints cannot be written there.
+One treatment per URI scheme (`check_supported`): every path a user gives (a workdir,
+`config.model.init_from`, `evaluate.py --init_from`, `export --out`, the report's folders and
+`--out`, the sweep's root) is a local path or a `gs://` URI; any other scheme (`s3://`, `az://`,
+`http://`, ...) is refused in one line before anything is read or written. orbax 0.12's
+TensorStore path builder turns `s3://` into `s3:/`, so array checkpoints cannot be written to S3,
+and a store we cannot write is not offered for reading alone.
+
+Before a gs:// path is used, `check_store` asks the store once (a one-object listing of the
+path's prefix, which needs only the object-list permission a workdir needs anyway): a bucket that
+does not exist, a refusal (403, ...) or a store that does not answer within STORE_WAIT_S
+(default DEFAULT_STORE_WAIT_S seconds; the environment variable `SDD_JAX_STORE_WAIT_S` changes
+it) is one line. gcsfs's own retries would otherwise wait ~36 s and end in an aiohttp traceback.
+`store_errors` turns the errors of gcsfs, aiohttp and fsspec met later on a path into one line
+(`StoreError`) naming the path and the cause.
 
 gcsfs caches folder listings by default; TensorStore writes the checkpoint arrays behind its
 back, and other processes write the same workdir, so a cached listing would hide their objects
@@ -15,7 +27,12 @@ filesystem fsspec creates (orbax's included): each listing asks the store.
 On an object store, writes of one object are atomic already, so `write_text` writes in place; a
 local file is written to `<name>.tmp` and renamed over the old one, as before.
 """
+import contextlib
+import logging
+import math
 import os
+import re
+import time
 from typing import Union
 
 import fsspec
@@ -25,12 +42,27 @@ from sdd_jax.errors import UserError
 
 for _protocol in ('gcs', 'gs'):  # before any gs:// filesystem exists: fsspec caches instances
   fsspec.config.conf.setdefault(_protocol, {})['use_listings_cache'] = False
+# gcsfs announces its experimental features at INFO on import (absl prints it on stderr) and
+# logs a traceback (logger.exception) before raising an error it gives up on; the error itself
+# reaches the caller, and `store_errors` makes it one line.
+logging.getLogger('gcsfs').setLevel(logging.CRITICAL)
 
 PathLike = Union[str, os.PathLike]
 
 
-class UnsupportedWorkdir(UserError):
-  """A workdir URI on a store the checkpoints cannot be written to."""
+STORE_WAIT_ENV = 'SDD_JAX_STORE_WAIT_S'
+DEFAULT_STORE_WAIT_S = 20.0
+
+
+class UnsupportedScheme(UserError):
+  """A path whose URI scheme is not one sdd_jax can read and write (only gs:// and local)."""
+
+
+UnsupportedWorkdir = UnsupportedScheme  # its name before every path got the same rule
+
+
+class StoreError(UserError):
+  """An object store that is missing, refuses or does not answer: `<flag> <path>: <cause>`."""
 
 
 def is_local(path: PathLike) -> bool:
@@ -38,11 +70,106 @@ def is_local(path: PathLike) -> bool:
   return '://' not in os.fspath(path)
 
 
-def check_supported(path: PathLike) -> None:
-  """Raises UnsupportedWorkdir for a workdir URI whose arrays orbax cannot write."""
-  if os.fspath(path).startswith('s3://'):
-    raise UnsupportedWorkdir(f'--workdir {os.fspath(path)}: s3:// workdirs are not supported (orbax '
-                       '0.12 cannot write array checkpoints to S3); use a gs:// or local workdir')
+def check_supported(path: PathLike, flag: str = '--workdir') -> None:
+  """The one rule for every path a user gives (`flag` names where it was given): a local path
+  or `gs://BUCKET/...`; UnsupportedScheme (one line) for any other scheme (`s3://`, `az://`,
+  `http://`, `file://`, ...) or a gs:// URI without a bucket. Reads nothing."""
+  text = os.fspath(path)
+  if is_local(text):
+    return
+  scheme = text.split('://', 1)[0]
+  if scheme != 'gs' or not re.match(r'gs://[^/]+', text):
+    what = 'names no bucket' if scheme == 'gs' else f'{scheme}:// is not supported'
+    raise UnsupportedScheme(
+        f'{_where(flag, text)}: {what}; give a local path or a gs://BUCKET/... URI (the only '
+        'object store sdd_jax can write checkpoints to)')
+
+
+def store_wait_s() -> float:
+  """How long `check_store` waits for an object store to answer: `SDD_JAX_STORE_WAIT_S`
+  seconds, else DEFAULT_STORE_WAIT_S."""
+  text = os.environ.get(STORE_WAIT_ENV, '').strip()
+  if not text:
+    return DEFAULT_STORE_WAIT_S
+  try:
+    value = float(text)
+  except ValueError:
+    value = math.nan
+  if not (value > 0 and math.isfinite(value)):
+    raise StoreError(f'{STORE_WAIT_ENV}={text!r}: must be a number of seconds > 0 (the wait for '
+                     f'an object store to answer; unset: {DEFAULT_STORE_WAIT_S:g})')
+  return value
+
+
+def _where(flag: str, text: str) -> str:
+  """'--out gs://b/x', 'config.model.init_from=gs://b/x', or the path alone."""
+  return f'{flag}{"" if not flag or flag.endswith("=") else " "}{text}'
+
+
+def _cause(error: BaseException) -> str:
+  """`Type: first line of the message` (gcsfs's messages span lines)."""
+  lines = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
+
+
+def check_store(path: PathLike, flag: str = '--workdir') -> None:
+  """`check_supported`, then, for a gs:// path, one question to the store (a one-object listing
+  of the path's prefix), repeated while it fails in a way worth retrying, for at most
+  `store_wait_s()`. StoreError (one line) for a missing bucket, a refusal or no answer."""
+  check_supported(path, flag)
+  text = os.fspath(path)
+  if is_local(text):
+    return
+  import fsspec.asyn  # pylint: disable=import-outside-toplevel
+  from gcsfs import retry  # pylint: disable=import-outside-toplevel
+  bucket, _, prefix = text[len('gs://'):].partition('/')
+  wait_s = store_wait_s()
+  fs = fsspec.filesystem('gs')
+  # One request per try: gcsfs's own `_request` retries six times over ~36 s.
+  request = type(fs)._request  # pylint: disable=protected-access
+  request = getattr(request, '__wrapped__', request)
+  deadline, delay = time.monotonic() + wait_s, 0.1
+  while True:
+    try:
+      fsspec.asyn.sync(fs.loop, request, fs, 'GET', 'b/{}/o', bucket, prefix=prefix,
+                       maxResults=1, timeout=max(deadline - time.monotonic(), 0.01))
+      return
+    except FileNotFoundError:
+      raise StoreError(f'{_where(flag, text)}: the bucket gs://{bucket} does not exist; create it '
+                       f'(gcloud storage buckets create gs://{bucket}) or give another bucket'
+                       ) from None
+    except Exception as e:  # pylint: disable=broad-except
+      if not isinstance(e, TimeoutError) and not retry.is_retriable(e):
+        raise StoreError(f'{_where(flag, text)}: the object store refused ({_cause(e)}); check the '
+                         'credentials and the bucket\'s permissions') from None
+      cause = e
+    left = deadline - time.monotonic()
+    if left <= 0:
+      where = getattr(fs, '_location', None) or 'GCS'
+      raise StoreError(
+          f'{_where(flag, text)}: the object store at {where} did not answer within {wait_s:g} s '
+          f'({_cause(cause)}); check the network (or STORAGE_EMULATOR_HOST), or wait longer '
+          f'with {STORE_WAIT_ENV}=<seconds>')
+    time.sleep(min(delay, left))
+    delay = min(2 * delay, 2.0)
+
+
+@contextlib.contextmanager
+def store_errors(path: PathLike, flag: str = '--workdir'):
+  """Inside: an error of the object store's clients (gcsfs, aiohttp, fsspec, google.auth, an
+  OSError) on the gs:// `path` becomes StoreError, one line naming `path` and the cause. Local
+  paths pass their errors on unchanged."""
+  if is_local(path):
+    yield
+    return
+  import aiohttp  # pylint: disable=import-outside-toplevel
+  from gcsfs import retry  # pylint: disable=import-outside-toplevel
+  from google.auth import exceptions as auth_exceptions  # pylint: disable=import-outside-toplevel
+  try:
+    yield
+  except (OSError, aiohttp.ClientError, retry.HttpError, auth_exceptions.GoogleAuthError) as e:
+    raise StoreError(f'{_where(flag, os.fspath(path))}: the object store failed ({_cause(e)}); '
+                     'check the network, the bucket and its permissions, then run again') from None
 
 
 def path(workdir: PathLike) -> epath.Path:
@@ -55,7 +182,8 @@ def write_text(target: epath.Path, text: str) -> None:
   """Writes `target` whole: a local file through `<name>.tmp` and a rename, an object in place
   (object writes are atomic)."""
   if not is_local(target):
-    target.write_text(text)
+    with store_errors(target, ''):
+      target.write_text(text)
     return
   tmp = os.fspath(target) + '.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:
@@ -66,7 +194,8 @@ def write_text(target: epath.Path, text: str) -> None:
 def write_bytes(target: epath.Path, data: bytes) -> None:
   """`write_text` for bytes."""
   if not is_local(target):
-    target.write_bytes(data)
+    with store_errors(target, ''):
+      target.write_bytes(data)
     return
   tmp = os.fspath(target) + '.tmp'
   with open(tmp, 'wb') as f:

@@ -90,7 +90,8 @@ def test_metrics_summary_and_evals_reach_the_bucket(gcs_root):
 
 
 def test_an_s3_workdir_is_refused_in_one_line():
-  with pytest.raises(workdir_path.UnsupportedWorkdir, match='s3:// workdirs are not supported'):
+  with pytest.raises(workdir_path.UnsupportedScheme, match=r'^--workdir s3://bucket/run: s3:// is '
+                                                          r'not supported; give a local path'):
     workdir.check_config('s3://bucket/run', workdirs.tiny_config())
 
 
