@@ -68,9 +68,13 @@ def prepare(config) -> None:
     for side in ('src', 'tgt'):
       name = os.path.join(path, f'{split}.{side}')
       if not os.path.isfile(name):
-        raise CorpusError(f'{name} is missing; put one sentence per line in '
+        what = 'is a folder, not a file' if os.path.isdir(name) else 'is missing'
+        raise CorpusError(f'{name} {what}; put one sentence per line in '
                           f'{path}/{{train,valid,test}}.{{src,tgt}}')
   model = spm_model(config)
+  if os.path.isdir(model):
+    raise CorpusError(f'{model} is a folder, not a SentencePiece model; set '
+                      f'config.data.spm_model to the .model file')
   if not os.path.isfile(model):
     raise CorpusError(f'{model} is missing; train it with python -m sdd_jax.translation.spm '
                       f'--data {path} --vocab_size {config.data.vocab_size}')
@@ -106,8 +110,11 @@ def create_corpus(config, *, num_devices: int, process_index: int = 0,
   encoded, references = {}, {}
   for split in SPLITS:
     src_lines, tgt_lines = text_data.read_split(path, split)
+    _check_no_empty_line(path, split, src_lines, tgt_lines)
     encoded[split] = (tokenizer.encode(src_lines), tokenizer.encode(tgt_lines))
     references[split] = list(tgt_lines)
+  for split in ('valid', 'test'):  # training drops pairs over data.max_len (text_data.py)
+    _check_fits_the_model(path, split, encoded[split], config.model.max_len)
   buckets = text_data.make_buckets(
       *encoded['train'], tokens_per_batch=config.data.tokens_per_batch,
       num_buckets=config.data.num_buckets, num_devices=num_devices,
@@ -118,6 +125,31 @@ def create_corpus(config, *, num_devices: int, process_index: int = 0,
   eval_batches = {split: text_data.eval_batches(*encoded[split], buckets=buckets,
                                                 num_devices=num_devices,
                                                 process_index=process_index,
-                                                process_count=process_count)
+                                                process_count=process_count,
+                                                max_len=config.model.max_len)
                   for split in ('valid', 'test')}
   return Corpus(tokenizer, loader, eval_batches, references)
+
+
+def _check_no_empty_line(path: str, split: str, src_lines, tgt_lines) -> None:
+  """CorpusError naming the first blank line of the split's files: every line is a sentence."""
+  for number, pair in enumerate(zip(src_lines, tgt_lines), 1):
+    for side, line in zip(('src', 'tgt'), pair):
+      if not line.strip():
+        raise CorpusError(f'{os.path.join(path, f"{split}.{side}")} line {number} is empty; every '
+                          f'line holds a sentence: delete line {number} of both {split}.src and '
+                          f'{split}.tgt, or fill it in')
+
+
+def _check_fits_the_model(path: str, split: str, ids, max_len: int) -> None:
+  """CorpusError if an evaluation sentence (+ EOS or BOS) is longer than the model's positions
+  (`config.model.max_len`), checked here, before training, rather than when it is decoded."""
+  for side, sentences in zip(('src', 'tgt'), ids):
+    lengths = [len(x) + 1 for x in sentences]
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[longest] > max_len:
+      raise CorpusError(
+          f'{os.path.join(path, f"{split}.{side}")} line {longest + 1} has {lengths[longest] - 1} '
+          f'tokens, more than model.max_len {max_len} allows ({max_len - 1} + EOS); shorten or '
+          f'delete line {longest + 1} of both {split}.src and {split}.tgt, or raise '
+          f'config.model.max_len')

@@ -64,7 +64,17 @@ def load_tokenizer(model_file) -> Tokenizer:
   if not path.exists():
     raise DataError(f'no SentencePiece model {path}; train one with python -m '
                     f'sdd_jax.translation.spm --data DIR --vocab_size N')
-  return Tokenizer(sentencepiece.SentencePieceProcessor(model_proto=path.read_bytes()))
+  retrain = 'train it again with python -m sdd_jax.translation.spm --data DIR --vocab_size N'
+  data = path.read_bytes()
+  if not data:
+    raise DataError(f'the SentencePiece model {path} is empty; {retrain}')
+  try:
+    processor = sentencepiece.SentencePieceProcessor(model_proto=data)
+  except RuntimeError as e:  # sentencepiece's 'INTERNAL: ...' for a damaged or foreign file
+    cause = ' '.join(str(e).split())[:120]
+    raise DataError(f'{path} is not a readable SentencePiece model ({cause}); it may be '
+                    f'truncated or another kind of file: {retrain}') from None
+  return Tokenizer(processor)
 
 
 def train_tokenizer(path, vocab_size: int, model_type: str = 'unigram',

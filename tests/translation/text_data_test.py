@@ -197,3 +197,13 @@ def test_toy_corpus_through_sentencepiece(tmp_path):
       assert tokenizer.decode(batch['src'][row]) == src_lines[index]
       assert tokenizer.decode(batch['tgt_in'][row]) == tgt_lines[index]
       assert tokenizer.decode(batch['tgt_out'][row]) == tgt_lines[index]
+
+
+def test_the_overflow_shape_rounds_up_only_within_the_models_positions():
+  """A 36-token source (+ EOS = 37) fits no bucket of 16: its shape rounds up to 40, or to the
+  model's max_len 38 when given (37 <= 38 < 40), never below the sentence itself."""
+  src, tgt = [np.full(36, 5, np.int32), np.full(3, 5, np.int32)], [np.full(2, 6, np.int32)] * 2
+  buckets = [Bucket(16, 16, 8)]
+  widths = {m: sorted({b['src'].shape[1] for b in text_data.eval_batches(
+      src, tgt, buckets=buckets, max_len=m)}) for m in (0, 38, 37, 64)}
+  assert widths == {0: [16, 40], 38: [16, 38], 37: [16, 37], 64: [16, 40]}
