@@ -161,6 +161,13 @@ def _record_experiment(workdir: str, experiment: str, init_from: Optional[str]) 
   """Writes the config file `experiment`'s config (with `init_from`) as `workdir`'s
   config.json, as train.py would; a workdir holding another config's run is refused."""
   config = config_cli.load_file(experiment)
+  if tasks.task_of(config) is not tasks.TASKS.get(tasks.DEFAULT):  # nothing to record: refuse
+    what = ("--init_from: weights in torchvision's layout are image networks" if init_from else
+            '--experiment: only image configs evaluate weights from elsewhere')
+    raise EvaluationError(
+        f'{what}; {experiment} is a {config.task} config: leave out --experiment'
+        f'{" and --init_from" if init_from else ""} and evaluate a trained {config.task} workdir '
+        f'(python evaluate.py --workdir DIR, DIR the train.py --workdir)')
   if init_from:
     with config.unlocked():
       config.model.init_from = init_from
