@@ -9,7 +9,11 @@ into a cache folder (`data.path`, or by default `<tmp>/sdd_jax_toy_corpus/<diges
 fields>`), once: both are pure functions of the config, built in a scratch folder and renamed
 into place, so concurrent runs and resumed runs read the same bytes. `prepare` checks every
 file (and builds the toy corpus) before the workdir is touched; a missing file is one line
-that names the command to run.
+that names the command to run. `create_corpus` (also before the workdir is claimed) reads the
+files under their contract (`text_files.py`: one line naming the file and line for
+non-UTF-8 bytes, an empty file, a blank line, unequal line counts, and a valid or test sentence
+longer than the model's positions); training pairs longer than `data.max_len` are dropped and
+counted instead (`text_data.TranslationLoader`).
 """
 import dataclasses
 import hashlib
@@ -22,6 +26,7 @@ from typing import Dict, List
 from sdd_jax.errors import UserError
 from sdd_jax.translation import spm
 from sdd_jax.translation import text_data
+from sdd_jax.translation import text_files
 from sdd_jax.translation import toy_corpus
 
 SPLITS = ('train', 'valid', 'test')
@@ -109,12 +114,12 @@ def create_corpus(config, *, num_devices: int, process_index: int = 0,
   tokenizer = spm.load_tokenizer(spm_model(config))
   encoded, references = {}, {}
   for split in SPLITS:
-    src_lines, tgt_lines = text_data.read_split(path, split)
-    _check_no_empty_line(path, split, src_lines, tgt_lines)
+    src_lines, tgt_lines = text_files.read_split(path, split)
+    text_files.check_no_blank_line(path, split, src_lines, tgt_lines)
     encoded[split] = (tokenizer.encode(src_lines), tokenizer.encode(tgt_lines))
     references[split] = list(tgt_lines)
   for split in ('valid', 'test'):  # training drops pairs over data.max_len (text_data.py)
-    _check_fits_the_model(path, split, encoded[split], config.model.max_len)
+    text_files.check_fits_the_model(path, split, encoded[split], config.model.max_len)
   buckets = text_data.make_buckets(
       *encoded['train'], tokens_per_batch=config.data.tokens_per_batch,
       num_buckets=config.data.num_buckets, num_devices=num_devices,
@@ -130,26 +135,3 @@ def create_corpus(config, *, num_devices: int, process_index: int = 0,
                   for split in ('valid', 'test')}
   return Corpus(tokenizer, loader, eval_batches, references)
 
-
-def _check_no_empty_line(path: str, split: str, src_lines, tgt_lines) -> None:
-  """CorpusError naming the first blank line of the split's files: every line is a sentence."""
-  for number, pair in enumerate(zip(src_lines, tgt_lines), 1):
-    for side, line in zip(('src', 'tgt'), pair):
-      if not line.strip():
-        raise CorpusError(f'{os.path.join(path, f"{split}.{side}")} line {number} is empty; every '
-                          f'line holds a sentence: delete line {number} of both {split}.src and '
-                          f'{split}.tgt, or fill it in')
-
-
-def _check_fits_the_model(path: str, split: str, ids, max_len: int) -> None:
-  """CorpusError if an evaluation sentence (+ EOS or BOS) is longer than the model's positions
-  (`config.model.max_len`), checked here, before training, rather than when it is decoded."""
-  for side, sentences in zip(('src', 'tgt'), ids):
-    lengths = [len(x) + 1 for x in sentences]
-    longest = max(range(len(lengths)), key=lengths.__getitem__)
-    if lengths[longest] > max_len:
-      raise CorpusError(
-          f'{os.path.join(path, f"{split}.{side}")} line {longest + 1} has {lengths[longest] - 1} '
-          f'tokens, more than model.max_len {max_len} allows ({max_len - 1} + EOS); shorten or '
-          f'delete line {longest + 1} of both {split}.src and {split}.tgt, or raise '
-          f'config.model.max_len')

@@ -1,8 +1,8 @@
-"""Parallel text: the split files, length buckets, training batches and evaluation batches.
+"""Parallel text in batches: length buckets, training batches and evaluation batches.
 
 A data folder holds `{train,valid,test}.{src,tgt}`, one sentence per line, line i of `.src`
-translated by line i of `.tgt` (`read_split`); spm.py turns lines into ids of the joint
-vocabulary (no BOS/EOS). Batches are int32 NumPy arrays on the host (tokens.py's ids):
+translated by line i of `.tgt` (read by `text_files.read_split`); spm.py turns lines into ids of
+the joint vocabulary (no BOS/EOS). Batches are int32 NumPy arrays on the host (tokens.py's ids):
 
   src     [B, S]  source ids + EOS, right-padded with PAD
   tgt_in  [B, T]  BOS + target ids, padded (the decoder's input, teacher forcing)
@@ -34,7 +34,6 @@ import math
 from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 from absl import logging
-from etils import epath
 import numpy as np
 
 from sdd_jax.data.sources import DataError
@@ -49,47 +48,6 @@ class Bucket(NamedTuple):
   src_len: int
   tgt_len: int
   batch_size: int
-
-
-def _read_lines(file: epath.Path) -> List[str]:
-  """The file's lines without their line ends ('\\n' or '\\r\\n'). DataError (one line, naming
-  the file) if it is missing, unreadable, not UTF-8 (with the line number) or empty."""
-  if not file.exists():
-    raise DataError(f'no file {file}: put the sentences there, one per line (a data folder '
-                    f'holds {{train,valid,test}}.{{src,tgt}}, line i of .tgt translating line i '
-                    f'of .src)')
-  try:
-    data = file.read_bytes()
-  except OSError as e:
-    raise DataError(f'{file} cannot be read ({e.strerror or e}); make it a readable '
-                    f'file') from None
-  try:
-    text = data.decode('utf-8')
-  except UnicodeDecodeError as e:
-    line = data.count(b'\n', 0, e.start) + 1
-    raise DataError(f'{file} line {line} is not UTF-8 (byte 0x{data[e.start]:02x}); convert the '
-                    f'file to UTF-8, e.g. iconv -f latin1 -t utf-8 if it is Latin-1') from None
-  if not text.strip():
-    raise DataError(f'{file} is empty; put the sentences there, one per line')
-  lines = text.split('\n')
-  if lines and not lines[-1]:
-    lines.pop()  # the newline that ends the last line
-  return [line[:-1] if line.endswith('\r') else line for line in lines]
-
-
-def read_split(path, split: str) -> Tuple[List[str], List[str]]:
-  """-> (source lines, target lines) of `<path>/<split>.src` and `<split>.tgt`.
-
-  Raises DataError (one line, naming the file) if a file is missing, unreadable, not UTF-8 or
-  empty, or their line counts differ.
-  """
-  folder = epath.Path(path)
-  src_file, tgt_file = folder / f'{split}.src', folder / f'{split}.tgt'
-  src, tgt = _read_lines(src_file), _read_lines(tgt_file)
-  if len(src) != len(tgt):
-    raise DataError(f'{src_file} has {len(src)} lines but {tgt_file} has {len(tgt)}; a parallel '
-                    f'split needs one target line per source line')
-  return src, tgt
 
 
 def _lengths(ids: Sequence[np.ndarray]) -> np.ndarray:

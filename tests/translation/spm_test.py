@@ -7,7 +7,7 @@ import sentencepiece
 
 from sdd_jax.data.sources import DataError
 from sdd_jax.translation import spm, toy_corpus
-from sdd_jax.translation.text_data import read_split
+from sdd_jax.translation.text_files import read_split
 from sdd_jax.translation.tokens import BOS, EOS, PAD, UNK
 
 
