@@ -6,21 +6,23 @@ Generated as tests/bad_inputs_test.py's image catalogue: every field of the tran
 (`translation/validation.py`: FIELDS, METHOD_FIELDS) with a wrong type, out of range, NaN, inf;
 and every text-source contract (UTF-8, non-empty files and lines, one target line per source
 line, evaluation sentences within model.max_len, a readable SentencePiece model, the files
-present) broken in each split and side. Each case runs train.py's `main` in-process (absl flags
-parsed once, `--config` set to the case's config) on an existing trained workdir and on a path
-that does not exist. The demo, export and `evaluate.py --experiment/--init_from` refusals of a
+present) broken in each split and side. Each case runs what train.py's main runs
+(`tasks.train_and_evaluate`) in-process on an existing workdir and on a path that does not
+exist; one case runs the real `python train.py`. The demo, export and `evaluate.py --experiment/--init_from` refusals of a
 translation run follow."""
 import math
 import os
 import re
 import shutil
+import subprocess
+import sys
 
-from absl import flags
 import jax
 import ml_collections
 import pytest
 
 from configs import common
+from sdd_jax import errors
 from sdd_jax import evaluation
 from sdd_jax import export
 from sdd_jax import tasks
@@ -29,7 +31,6 @@ from sdd_jax.translation import demo
 from sdd_jax.translation import validation
 from tests import workdirs
 from tests.bad_inputs_test import bad_values
-import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_CONFIG = os.path.join(ROOT, 'configs', 'translation_demo.py')
@@ -60,34 +61,26 @@ def corpus(workdir):
   return corpus_lib.folder(_config())
 
 
-@pytest.fixture(scope='module')
-def main_flags():
-  """train.py's absl flags, parsed once; each case then sets `--config` and `--workdir`."""
-  flags.FLAGS(['train.py', f'--config={DEMO_CONFIG}:smoke', '--workdir=/unused'])
-  yield flags.FLAGS
-  flags.FLAGS.unparse_flags()
+def _main(config, workdir) -> str:
+  """What train.py's main runs (`tasks.train_and_evaluate`), in-process: -> the one-line
+  message of the UserError that main prints as `error: <message>` with exit status 1
+  (`test_train_py_prints_one_line_and_exits_1` runs the real command once)."""
+  with pytest.raises(errors.UserError) as info:
+    tasks.train_and_evaluate(config, workdir)
+  text = str(info.value)
+  assert '\n' not in text and text.strip() == text, text
+  return text
 
 
-def _main(main_flags, capsys, config, workdir) -> str:
-  """train.py's main on `config` and `workdir`: -> its one stderr line (exit status 1)."""
-  main_flags.config, main_flags.workdir = config, workdir
-  assert train.main([]) == 1
-  captured = capsys.readouterr()
-  assert 'Traceback' not in captured.err + captured.out
-  lines = captured.err.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith('error: '), captured.err
-  return lines[0][len('error: '):]
-
-
-def _refused(main_flags, capsys, config, workdir, tmp_path, message) -> str:
+def _refused(config, workdir, tmp_path, message) -> str:
   """The case refused in one line matching `message`, on the existing workdir (unchanged) and
   on a fresh path (not created)."""
   before = workdirs.snapshot(workdir, folders=True)
-  text = _main(main_flags, capsys, config, workdir)
+  text = _main(config, workdir)
   assert re.search(message, text), text
   assert workdirs.snapshot(workdir, folders=True) == before
   fresh = str(tmp_path / 'fresh' / 'run')
-  assert _main(main_flags, capsys, config, fresh) == text
+  assert _main(config, fresh) == text
   assert not os.path.exists(os.path.dirname(fresh))
   return text
 
@@ -119,10 +112,10 @@ SCHEMA_CASES = [(f, label, value) for f in FIELDS for label, value in bad_values
 
 @pytest.mark.parametrize('field,label,value', SCHEMA_CASES,
                          ids=[f'{f.path}-{label}' for f, label, _ in SCHEMA_CASES])
-def test_every_schema_field_refuses_bad_values(main_flags, capsys, workdir, tmp_path, field,
+def test_every_schema_field_refuses_bad_values(workdir, tmp_path, field,
                                                label, value):
   del label
-  _refused(main_flags, capsys, _with_value(field.path, value), workdir, tmp_path,
+  _refused(_with_value(field.path, value), workdir, tmp_path,
            rf'^config\.{re.escape(field.path)}: must be .*, got .*\(set --config\.'
            rf'{re.escape(field.path)}=\.\.\.\)$')
 
@@ -151,10 +144,10 @@ STRUCTURE = [
 
 
 @pytest.mark.parametrize('name,changes,message', STRUCTURE, ids=[c[0] for c in STRUCTURE])
-def test_cross_field_rules_are_one_line(main_flags, capsys, workdir, tmp_path, name, changes,
+def test_cross_field_rules_are_one_line(workdir, tmp_path, name, changes,
                                        message):
   del name
-  _refused(main_flags, capsys, _config(**changes), workdir, tmp_path, message)
+  _refused(_config(**changes), workdir, tmp_path, message)
 
 
 def _tree_case(change):
@@ -176,10 +169,10 @@ SHAPES = [
 
 
 @pytest.mark.parametrize('name,change,message', SHAPES, ids=[c[0] for c in SHAPES])
-def test_config_shape_mistakes_are_one_line(main_flags, capsys, workdir, tmp_path, name, change,
+def test_config_shape_mistakes_are_one_line(workdir, tmp_path, name, change,
                                            message):
   del name
-  _refused(main_flags, capsys, _tree_case(change), workdir, tmp_path, message)
+  _refused(_tree_case(change), workdir, tmp_path, message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,9 +246,8 @@ for _split in ('valid', 'test'):  # training drops pairs over data.max_len inste
         r'than model.max_len 64 allows \(63 \+ EOS\); shorten or delete line 7 of both '
         rf'{_split}.src and {_split}.tgt, or raise config.model.max_len$'))
 TEXT_CASES += [
-    ('all_train_too_long', lambda d: [_replace_line(d, 'train', 'src', i + 1, LONG.encode())
-                                      for i in range(200)],
-     r'^no training sentence fits max_len 40 \(EOS included; the shortest pair needs \d{4,}\); '
+    ('all_train_too_long', lambda d: _write(d, 'train.src', (b'Wort ' * 45 + b'\n') * 200),
+     r'^no training sentence fits max_len 40 \(EOS included; the shortest pair needs \d{2,}\); '
      r'raise config.data.max_len \(below model.max_len\) or shorten the training sentences$'),
     ('spm_truncated', lambda d: _write(d, 'spm.model', _spm_bytes(d)[:len(_spm_bytes(d)) // 2]),
      r'/spm.model is not a readable SentencePiece model \(INTERNAL: .*\); it may be truncated or '
@@ -278,14 +270,35 @@ TEXT_CASES += [
 
 
 @pytest.mark.parametrize('name,change,message', TEXT_CASES, ids=[c[0] for c in TEXT_CASES])
-def test_every_broken_text_source_is_one_line(main_flags, capsys, workdir, corpus, tmp_path,
+def test_every_broken_text_source_is_one_line(workdir, corpus, tmp_path,
                                              name, change, message):
   del name
   data = str(tmp_path / 'data')
   shutil.copytree(corpus, data)
   change(data)
   config = _config(**{'data.source': 'files', 'data.path': data})
-  _refused(main_flags, capsys, config, workdir, tmp_path, message)
+  _refused(config, workdir, tmp_path, message)
+
+
+def test_train_py_prints_one_line_and_exits_1(corpus, tmp_path):
+  """The issue's example through the real command: a 5,000-token test sentence is refused
+  before training, in one line, and no workdir is created."""
+  data = str(tmp_path / 'data')
+  shutil.copytree(corpus, data)
+  _replace_line(data, 'test', 'src', 7, LONG.encode())
+  workdir = str(tmp_path / 'run')
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  result = subprocess.run(
+      [sys.executable, 'train.py', f'--config={DEMO_CONFIG}:smoke', f'--workdir={workdir}',
+       '--config.data.source=files', f'--config.data.path={data}'], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr[-2000:]
+  assert re.match(r'error: .*/test\.src line 7 has \d{4,} tokens, more than model.max_len 64',
+                  lines[0]), lines[0]
+  assert not os.path.exists(workdir)
 
 
 def test_the_text_catalogue_covers_every_file_and_contract():
