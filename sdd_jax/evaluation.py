@@ -164,7 +164,13 @@ def _experiment_config(workdir: str, experiment: str,
   what `workdir` holds (another config's run is refused). Reads only: it is recorded as the
   workdir's config.json (`_record`) once every other check has passed."""
   config = config_cli.load_file(experiment)
-  _check_init_from_task(workdir, config, init_from)
+  if tasks.task_of(config) is not tasks.TASKS.get(tasks.DEFAULT):  # nothing to record: refuse
+    what = ("--init_from: weights in torchvision's layout are image networks" if init_from else
+            '--experiment: only image configs evaluate weights from elsewhere')
+    raise EvaluationError(
+        f'{what}; {experiment} is a {config.task} config: leave out --experiment'
+        f'{" and --init_from" if init_from else ""} and evaluate a trained {config.task} workdir '
+        f'(python evaluate.py --workdir DIR, DIR the train.py --workdir)')
   if init_from:
     with config.unlocked():
       config.model.init_from = init_from

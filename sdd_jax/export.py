@@ -79,6 +79,11 @@ def export(workdir: str, out: str, step: Optional[int] = None, member: int = 0) 
   workdir_path.check_store(out, '--out')
   check_out(out)
   config = evaluation.load_config(workdir)
+  if config.get('task', 'classification') != 'classification':
+    raise torchvision_io.ExportError(
+        f'{workdir} is a {config.task} run: export writes image classifiers in torchvision\'s '
+        f'layout; a {config.task} run\'s weights stay in its checkpoints ({workdir}/checkpoints, '
+        f'evaluated with python evaluate.py --workdir {workdir})')
   model = build.create_model(config)
   torchvision_io.check_exportable(config.model.name, model)
   if member not in (0, 1) or (member == 1 and 'dml' not in config.methods):

@@ -1,9 +1,9 @@
 """Machine translation (issue 16): PS-KD beyond images on a Flax encoder-decoder Transformer.
 
 One module per concept: `tokens` (special ids), `toy_corpus` (the offline demo's synthetic
-parallel text), `spm` (the joint SentencePiece vocabulary), `text_data` (split files, length
-buckets, the training loader, eval batches), `corpus` (a run's text, tokenizer and batches),
-`model` (the Transformer), `decode` (greedy and beam search), `bleu` (sacreBLEU and tokenised
+parallel text), `spm` (the joint SentencePiece vocabulary), `text_files` (the split files and
+their contract), `text_data` (length buckets, the training loader, eval batches), `corpus` (a
+run's text, tokenizer and batches), `model` (the Transformer), `decode` (greedy and beam search), `bleu` (sacreBLEU and tokenised
 BLEU), `evaluation` (decode, score and write a split), `losses` (label-smoothed and PS-KD token
 losses), `pskd` (the previous epoch's weights as the teacher), `optim` (fairseq's Adam and
 inverse-sqrt schedule), `step` (the jitted train step), `validation` (config checks),
@@ -18,8 +18,8 @@ from sdd_jax.translation.losses import (label_smoothed_loss, nll_loss, pskd_loss
 from sdd_jax.translation.model import Transformer, create_model
 from sdd_jax.translation.pskd import alpha_at
 from sdd_jax.translation.spm import Tokenizer, load_tokenizer, train_tokenizer
-from sdd_jax.translation.text_data import (TranslationLoader, eval_batches, make_buckets,
-                                           read_split)
+from sdd_jax.translation.text_data import TranslationLoader, eval_batches, make_buckets
+from sdd_jax.translation.text_files import read_split
 from sdd_jax.translation.tokens import BOS, EOS, PAD, UNK
 from sdd_jax.translation.toy_corpus import make_toy_corpus, write_toy_corpus
 from sdd_jax.translation.trainer import train_and_evaluate

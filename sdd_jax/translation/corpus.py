@@ -9,7 +9,11 @@ into a cache folder (`data.path`, or by default `<tmp>/sdd_jax_toy_corpus/<diges
 fields>`), once: both are pure functions of the config, built in a scratch folder and renamed
 into place, so concurrent runs and resumed runs read the same bytes. `prepare` checks every
 file (and builds the toy corpus) before the workdir is touched; a missing file is one line
-that names the command to run.
+that names the command to run. `create_corpus` (also before the workdir is claimed) reads the
+files under their contract (`text_files.py`: one line naming the file and line for
+non-UTF-8 bytes, an empty file, a blank line, unequal line counts, and a valid or test sentence
+longer than the model's positions); training pairs longer than `data.max_len` are dropped and
+counted instead (`text_data.TranslationLoader`).
 """
 import dataclasses
 import hashlib
@@ -22,6 +26,7 @@ from typing import Dict, List
 from sdd_jax.errors import UserError
 from sdd_jax.translation import spm
 from sdd_jax.translation import text_data
+from sdd_jax.translation import text_files
 from sdd_jax.translation import toy_corpus
 
 SPLITS = ('train', 'valid', 'test')
@@ -68,9 +73,13 @@ def prepare(config) -> None:
     for side in ('src', 'tgt'):
       name = os.path.join(path, f'{split}.{side}')
       if not os.path.isfile(name):
-        raise CorpusError(f'{name} is missing; put one sentence per line in '
+        what = 'is a folder, not a file' if os.path.isdir(name) else 'is missing'
+        raise CorpusError(f'{name} {what}; put one sentence per line in '
                           f'{path}/{{train,valid,test}}.{{src,tgt}}')
   model = spm_model(config)
+  if os.path.isdir(model):
+    raise CorpusError(f'{model} is a folder, not a SentencePiece model; set '
+                      f'config.data.spm_model to the .model file')
   if not os.path.isfile(model):
     raise CorpusError(f'{model} is missing; train it with python -m sdd_jax.translation.spm '
                       f'--data {path} --vocab_size {config.data.vocab_size}')
@@ -105,9 +114,12 @@ def create_corpus(config, *, num_devices: int, process_index: int = 0,
   tokenizer = spm.load_tokenizer(spm_model(config))
   encoded, references = {}, {}
   for split in SPLITS:
-    src_lines, tgt_lines = text_data.read_split(path, split)
+    src_lines, tgt_lines = text_files.read_split(path, split)
+    text_files.check_no_blank_line(path, split, src_lines, tgt_lines)
     encoded[split] = (tokenizer.encode(src_lines), tokenizer.encode(tgt_lines))
     references[split] = list(tgt_lines)
+  for split in ('valid', 'test'):  # training drops pairs over data.max_len (text_data.py)
+    text_files.check_fits_the_model(path, split, encoded[split], config.model.max_len)
   buckets = text_data.make_buckets(
       *encoded['train'], tokens_per_batch=config.data.tokens_per_batch,
       num_buckets=config.data.num_buckets, num_devices=num_devices,
@@ -118,6 +130,8 @@ def create_corpus(config, *, num_devices: int, process_index: int = 0,
   eval_batches = {split: text_data.eval_batches(*encoded[split], buckets=buckets,
                                                 num_devices=num_devices,
                                                 process_index=process_index,
-                                                process_count=process_count)
+                                                process_count=process_count,
+                                                max_len=config.model.max_len)
                   for split in ('valid', 'test')}
   return Corpus(tokenizer, loader, eval_batches, references)
+

@@ -57,6 +57,28 @@ def run(workdir: str, config: str = DEFAULT_CONFIG, seeds: int = 3,
   return results
 
 
+def check_flags(workdir: str, config: str, seeds: int, time_steps: int,
+                extra_tokens: Sequence[str] = ()) -> None:
+  """UserError (one line) for a flag the demo cannot run with, before anything is written:
+  `--seeds` < 1, `--time_steps` < 0, a `--workdir` that is a file, a `--config` that is not
+  a translation config or whose arms (`:ls`, `seed=S`) do not validate."""
+  if seeds < 1:
+    raise UserError(f'--seeds {seeds}: the demo trains each arm on seeds 0 .. seeds-1; give '
+                    f'--seeds 1 or more')
+  if time_steps < 0:
+    raise UserError(f'--time_steps {time_steps}: give a number of steps >= 0 (0: no timing)')
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f'--workdir {workdir} is a file; give a folder (one workdir per arm and '
+                    f'seed goes below it)')
+  task = config_cli.load_file(config).get('task', 'classification')
+  if task != 'translation':
+    raise UserError(f'--config {config}: a {task} config; the demo compares translation arms: '
+                    f'give a translation config with an :ls token (configs/translation_demo.py)')
+  for seed in range(seeds):
+    for _, _, token in ARMS:
+      tasks.validate(config_cli.load_file(_spec(config, token, f'seed={seed}', *extra_tokens)))
+
+
 def _cell(values: Sequence[float]) -> str:
   values = np.asarray(values, np.float64)
   std = values.std(ddof=1) if len(values) > 1 else 0.0
@@ -128,6 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   logging.getLogger('absl').setLevel(logging.WARNING)
   extra = ('smoke',) if args.smoke else ()
   try:
+    check_flags(args.workdir, args.config, args.seeds, args.time_steps, extra)
     results = run(args.workdir, args.config, args.seeds, extra)
     text = table(results)
     if args.time_steps:

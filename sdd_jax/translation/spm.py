@@ -25,6 +25,7 @@ import sentencepiece
 
 from sdd_jax.data.sources import DataError
 from sdd_jax.errors import UserError
+from sdd_jax.translation import text_files
 from sdd_jax.translation.tokens import BOS, EOS, PAD, UNK
 
 MODEL_TYPES = ('unigram', 'bpe')
@@ -64,7 +65,17 @@ def load_tokenizer(model_file) -> Tokenizer:
   if not path.exists():
     raise DataError(f'no SentencePiece model {path}; train one with python -m '
                     f'sdd_jax.translation.spm --data DIR --vocab_size N')
-  return Tokenizer(sentencepiece.SentencePieceProcessor(model_proto=path.read_bytes()))
+  retrain = 'train it again with python -m sdd_jax.translation.spm --data DIR --vocab_size N'
+  data = path.read_bytes()
+  if not data:
+    raise DataError(f'the SentencePiece model {path} is empty; {retrain}')
+  try:
+    processor = sentencepiece.SentencePieceProcessor(model_proto=data)
+  except RuntimeError as e:  # sentencepiece's 'INTERNAL: ...' for a damaged or foreign file
+    cause = ' '.join(str(e).split())[:120]
+    raise DataError(f'{path} is not a readable SentencePiece model ({cause}); it may be '
+                    f'truncated or another kind of file: {retrain}') from None
+  return Tokenizer(processor)
 
 
 def train_tokenizer(path, vocab_size: int, model_type: str = 'unigram',
@@ -91,6 +102,7 @@ def train_tokenizer(path, vocab_size: int, model_type: str = 'unigram',
     if not file.is_file():
       raise DataError(f'no file {file}: put the training sentences there, one per line '
                       f'(the layout is DIR/{{train,valid,test}}.{{src,tgt}})')
+  text_files.read_split(path, 'train')  # UTF-8, not empty, one target line per source line
   out_prefix = pathlib.Path(out_prefix) if out_prefix else path / MODEL_NAME
   out_prefix.parent.mkdir(parents=True, exist_ok=True)
   # A fixed scratch prefix (not a random temporary name): the model file records its prefix,
@@ -103,11 +115,18 @@ def train_tokenizer(path, vocab_size: int, model_type: str = 'unigram',
         character_coverage=1.0, input_sentence_size=0, num_threads=1, minloglevel=2)
   except RuntimeError as e:
     limit = re.search(r'Vocabulary size too high .*<= *(\d+)', str(e))
-    if not limit:
-      raise
-    raise DataError(f'--vocab_size {vocab_size} is too large for the training text of {path}: '
-                    f'SentencePiece {model_type} allows at most {limit.group(1)}; lower '
-                    f'--vocab_size') from e
+    if limit:
+      raise DataError(f'--vocab_size {vocab_size} is too large for the training text of {path}: '
+                      f'SentencePiece {model_type} allows at most {limit.group(1)}; lower '
+                      f'--vocab_size') from None
+    chars = re.search(r'smaller than required_chars\. *(\d+) vs (\d+)', str(e))
+    if chars:
+      raise DataError(f'--vocab_size {vocab_size} is too small for the training text of {path}: '
+                      f'its characters and the special pieces need {chars.group(2)}; raise '
+                      f'--vocab_size') from None
+    cause = ' '.join(str(e).split())[:160]
+    raise DataError(f'SentencePiece cannot train on {inputs[0]} and {inputs[1]} ({cause}); check '
+                    f'those files') from None
   finally:
     trained = os.path.exists(prefix + '.model') and os.path.exists(prefix + '.vocab')
     for suffix in ('.vocab', '.model'):  # the model last: its presence means both are whole

@@ -1,8 +1,8 @@
-"""Parallel text: the split files, length buckets, training batches and evaluation batches.
+"""Parallel text in batches: length buckets, training batches and evaluation batches.
 
 A data folder holds `{train,valid,test}.{src,tgt}`, one sentence per line, line i of `.src`
-translated by line i of `.tgt` (`read_split`); spm.py turns lines into ids of the joint
-vocabulary (no BOS/EOS). Batches are int32 NumPy arrays on the host (tokens.py's ids):
+translated by line i of `.tgt` (read by `text_files.read_split`); spm.py turns lines into ids of
+the joint vocabulary (no BOS/EOS). Batches are int32 NumPy arrays on the host (tokens.py's ids):
 
   src     [B, S]  source ids + EOS, right-padded with PAD
   tgt_in  [B, T]  BOS + target ids, padded (the decoder's input, teacher forcing)
@@ -34,7 +34,6 @@ import math
 from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 from absl import logging
-from etils import epath
 import numpy as np
 
 from sdd_jax.data.sources import DataError
@@ -49,33 +48,6 @@ class Bucket(NamedTuple):
   src_len: int
   tgt_len: int
   batch_size: int
-
-
-def _read_lines(file: epath.Path) -> List[str]:
-  """The file's lines without their line ends ('\\n' or '\\r\\n'); a missing file: DataError."""
-  if not file.exists():
-    raise DataError(f'no file {file}: put the sentences there, one per line (a data folder '
-                    f'holds {{train,valid,test}}.{{src,tgt}}, line i of .tgt translating line i '
-                    f'of .src)')
-  text = file.read_text(encoding='utf-8')
-  lines = text.split('\n')
-  if lines and not lines[-1]:
-    lines.pop()  # the newline that ends the last line
-  return [line[:-1] if line.endswith('\r') else line for line in lines]
-
-
-def read_split(path, split: str) -> Tuple[List[str], List[str]]:
-  """-> (source lines, target lines) of `<path>/<split>.src` and `<split>.tgt`.
-
-  Raises DataError (one line, naming the file) if a file is missing or their line counts differ.
-  """
-  folder = epath.Path(path)
-  src_file, tgt_file = folder / f'{split}.src', folder / f'{split}.tgt'
-  src, tgt = _read_lines(src_file), _read_lines(tgt_file)
-  if len(src) != len(tgt):
-    raise DataError(f'{src_file} has {len(src)} lines but {tgt_file} has {len(tgt)}; a parallel '
-                    f'split needs one target line per source line')
-  return src, tgt
 
 
 def _lengths(ids: Sequence[np.ndarray]) -> np.ndarray:
@@ -136,10 +108,15 @@ def make_buckets(src_ids: Sequence[np.ndarray], tgt_ids: Sequence[np.ndarray], *
                     f'length_multiple ({length_multiple}) must be positive, max_len ({max_len}) '
                     f'>= 0')
   lengths = np.maximum(_lengths(src_ids), _lengths(tgt_ids))
+  if not len(lengths):
+    raise DataError('the training split has no sentence pair; put the sentences in its files')
+  shortest = int(lengths.min())
   if max_len:
     lengths = lengths[lengths <= max_len]
   if not len(lengths):
-    raise DataError(f'no training sentence fits max_len {max_len} (EOS included); raise it')
+    raise DataError(f'no training sentence fits max_len {max_len} (EOS included; the shortest '
+                    f'pair needs {shortest}); raise config.data.max_len (below model.max_len) '
+                    f'or shorten the training sentences')
   rounded = -(-lengths // length_multiple) * length_multiple
   if max_len:
     rounded = np.minimum(rounded, max_len)
@@ -283,14 +260,15 @@ class TranslationLoader:
 
 def eval_batches(src_ids: Sequence[np.ndarray], tgt_ids: Sequence[np.ndarray], *,
                  buckets: Sequence[Bucket], num_devices: int = 1, process_index: int = 0,
-                 process_count: int = 1, length_multiple: int = 8) -> List[Batch]:
+                 process_count: int = 1, length_multiple: int = 8,
+                 max_len: int = 0) -> List[Batch]:
   """Every example of a split exactly once, in padded and masked batches of a few shapes.
 
   Each example goes to the first bucket that fits it (the training buckets, their batch sizes
   rounded up to a multiple of m = lcm(num_devices, process_count)); examples longer than every
   bucket go to one more bucket, (S, T) = the longest such source and target rounded up to
-  `length_multiple`, batch size the largest multiple of m (at least m) within the largest
-  bucket's padded slots. Within a bucket, examples keep their line order; the last batch of a
+  `length_multiple` (but at most `max_len`, the model's positions, when it is given), batch
+  size the largest multiple of m (at least m) within the largest bucket's padded slots. Within a bucket, examples keep their line order; the last batch of a
   bucket is filled with padding rows (as in training, mask False, index 0).
 
   Returns:
@@ -307,9 +285,12 @@ def eval_batches(src_ids: Sequence[np.ndarray], tgt_ids: Sequence[np.ndarray], *
             for b in buckets]
   overflow = np.flatnonzero(assignment < 0)
   if len(overflow):
-    src_len = int(_lengths([src_ids[i] for i in overflow]).max())
-    tgt_len = int(_lengths([tgt_ids[i] for i in overflow]).max())
+    src_len = src_longest = int(_lengths([src_ids[i] for i in overflow]).max())
+    tgt_len = tgt_longest = int(_lengths([tgt_ids[i] for i in overflow]).max())
     src_len, tgt_len = (-(-n // length_multiple) * length_multiple for n in (src_len, tgt_len))
+    if max_len:  # the rounding stays within the model's positions
+      src_len, tgt_len = (min(padded, max(longest, max_len)) for padded, longest in
+                          ((src_len, src_longest), (tgt_len, tgt_longest)))
     slots = max(b.batch_size * max(b.src_len, b.tgt_len) for b in buckets)
     batch = max(multiple, slots // max(src_len, tgt_len) // multiple * multiple)
     assignment[overflow] = len(shapes)

@@ -125,7 +125,7 @@ def write_lines(path, lines: Sequence[str]) -> None:
 def write_toy_corpus(path, num_train: int = 10_000, num_valid: int = 500, num_test: int = 500,
                      seed: int = 0) -> pathlib.Path:
   """Writes `path/{train,valid,test}.{src,tgt}` of `make_toy_corpus` (creating `path`), the
-  layout `text_data.read_split` reads; -> the folder."""
+  layout `text_files.read_split` reads; -> the folder."""
   path = pathlib.Path(path)
   path.mkdir(parents=True, exist_ok=True)
   for split, (src, tgt) in make_toy_corpus(num_train, num_valid, num_test, seed).items():

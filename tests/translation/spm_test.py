@@ -7,7 +7,7 @@ import sentencepiece
 
 from sdd_jax.data.sources import DataError
 from sdd_jax.translation import spm, toy_corpus
-from sdd_jax.translation.text_data import read_split
+from sdd_jax.translation.text_files import read_split
 from sdd_jax.translation.tokens import BOS, EOS, PAD, UNK
 
 
@@ -81,3 +81,30 @@ def test_a_model_with_other_special_ids_is_refused(corpus_dir, tmp_path):
                                            minloglevel=2)  # unk 0, bos 1, eos 2, no pad
   with pytest.raises(DataError, match=r'pad/unk/bos/eos ids \(-1, 0, 1, 2\), not \(0, 1, 2, 3\)'):
     spm.load_tokenizer(tmp_path / 'default.model')
+
+
+SPM_CLI_CASES = [
+    ('latin1', 'Gr\xfc\xdfe\nzwei\n'.encode('latin-1'), b'greetings\ntwo\n',
+     r'train\.src line 1 is not UTF-8 \(byte 0xfc\); convert the file to UTF-8'),
+    ('empty', b'', b'', r'train\.src is empty; put the sentences there'),
+    ('counts', b'eins\nzwei\n', b'one\n', r'train\.src has 2 lines but .*train\.tgt has 1'),
+    ('few_pieces', b'abcdefghij klmnopqrstu\n', b'vwxyz ABCDEFGHIJ\n',
+     r'--vocab_size 20 is too small for the training text of .*: its characters and the special '
+     r'pieces need \d+; raise --vocab_size'),
+]
+
+
+@pytest.mark.parametrize('name,src,tgt,message', SPM_CLI_CASES, ids=[c[0] for c in SPM_CLI_CASES])
+def test_bad_training_text_is_one_line_and_writes_no_model(tmp_path, capsys, name, src, tgt,
+                                                           message):
+  """sentencepiece's own RuntimeErrors (no sentences, too few pieces) and our text contract
+  become one line; the data folder keeps only its two files."""
+  del name
+  (tmp_path / 'train.src').write_bytes(src)
+  (tmp_path / 'train.tgt').write_bytes(tgt)
+  assert spm.main(['--data', str(tmp_path), '--vocab_size', '20']) == 1
+  captured = capsys.readouterr()
+  lines = captured.err.strip().splitlines()
+  assert len(lines) == 1 and 'Traceback' not in captured.err, captured.err
+  assert re.search(message, lines[0]), lines[0]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['train.src', 'train.tgt']

@@ -1,4 +1,4 @@
-"""text_data: split files, buckets, the training order (epochs, resume, processes), eval batches."""
+"""text_data: buckets, the training order (epochs, resume, processes), eval batches."""
 import itertools
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdd_jax.data.sources import DataError
-from sdd_jax.translation import spm, text_data, toy_corpus
+from sdd_jax.translation import spm, text_data, text_files, toy_corpus
 from sdd_jax.translation.text_data import Bucket, TranslationLoader
 from sdd_jax.translation.tokens import BOS, EOS, PAD
 
@@ -43,21 +43,6 @@ def _assert_rows_hold_examples(batch, rows, src, tgt):
 
 def _epoch(loader, epoch):
   return [loader.batch(epoch * loader.steps_per_epoch + k) for k in range(loader.steps_per_epoch)]
-
-
-def test_read_split(tmp_path):
-  (tmp_path / 'valid.src').write_bytes(b'ein Haus\r\n\nzwei\n')
-  (tmp_path / 'valid.tgt').write_text('a house\n\ntwo')  # no final newline
-  assert text_data.read_split(tmp_path, 'valid') == (['ein Haus', '', 'zwei'],
-                                                     ['a house', '', 'two'])
-  (tmp_path / 'test.src').write_text('a\nb\n')
-  (tmp_path / 'test.tgt').write_text('a\n')
-  with pytest.raises(DataError, match=r'test\.src has 2 lines but .*test\.tgt has 1; a parallel '
-                     'split needs one target line per source line'):
-    text_data.read_split(tmp_path, 'test')
-  with pytest.raises(DataError, match=r'no file .*train\.src: put the sentences there, one per '
-                     r'line \(a data folder holds \{train,valid,test\}\.\{src,tgt\}'):
-    text_data.read_split(tmp_path, 'train')
 
 
 def test_buckets_minimise_padding_and_bound_the_tokens():
@@ -187,7 +172,7 @@ def test_eval_batches_cover_every_example_once_with_masks():
 def test_toy_corpus_through_sentencepiece(tmp_path):
   folder = toy_corpus.write_toy_corpus(tmp_path, 200, 20, 20, seed=5)
   tokenizer = spm.load_tokenizer(spm.train_tokenizer(folder, 60))
-  src_lines, tgt_lines = text_data.read_split(folder, 'train')
+  src_lines, tgt_lines = text_files.read_split(folder, 'train')
   src, tgt = tokenizer.encode(src_lines), tokenizer.encode(tgt_lines)
   loader = TranslationLoader(src, tgt, seed=0, buckets=text_data.make_buckets(
       src, tgt, tokens_per_batch=128, num_devices=8))
@@ -197,3 +182,13 @@ def test_toy_corpus_through_sentencepiece(tmp_path):
       assert tokenizer.decode(batch['src'][row]) == src_lines[index]
       assert tokenizer.decode(batch['tgt_in'][row]) == tgt_lines[index]
       assert tokenizer.decode(batch['tgt_out'][row]) == tgt_lines[index]
+
+
+def test_the_overflow_shape_rounds_up_only_within_the_models_positions():
+  """A 36-token source (+ EOS = 37) fits no bucket of 16: its shape rounds up to 40, or to the
+  model's max_len 38 when given (37 <= 38 < 40), never below the sentence itself."""
+  src, tgt = [np.full(36, 5, np.int32), np.full(3, 5, np.int32)], [np.full(2, 6, np.int32)] * 2
+  buckets = [Bucket(16, 16, 8)]
+  widths = {m: sorted({b['src'].shape[1] for b in text_data.eval_batches(
+      src, tgt, buckets=buckets, max_len=m)}) for m in (0, 38, 37, 64)}
+  assert widths == {0: [16, 40], 38: [16, 38], 37: [16, 37], 64: [16, 40]}
