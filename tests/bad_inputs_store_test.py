@@ -86,7 +86,7 @@ SURFACES = {
         lambda: evaluation.evaluate_workdir(uri))),
     'init_from': ('config.model.init_from=', lambda uri, local, claimed, capsys: _entry(
         lambda: trainer.train_and_evaluate(_with_init_from(uri), os.path.join(local, 'run')))),
-    'evaluate_init_from': ('config.model.init_from=', lambda uri, local, claimed, capsys: _entry(
+    'evaluate_init_from': ('--init_from ', lambda uri, local, claimed, capsys: _entry(
         lambda: evaluation.evaluate_workdir(claimed, init_from=uri))),
     'export_out': ('--out ', lambda uri, local, claimed, capsys: _main(
         capsys, export.main, ['--workdir', claimed, '--out', uri])),
