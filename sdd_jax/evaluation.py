@@ -19,6 +19,8 @@ import dataclasses
 import logging
 from typing import Any, Dict, Optional, Sequence
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from sdd_jax import checkpoint as checkpoint_lib
@@ -29,6 +31,7 @@ from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import init_from as init_from_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
+from sdd_jax import state as state_lib
 from sdd_jax import tasks
 from sdd_jax import workdir as workdir_lib
 from sdd_jax import workdir_path
@@ -120,27 +123,42 @@ def merge_evals(config: ml_collections.ConfigDict, overrides: Optional[Dict[str,
   return config
 
 
-def restore_checkpoint_variables(config, workdir: str, mesh):
+def restore_checkpoint_variables(config, workdir: str, mesh, model=None):
   """-> (the variables of the newest readable checkpoint, the whole tree (DML's two networks,
   BYOT's auxiliary heads), step), replicated over `mesh`.
 
-  The checkpoint is restored as saved (no target tree), so evaluation needs neither the
-  optimizer nor the methods' own state (PS-KD's table, sized by the training set) and works on
-  any number of devices.
+  Only `params` and `batch_stats` are read, each array placed straight onto `mesh` (not onto
+  the devices that saved it), so evaluation needs neither the optimizer nor the methods' own
+  state (PS-KD's table, sized by the training set) and any device count evaluates a
+  checkpoint written by any other. `model` (classification's, of `config`): a checkpoint
+  whose arrays differ from the ones it builds is refused, naming the first difference.
   """
   directory = workdir_path.path(workdir) / 'checkpoints'
   if not directory.is_dir() or not any(directory.iterdir()):
     raise EvaluationError(f'no checkpoint in {directory}; train first (train.py --workdir '
                           f'{workdir})')
+  expected = None if model is None else _abstract_variables(config, model)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep, read_only=True)
   try:
-    restored, step = checkpointer.restore(None)
+    restored, step = checkpointer.restore_variables(parallel.replicated_sharding(mesh),
+                                                    expected)
   finally:
     checkpointer.close()
   if restored is None:
     raise EvaluationError(f'no checkpoint in {directory}; train first')
-  variables = {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}
-  return parallel.replicate(variables, mesh), step
+  return {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}, step
+
+
+def _abstract_variables(config, model) -> Dict[str, Any]:
+  """{'params', 'batch_stats'} of `config`'s network as the trainer initialises them (through
+  the methods: DML's two networks, BYOT's heads), as shapes only: nothing is computed."""
+  image_shape = (config.data.image_size, config.data.image_size, len(config.data.mean))
+  methods = methods_lib.create_methods(config.methods)
+  variables = jax.eval_shape(
+      lambda key: methods_lib.init_variables(methods, model, key,
+                                             jnp.zeros((1, *image_shape), jnp.float32)),
+      state_lib.init_key(config.seed))
+  return {c: variables.get(c, {}) for c in ('params', 'batch_stats')}
 
 
 def restore_variables(config, workdir: str, mesh):
@@ -213,7 +231,7 @@ def evaluate(workdir: str, config: ml_collections.ConfigDict,
     variables, step = parallel.replicate(init_from_lib.load(config, model), mesh), 0
     logging.info('evaluating %s with the weights of %s', workdir, init_from)
   else:
-    variables, step = restore_checkpoint_variables(config, workdir, mesh)
+    variables, step = restore_checkpoint_variables(config, workdir, mesh, model)
     logging.info('evaluating %s at step %d', workdir, step)
   runner = runner_lib.Runner(config, model, mesh, workdir,
                              methods_lib.create_methods(config.methods),
