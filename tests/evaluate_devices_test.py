@@ -5,7 +5,8 @@ processes that have 1 and 3 devices, and give the 8-device evaluation's metrics.
 Separate processes, not a sub-mesh of this one: orbax's "Topology mismatch" comes from the
 saved shardings naming devices the restoring process does not have, which a mesh over a
 subset of this process's 8 devices never shows. One process per device count evaluates all
-three workdirs (through `evaluation.evaluate_workdir`, what evaluate.py runs).
+three workdirs (through `evaluation.evaluate_workdir`, what evaluate.py runs), exports them
+and reports them.
 """
 import glob
 import json
@@ -15,20 +16,30 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
+import safetensors.numpy
 
 from configs import common
 from sdd_jax import checkpoint
 from sdd_jax import evaluation
+from sdd_jax import export
 from sdd_jax import trainer
 from tests import workdirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = {'ce': {}, 'dml': {'dml': common.DML}, 'ps_kd': {'ps_kd': common.PS_KD}}
-# Evaluation in several processes at once: each 8-device-trained workdir, copied once per count.
-EVALUATE = ('import sys; from sdd_jax import evaluation\n'
-            'for workdir in sys.argv[1:]:\n'
-            '  evaluation.evaluate_workdir(workdir, names=["accuracy", "calibration"])\n')
+# evaluate.py's evaluation, export (DML: network 1) and the report, for each workdir named,
+# in one process (so one start-up and one compilation cache for all of them).
+EVALUATE = """import sys
+from sdd_jax import evaluation, export, report
+for workdir in sys.argv[1:]:
+  evaluation.evaluate_workdir(workdir, names=['accuracy', 'calibration'])
+  member = '1' if workdir.endswith('dml') else '0'
+  assert export.main(['--workdir', workdir, '--out', workdir + '.safetensors',
+                      '--member', member]) == 0
+assert report.main([*sys.argv[1:], '--out', sys.argv[1] + '.md']) == 0
+"""
 
 
 @pytest.fixture(scope='module')
@@ -55,27 +66,29 @@ def _metrics(workdir):
 
 
 def _evaluate_in_a_process_with(devices, workdirs_by_method, tmp_path):
-  """{method: metrics} of copies of the workdirs evaluated by one process with `devices`."""
+  """{method: copy} of the workdirs, evaluated, exported and reported by one process with
+  `devices`."""
   copies = {}
   for name, workdir in workdirs_by_method.items():
-    copies[name] = str(tmp_path / f'{name}_on_{devices}')
+    copies[name] = str(tmp_path / f'on_{devices}' / name)
     shutil.copytree(workdir, copies[name])
   env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}',
          'JAX_PLATFORMS': 'cpu'}
   result = subprocess.run([sys.executable, '-c', EVALUATE, *copies.values()], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
-  return {name: _metrics(copy) for name, copy in copies.items()}
+  return copies
 
 
 @pytest.mark.parametrize('devices', [1, 3])
 def test_runs_trained_on_8_devices_evaluate_on_fewer(runs, devices, tmp_path):
   """The training's own final evaluation (8 devices, the same runner, the state the last
   checkpoint holds) is the reference. Counts and top-k are exact; NLL and ECE to 1e-6
-  relative: float32 sums over other per-device batch shapes round differently (~1e-7 seen)."""
-  evaluated = _evaluate_in_a_process_with(devices, runs, tmp_path)
+  relative: float32 sums over other per-device batch shapes round differently (~1e-7 seen).
+  The export equals this process's (8 devices), tensor by tensor, and the report lists them."""
+  copies = _evaluate_in_a_process_with(devices, runs, tmp_path)
   for name, workdir in runs.items():
-    reference, metrics = _metrics(workdir), evaluated[name]
+    reference, metrics = _metrics(workdir), _metrics(copies[name])
     assert set(metrics) == set(reference), name
     if name == 'dml':  # network 1 and the ensemble were restored and evaluated too
       assert {'dml/net1/top1', 'dml/ensemble/nll'} <= set(metrics)
@@ -83,6 +96,15 @@ def test_runs_trained_on_8_devices_evaluate_on_fewer(runs, devices, tmp_path):
       exact = key.endswith(('count', 'top1', 'top5', 'nonfinite'))
       assert metrics[key] == (value if exact else pytest.approx(value, rel=1e-6)), (name, key)
     assert metrics['test/count'] == 64, name  # every example once, none of the padding
+    here = str(tmp_path / f'{name}.safetensors')
+    export.export(workdir, here, member=1 if name == 'dml' else 0)
+    exported, expected = safetensors.numpy.load_file(copies[name] + '.safetensors'), \
+        safetensors.numpy.load_file(here)
+    assert exported.keys() == expected.keys() and len(expected) > 10, name
+    for key, value in expected.items():
+      np.testing.assert_array_equal(exported[key], value, err_msg=f'{name}: {key}')
+  with open(copies['ce'] + '.md', encoding='utf-8') as f:
+    assert f.read().count('(n=1)') >= 3  # one cell per run: CE, DML, PS-KD
 
 
 def _with_config(workdir, tmp_path, change):
