@@ -7,8 +7,9 @@ classification (this module's `evaluate`):
 2. set `config.evals` to every registered evaluator's section and every section the workdir
    has (`evals.<key>`, typed: `evaluators/sections.py`), each from its evaluator's defaults,
    updated by the workdir's own values, then by the command-line overrides; validate;
-3. rebuild the model (`models/build.py`) and restore the newest checkpoint's variables,
-   replicated over the mesh (any device count);
+3. rebuild the model (`models/build.py`) and restore the newest checkpoint's variables
+   (`params`, `batch_stats`), replicated over this process's mesh whatever mesh wrote them
+   (any device count); a checkpoint of another model is refused, naming what differs;
 4. run the chosen sections with the one evaluation runner training uses
    (`evaluators/runner.py`: one prediction pass per predictor and split, DML's network 1 and
    ensemble beside the plain network; a missing data set is skipped with its one-line reason),
