@@ -3,13 +3,14 @@ each checkpoint's bytes and run state (`checkpoint_record`), and a fallback to t
 checkpoint when the latest one cannot be read or verified."""
 import logging
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
 from sdd_jax import checkpoint_record
+from sdd_jax import checkpoint_shapes
 from sdd_jax import workdir_path
 from sdd_jax.errors import UserError
 
@@ -99,9 +100,13 @@ class Checkpointer:
         self._verified[step] = e
     return self._verified[step]
 
-  def _no_checkpoint_error(self, steps, reason: str) -> CheckpointError:
-    return CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps}) '
-                           f'or they do not fit this config\'s model: use a new --workdir{reason}')
+  def _no_checkpoint_error(self, steps, reason: str, misfit: str = '') -> CheckpointError:
+    if misfit:  # the arrays are readable, but they belong to another model
+      return CheckpointError(f'the checkpoints in {self.directory} hold another model than this '
+                             f'config\'s{misfit}: use a new --workdir, or the config they were '
+                             'trained with')
+    return CheckpointError(f'no checkpoint in {self.directory} can be read (tried steps {steps})'
+                           f': use a new --workdir{reason}')
 
   def check_readable(self) -> None:
     """Raises CheckpointError (before any model is built) when the workdir has damaged
@@ -124,6 +129,42 @@ class Checkpointer:
     then the restored step's `run` dict.
     """
     abstract = None if target is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+
+    def restore_args(step_dir):
+      mismatch = (None if abstract is None
+                  else checkpoint_shapes.shape_mismatch(step_dir, abstract))
+      return mismatch, ocp.args.StandardRestore(abstract)
+
+    return self._restore_newest(restore_args)
+
+  def restore_variables(self, sharding: jax.sharding.Sharding, expected: Any = None,
+                        collections: Sequence[str] = ('params', 'batch_stats')
+                        ) -> Tuple[Optional[Dict[str, Any]], Optional[int]]:
+    """{collection: tree} of `collections` of the newest readable checkpoint, each array
+    placed with `sharding` (e.g. replicated over this process's mesh), whatever mesh or device
+    count wrote it; the rest (optimizer, methods' state) is not read. Returns (None, None)
+    when the workdir has no checkpoint, as `restore` does (with the same fallbacks).
+
+    `expected`: the {collection: tree of arrays or ShapeDtypeStructs} this config's model has;
+    a checkpoint whose arrays differ from it in shape or path does not fit, and the
+    CheckpointError names the first difference. None: restored as stored.
+    """
+    def restore_args(step_dir):
+      stored = checkpoint_shapes.item_metadata(step_dir)
+      place = lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding)
+      target = {c: jax.tree.map(place, stored[c]) for c in collections
+                if jax.tree.leaves(stored.get(c, {}))}
+      mismatch = None if expected is None else checkpoint_shapes.tree_mismatch(
+          {c: stored.get(c, {}) for c in collections}, expected)
+      return mismatch, ocp.args.PyTreeRestore(
+          target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True)
+
+    return self._restore_newest(restore_args)
+
+  def _restore_newest(self, restore_args: Callable[[epath.Path], Tuple[Optional[str], Any]]):
+    """`restore`'s walk from the newest checkpoint down: `restore_args(step_dir)` ->
+    (why it does not fit or None, orbax's restore args)."""
     steps = sorted(self._manager.all_steps(), reverse=True)
     unreadable, misfit, reason = [], '', ''
     for step in steps:
@@ -135,16 +176,15 @@ class Checkpointer:
           reason = reason or f' (step {step}: {record})'
         unreadable.append(step)
         continue
-      mismatch = None if abstract is None else _shape_mismatch(
-          self.directory / str(step), abstract)
-      if mismatch:  # refused before any array is read
-        logging.warning('checkpoint %d in %s does not fit this config (%s); trying the previous '
-                        'one', step, self.directory, mismatch)
-        misfit = misfit or f' (step {step}: {mismatch})'
-        unreadable.append(step)
-        continue
       try:
-        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        mismatch, args = restore_args(self.directory / str(step))
+        if mismatch:  # refused before any array is read
+          logging.warning('checkpoint %d in %s does not fit this config (%s); trying the '
+                          'previous one', step, self.directory, mismatch)
+          misfit = misfit or f' (step {step}: {mismatch})'
+          unreadable.append(step)
+          continue
+        restored = self._manager.restore(step, args=args)
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('checkpoint %d in %s cannot be read (%s: %s); trying the previous one',
                         step, self.directory, type(e).__name__, str(e).splitlines()[0][:200])
@@ -156,7 +196,7 @@ class Checkpointer:
       self.restored_run = record['run']
       return restored, step
     if misfit or reason:
-      raise self._no_checkpoint_error(steps, misfit or reason)
+      raise self._no_checkpoint_error(steps, reason, misfit)
     for unfinished in unreadable:  # only saves that did not finish: start over
       self._set_aside(unfinished)
     return None, None
@@ -181,39 +221,6 @@ class Checkpointer:
     self._manager.close()
 
 
-def _item_metadata(step_dir: str) -> Any:
-  """The stored tree of `ArrayMetadata` (read through the handler: orbax's checkpointer would
-  warn that the item folder has no step metadata of its own)."""
-  return ocp.StandardCheckpointHandler().metadata(epath.Path(step_dir) / 'default').tree
-
-
-def _shape_mismatch(step_dir: str, abstract: Any) -> Optional[str]:
-  """'<path>: stored <shape>, this config <shape>' for the first array that both the stored
-  tree and `abstract` hold with different shapes; None when none differs or the metadata
-  cannot be read (the restore then decides)."""
-  try:
-    stored_shapes = _leaf_shapes(_item_metadata(step_dir))
-  except Exception:  # pylint: disable=broad-except
-    return None
-  for path, shape in _leaf_shapes(abstract).items():
-    if path in stored_shapes and stored_shapes[path] != shape:
-      return f'{"/".join(path)}: stored {stored_shapes[path]}, this config {shape}'
-  return None
-
-
-def _leaf_shapes(tree: Any) -> Dict[Tuple[str, ...], Tuple[int, ...]]:
-  """{path of names: shape} of a tree's array leaves, whatever the containers (a dataclass
-  field and the dict key of the same name give the same path)."""
-  def name(entry) -> str:
-    for attr in ('key', 'name', 'idx'):
-      if hasattr(entry, attr):
-        return str(getattr(entry, attr))
-    return str(entry)
-  return {tuple(name(e) for e in path): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
-          if hasattr(leaf, 'shape')}
-
-
 def read_checkpoint(workdir: str, step: Optional[int] = None) -> Any:
   """The state saved at `step` (default: the newest) as nested dicts of arrays on one local
   device, whatever mesh or process count wrote it, after verifying its bytes: for analysis,
@@ -231,5 +238,5 @@ def read_checkpoint(workdir: str, step: Optional[int] = None) -> Any:
     raise CheckpointError(f'checkpoint {step} in {directory} is unreadable: {e}') from None
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          _item_metadata(step_dir))
+                          checkpoint_shapes.item_metadata(step_dir))
   return ocp.StandardCheckpointer().restore(step_dir / 'default', abstract)

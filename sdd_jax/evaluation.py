@@ -7,8 +7,9 @@ classification (this module's `evaluate`):
 2. set `config.evals` to every registered evaluator's section and every section the workdir
    has (`evals.<key>`, typed: `evaluators/sections.py`), each from its evaluator's defaults,
    updated by the workdir's own values, then by the command-line overrides; validate;
-3. rebuild the model (`models/build.py`) and restore the newest checkpoint's variables,
-   replicated over the mesh (any device count);
+3. rebuild the model (`models/build.py`) and restore the newest checkpoint's variables
+   (`params`, `batch_stats`), replicated over this process's mesh whatever mesh wrote them
+   (any device count); a checkpoint of another model is refused, naming what differs;
 4. run the chosen sections with the one evaluation runner training uses
    (`evaluators/runner.py`: one prediction pass per predictor and split, DML's network 1 and
    ensemble beside the plain network; a missing data set is skipped with its one-line reason),
@@ -19,6 +20,8 @@ import dataclasses
 import logging
 from typing import Any, Dict, Optional, Sequence
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from sdd_jax import checkpoint as checkpoint_lib
@@ -29,6 +32,7 @@ from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import init_from as init_from_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
+from sdd_jax import state as state_lib
 from sdd_jax import tasks
 from sdd_jax import workdir as workdir_lib
 from sdd_jax import workdir_path
@@ -121,27 +125,42 @@ def merge_evals(config: ml_collections.ConfigDict, overrides: Optional[Dict[str,
   return config
 
 
-def restore_checkpoint_variables(config, workdir: str, mesh):
+def restore_checkpoint_variables(config, workdir: str, mesh, model=None):
   """-> (the variables of the newest readable checkpoint, the whole tree (DML's two networks,
   BYOT's auxiliary heads), step), replicated over `mesh`.
 
-  The checkpoint is restored as saved (no target tree), so evaluation needs neither the
-  optimizer nor the methods' own state (PS-KD's table, sized by the training set) and works on
-  any number of devices.
+  Only `params` and `batch_stats` are read, each array placed straight onto `mesh` (not onto
+  the devices that saved it), so evaluation needs neither the optimizer nor the methods' own
+  state (PS-KD's table, sized by the training set) and any device count evaluates a
+  checkpoint written by any other. `model` (classification's, of `config`): a checkpoint
+  whose arrays differ from the ones it builds is refused, naming the first difference.
   """
   directory = workdir_path.path(workdir) / 'checkpoints'
   if not directory.is_dir() or not any(directory.iterdir()):
     raise EvaluationError(f'no checkpoint in {directory}; train first (train.py --workdir '
                           f'{workdir})')
+  expected = None if model is None else _abstract_variables(config, model)
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep, read_only=True)
   try:
-    restored, step = checkpointer.restore(None)
+    restored, step = checkpointer.restore_variables(parallel.replicated_sharding(mesh),
+                                                    expected)
   finally:
     checkpointer.close()
   if restored is None:
     raise EvaluationError(f'no checkpoint in {directory}; train first')
-  variables = {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}
-  return parallel.replicate(variables, mesh), step
+  return {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}, step
+
+
+def _abstract_variables(config, model) -> Dict[str, Any]:
+  """{'params', 'batch_stats'} of `config`'s network as the trainer initialises them (through
+  the methods: DML's two networks, BYOT's heads), as shapes only: nothing is computed."""
+  image_shape = (config.data.image_size, config.data.image_size, len(config.data.mean))
+  methods = methods_lib.create_methods(config.methods)
+  variables = jax.eval_shape(
+      lambda key: methods_lib.init_variables(methods, model, key,
+                                             jnp.zeros((1, *image_shape), jnp.float32)),
+      state_lib.init_key(config.seed))
+  return {c: variables.get(c, {}) for c in ('params', 'batch_stats')}
 
 
 def restore_variables(config, workdir: str, mesh):
@@ -250,7 +269,7 @@ def evaluate(workdir: str, config: ml_collections.ConfigDict,
     variables, step = parallel.replicate(variables, mesh), 0
     logging.info('evaluating %s with the weights of %s', workdir, init_from)
   else:
-    variables, step = restore_checkpoint_variables(config, workdir, mesh)
+    variables, step = restore_checkpoint_variables(config, workdir, mesh, model)
     logging.info('evaluating %s at step %d', workdir, step)
   if record is not None:
     _record(workdir, record)

@@ -152,9 +152,9 @@ def test_checkpoints_of_another_model_are_refused_and_kept(workdir, tmp_path):
   os.remove(os.path.join(other, 'summary.json'))
   before = _snapshot(other)
   with pytest.raises(checkpoint.CheckpointError,
-                     match=r"no checkpoint in .* can be read .* or they do not fit this config's "
-                           r'model: use a new --workdir \(step \d+: params/.*: stored \(64, 10\), '
-                           r'this config \(32, 10\)\)'):
+                     match=r"the checkpoints in .* hold another model than this config's "
+                           r'\(step \d+: params/.*: stored \(64, 10\), this config \(32, 10\).*\): '
+                           r'use a new --workdir, or the config they were trained with'):
     trainer.train_and_evaluate(_config(), other)
   assert _snapshot(other) == before
 
