@@ -53,7 +53,8 @@ def _entry_problem(section: str, index: int, entry) -> Optional[str]:
     box = entry['bbox']
     if not (isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))
             and box[2] >= 0 and box[3] >= 0):
-      return f'{where} has bbox {box!r}; give [x, y, width, height], finite, sides >= 0'
+      return (f'{where} has bbox {box!r}, not [x, y, width, height] of finite numbers with '
+              'sides >= 0')
     if not _is_number(entry['area']):
       return f'{where} has area {entry["area"]!r}, not a finite number'
   return None

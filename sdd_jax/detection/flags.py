@@ -25,6 +25,7 @@ def whole(minimum: int, maximum: Optional[int] = None) -> Callable[[str], int]:
     if value is None or value < minimum or (maximum is not None and value > maximum):
       raise argparse.ArgumentTypeError(f'{text!r}: give a whole number {bound}')
     return value
+  parse.bounds = (minimum, maximum)  # read by the bad-input catalogue
   return parse
 
 
@@ -59,8 +60,8 @@ def path(text: str) -> str:
   return text
 
 
-def parse_args(argv: Optional[Sequence[str]], description: str,
-               default_device: str) -> argparse.Namespace:
+def make_parser(description: str, default_device: str) -> argparse.ArgumentParser:
+  """The entry point's parser (`description`: its docstring's first paragraph)."""
   parser = argparse.ArgumentParser(prog='python -m sdd_jax.detection.finetune',
                                    description=description)
   parser.add_argument('--backbone', required=True, type=path, help='a ResNet .safetensors file '
@@ -85,4 +86,9 @@ def parse_args(argv: Optional[Sequence[str]], description: str,
   parser.add_argument('--box_score_thresh', type=fraction, default=0.05,
                       help='evaluation drops detections scoring below it (torchvision\'s 0.05)')
   parser.add_argument('--seed', type=whole(0, SEED_MAX), default=0)
-  return parser.parse_args(argv)
+  return parser
+
+
+def parse_args(argv: Optional[Sequence[str]], description: str,
+               default_device: str) -> argparse.Namespace:
+  return make_parser(description, default_device).parse_args(argv)
