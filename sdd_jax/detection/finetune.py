@@ -47,6 +47,13 @@ The workdir (a local folder; only rank 0 writes):
   file's metadata), `backbone_file`, `wall_seconds` (all sessions). A finished run re-run
   prints its results and writes nothing. A non-finite loss stops the run in one line.
 
+Checked before anything is written, each problem one line `error: ...` and exit 1 (argparse's
+usage and one line, exit 2, for a flag: `flags.py`): the workdir (a folder, or one that can be
+made; its detection.json and results.json readable), the backbone (`detector.read_backbone`:
+a safetensors file, a ResNet with the ImageNet stem, its metadata, every tensor name and shape
+against torchvision's network, which a ResNet trained with another width fails, finite
+values), COCO (`annotations.py`: both instances files and the header of every image used).
+
 `--max_iters K` ends training after K iterations in all (the lr follows the full schedule) and
 then evaluates, for smoke runs and the tests; `--train_images N` trains on the first N images.
 
