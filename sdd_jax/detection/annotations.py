@@ -29,6 +29,32 @@ class AnnotationError(UserError):
   """An instances JSON, or an image it lists, that the detection recipe cannot use."""
 
 
+class ImageUnreadable(AnnotationError):
+  """An image found damaged when training or evaluation reads it (past its header).
+
+  A DataLoader worker's exception comes back as `type(e)(its traceback as text)`, whose last
+  line is `<module>.ImageUnreadable: <message>`: the constructor keeps that message, so the
+  error stays one line with `--workers` > 0 too.
+  """
+
+  def __init__(self, message: str):
+    lines = message.strip().splitlines()
+    if len(lines) > 1:
+      message = lines[-1].partition(': ')[2]
+    super().__init__(message)
+
+
+def load_image(path: str) -> Image.Image:
+  """The RGB image at `path`; ImageUnreadable (one line) when PIL cannot decode it."""
+  try:
+    with Image.open(path) as image:
+      return image.convert('RGB')
+  except (OSError, ValueError, Image.DecompressionBombError) as e:
+    raise ImageUnreadable(f'{path} cannot be read as an image ({type(e).__name__}: {e}); '
+                          'replace it with the original file and run the same command (it '
+                          'resumes from the last checkpoint)') from None
+
+
 def _is_int(value) -> bool:
   return isinstance(value, int) and not isinstance(value, bool)
 

@@ -85,7 +85,8 @@ class CocoBoxes(torchvision.datasets.CocoDetection):
   """One split as (image [3, H, W] float32 in [0, 1], {'boxes', 'labels', 'image_id'}).
 
   The instances JSON and the header of every image kept are checked on construction
-  (`annotations.read`, `annotations.check_images`): AnnotationError, one line.
+  (`annotations.read`, `annotations.check_images`): AnnotationError, one line. An image
+  damaged past its header is ImageUnreadable, one line, when it is read.
 
   Attributes:
     ids: the image ids, sorted; in training without the images that have no annotations, and
@@ -109,6 +110,9 @@ class CocoBoxes(torchvision.datasets.CocoDetection):
       self.ids = self.ids[:limit]
     annotations.check_images(paths['images'], self.coco.loadImgs(self.ids), paths['annotations'])
     self.train, self.seed, self.epoch = train, seed, 0
+
+  def _load_image(self, id: int):  # pylint: disable=redefined-builtin  (CocoDetection's name)
+    return annotations.load_image(os.path.join(self.root, self.coco.loadImgs(id)[0]['file_name']))
 
   def __getitem__(self, index: int):
     image_id = self.ids[index]

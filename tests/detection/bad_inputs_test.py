@@ -421,3 +421,22 @@ def test_the_generated_flag_cases_cover_every_flag_that_takes_a_value():
                    if a.option_strings and a.nargs != 0}
   assert {case.values[0] for case in _flag_cases()} == taking_values
   assert {'batch_size', 'workers', 'lr', 'max_iters', 'box_score_thresh'} <= taking_values
+
+
+# --- An image damaged past its header: found when training reads it. -------------------------
+
+@pytest.mark.parametrize('workers', ['0', '1'])
+def test_an_image_damaged_past_its_header_is_one_line_when_training_reads_it(
+    good, tmp_path, capsys, workers):
+  root = _coco_copy(tmp_path, good)
+  for path in (root / 'train2017').iterdir():  # a PNG cut in its pixel data: the header reads
+    path.write_bytes(path.read_bytes()[:2000])
+  workdir = tmp_path / 'run'
+  code, out, err = _run(_argv(good, coco_root=str(root), workdir=str(workdir), workers=workers),
+                        capsys)
+  assert code == 1 and 'Traceback' not in out + err and err.count('\n') == 1, err
+  assert re.fullmatch(r'error: ' + re.escape(str(root / 'train2017')) + r'/0+[1-7]\.png cannot '
+                      r'be read as an image \(OSError: .*truncated.*\); replace it with the '
+                      r'original file and run the same command \(it resumes from the last '
+                      r'checkpoint\)\n', err), err
+  assert sorted(os.listdir(workdir)) == ['detection.json']  # no batch was trained
