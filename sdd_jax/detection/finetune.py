@@ -80,6 +80,7 @@ try:
 
   from sdd_jax.detection import coco
   from sdd_jax.detection import detector
+  from sdd_jax.detection import processes as processes_lib
 except ModuleNotFoundError as missing:  # the optional extra is not installed
   raise SystemExit(f'error: {missing.name} is not installed; the detection recipe needs the '
                    'optional extra: pip install -r requirements-detection.txt') from None
@@ -170,57 +171,6 @@ def check_record(workdir: str, record: dict) -> None:
                           'or another --workdir')
 
 
-class _Processes:
-  """This process's place: rank, world size, device; the process group under torchrun."""
-
-  def __init__(self, device: str):
-    self.distributed = 'WORLD_SIZE' in os.environ
-    self.rank = int(os.environ.get('RANK', 0))
-    self.world = int(os.environ.get('WORLD_SIZE', 1))
-    local_rank = int(os.environ.get('LOCAL_RANK', 0))
-    self.device = torch.device(f'cuda:{local_rank}' if device == 'cuda' else 'cpu')
-    if device == 'cuda':
-      torch.cuda.set_device(self.device)
-    if self.distributed and not dist.is_initialized():
-      dist.init_process_group('nccl' if device == 'cuda' else 'gloo')
-
-  @property
-  def main(self) -> bool:
-    return self.rank == 0
-
-  def barrier(self):
-    if self.distributed:
-      dist.barrier()
-
-  def gather(self, value) -> list:
-    """[value of rank 0, rank 1, ...] on every process."""
-    if not self.distributed:
-      return [value]
-    values = [None] * self.world
-    dist.all_gather_object(values, value)
-    return values
-
-  def any(self, flag: bool) -> bool:
-    if not self.distributed:
-      return flag
-    value = torch.tensor(float(flag), device=self.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def _rng_state(processes: _Processes) -> dict:
-  state = {'torch': torch.get_rng_state()}
-  if processes.device.type == 'cuda':
-    state['cuda'] = torch.cuda.get_rng_state(processes.device)
-  return state
-
-
-def _set_rng_state(state: dict, processes: _Processes) -> None:
-  torch.set_rng_state(state['torch'])
-  if 'cuda' in state and processes.device.type == 'cuda':
-    torch.cuda.set_rng_state(state['cuda'], processes.device)
-
-
 def _summary(workdir: str, results: dict) -> str:
   metrics = ' '.join(f'{k} {results[k]:.1f}' if results[k] is not None else f'{k} -'
                      for k in coco.METRICS)
@@ -242,7 +192,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
                           'run where a GPU is visible')
   arrays, metadata = detector.read_backbone(args.backbone)
   coco.check_root(args.coco_root)
-  processes = _Processes(args.device)
+  processes = processes_lib.Processes(args.device)
   if args.batch_size % processes.world:
     raise WorkdirMismatch(f'--batch_size {args.batch_size} does not split over '
                           f'{processes.world} processes; give a multiple of {processes.world}')
@@ -299,7 +249,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
     scheduler.load_state_dict(state['lr_scheduler'])
     iteration, wall = state['iteration'], state['wall_seconds']
     if len(state['rng']) == processes.world:
-      _set_rng_state(state['rng'][processes.rank], processes)
+      processes_lib.set_rng_state(state['rng'][processes.rank], processes)
     else:  # another process count: fresh draws for the samplers of the heads
       torch.manual_seed(args.seed + 1000 * iteration + processes.rank)
     if processes.main:
@@ -310,7 +260,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
         model, device_ids=[processes.device] if processes.device.type == 'cuda' else None)
 
   def save():
-    rng = processes.gather(_rng_state(processes))
+    rng = processes.gather(processes_lib.rng_state(processes))
     if processes.main:
       torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                   'lr_scheduler': scheduler.state_dict(), 'iteration': iteration,
@@ -385,7 +335,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
 
 
 @torch.inference_mode()
-def evaluate(model, val_set: coco.CocoBoxes, processes: _Processes) -> dict:
+def evaluate(model, val_set: coco.CocoBoxes, processes: processes_lib.Processes) -> dict:
   """Detections on all of val2017 (each process a share, one image at a time, as torchvision's
   reference); on rank 0 {'records': COCO result records, 'metrics': COCOeval's}."""
   model.eval()
