@@ -25,6 +25,7 @@ from pycocotools import coco as coco_lib
 from pycocotools import cocoeval
 from torchvision.transforms import functional
 
+from sdd_jax.detection import annotations
 from sdd_jax.errors import UserError
 
 DOWNLOADS = ('http://images.cocodataset.org/zips/train2017.zip, '
@@ -44,7 +45,8 @@ def split_paths(root: str, split: str) -> Dict[str, str]:
 
 
 def check_root(root: str) -> None:
-  """Raises CocoMissing (one line: what to download, where) unless both splits are there."""
+  """Raises CocoMissing (one line: what to download, where) unless both splits are there, the
+  image folders as folders."""
   needed = [split_paths(root, s)[k] for s in ('train2017', 'val2017')
             for k in ('images', 'annotations')]
   missing = [p for p in needed if not os.path.exists(p)]
@@ -52,6 +54,9 @@ def check_root(root: str) -> None:
     raise CocoMissing(f'COCO 2017 is not in --coco_root {root}: {missing[0]} is missing; '
                       f'download {DOWNLOADS} and unzip them in {root} (giving train2017/, '
                       'val2017/ and annotations/instances_{train,val}2017.json)')
+  for path in needed[::2]:
+    if not os.path.isdir(path):
+      raise CocoMissing(f'{path} is not a folder; unzip {os.path.basename(path)}.zip in {root}')
 
 
 def _has_valid_annotation(annotations: Sequence[dict]) -> bool:
@@ -79,6 +84,10 @@ def flips(seed: int, epoch: int, image_id: int) -> bool:
 class CocoBoxes(torchvision.datasets.CocoDetection):
   """One split as (image [3, H, W] float32 in [0, 1], {'boxes', 'labels', 'image_id'}).
 
+  The instances JSON and the header of every image kept are checked on construction
+  (`annotations.read`, `annotations.check_images`): AnnotationError, one line. An image
+  damaged past its header is ImageUnreadable, one line, when it is read.
+
   Attributes:
     ids: the image ids, sorted; in training without the images that have no annotations, and
       cut to the first `limit` when given.
@@ -87,14 +96,23 @@ class CocoBoxes(torchvision.datasets.CocoDetection):
 
   def __init__(self, root: str, split: str, train: bool, seed: int = 0, limit: int = 0):
     paths = split_paths(root, split)
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its loading times
-      super().__init__(paths['images'], paths['annotations'])
+    # CocoDetection.__init__ without its unchecked read of the file: the same attributes.
+    torchvision.datasets.VisionDataset.__init__(self, paths['images'])
+    self.coco = coco_lib.COCO()
+    self.coco.dataset = annotations.read(paths['annotations'])
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its indexing
+      self.coco.createIndex()
+    self.ids = sorted(self.coco.imgs)
     if train:
       self.ids = [i for i in self.ids if _has_valid_annotation(
           self.coco.loadAnns(self.coco.getAnnIds(imgIds=i, iscrowd=None)))]
     if limit:
       self.ids = self.ids[:limit]
+    annotations.check_images(paths['images'], self.coco.loadImgs(self.ids), paths['annotations'])
     self.train, self.seed, self.epoch = train, seed, 0
+
+  def _load_image(self, id: int):  # pylint: disable=redefined-builtin  (CocoDetection's name)
+    return annotations.load_image(os.path.join(self.root, self.coco.loadImgs(id)[0]['file_name']))
 
   def __getitem__(self, index: int):
     image_id = self.ids[index]

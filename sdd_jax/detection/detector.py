@@ -13,13 +13,18 @@ for COCO).
 
 A file that is not a ResNet with torchvision's ImageNet stem is refused in one line: a
 CIFAR-stem network (3x3 stride-1 stem, no max-pool) is not what `torchvision.models.resnet*`
-builds, and DenseNet has no FPN extractor here.
+builds, and DenseNet has no FPN extractor here. So is, before anything is written, a file that
+safetensors cannot read, whose metadata lacks what the detector needs (`num_classes`, `mean`,
+`std`), whose tensors do not have the names and shapes of torchvision's network (a ResNet
+trained with another `width`, say), or that holds NaN or infinity.
 """
 import json
+import math
 import re
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import safetensors
 import torch
 import torchvision
 from torchvision.models.detection import backbone_utils
@@ -36,25 +41,100 @@ class BackboneError(UserError):
   """A backbone file the detection recipe cannot use."""
 
 
+def _statistics(text: Optional[str]) -> Optional[list]:
+  """The metadata's `mean` / `std`: a JSON list of 3 finite numbers, else None."""
+  try:
+    value = json.loads(text)
+  except (TypeError, ValueError):
+    return None
+  numbers = isinstance(value, list) and len(value) == 3 and all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+  return value if numbers else None
+
+
+def _metadata_problem(metadata: Dict[str, str]) -> Optional[str]:
+  """What the detector cannot build from the file's metadata (None when nothing)."""
+  if not re.fullmatch(r'[1-9]\d*', metadata.get('num_classes', '')):
+    return f'metadata num_classes {metadata.get("num_classes")!r} is not a whole number >= 1'
+  for key in ('mean', 'std'):
+    if _statistics(metadata.get(key)) is None:
+      return f'metadata {key} {metadata.get(key)!r} is not a JSON list of 3 finite numbers'
+  if not all(v > 0 for v in _statistics(metadata['std'])):
+    return f'metadata std {metadata["std"]} has a value <= 0'
+  return None
+
+
+def expected_shapes(metadata: Dict[str, str]) -> Dict[str, Tuple[int, ...]]:
+  """{key: shape} of the state_dict `create_resnet` loads (built on the meta device: no
+  memory, no time)."""
+  with torch.device('meta'):
+    resnet = _torchvision_resnet(metadata)
+  return {k: tuple(v.shape) for k, v in resnet.state_dict().items()}
+
+
+def shape_problem(arrays: Dict[str, np.ndarray], expected: Dict[str, Tuple[int, ...]],
+                  network: str) -> Optional[str]:
+  """The first key of `expected` missing from `arrays` or stored in another shape, else the
+  first key of `arrays` not in `expected` (`num_batches_tracked` ignored: FrozenBatchNorm2d
+  drops it); None when they match."""
+  for key, shape in expected.items():
+    if key not in arrays:
+      return f'{key} is missing ({network} needs it, {shape})'
+    if tuple(np.shape(arrays[key])) != shape:
+      return f'{key} is {tuple(np.shape(arrays[key]))} in the file, {network} needs {shape}'
+  extra = [k for k in arrays if k not in expected and not k.endswith('num_batches_tracked')]
+  if extra:
+    return f'{extra[0]} is not in {network}'
+  return None
+
+
 def read_backbone(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
-  """(arrays, metadata) of an exported ResNet; BackboneError (one line) for anything else."""
-  arrays, metadata = torchvision_io.read(path)
+  """(arrays, metadata) of an exported ResNet that `create_resnet` loads; BackboneError (one
+  line naming the file and what differs) for anything else."""
+  try:
+    arrays, metadata = torchvision_io.read(path)
+  except (safetensors.SafetensorError, KeyError) as e:  # safetensors' own errors
+    cause = f'tensor dtype {e} not readable' if isinstance(e, KeyError) else str(e)
+    raise BackboneError(f'{path}: cannot be read as a safetensors file ({cause}); give a file '
+                        'written by python -m sdd_jax.export') from None
   name = metadata.get('torchvision_model', '')
-  if not re.fullmatch(r'resnet\d+', name):
+  if not re.fullmatch(r'resnet\d+', name) or not hasattr(torchvision.models, name):
     raise BackboneError(f'{path}: not a ResNet exported by python -m sdd_jax.export (model '
                         f'{metadata.get("model", "unknown")!r}); the detection recipe builds a '
                         'ResNet-FPN: export resnet18 ... resnet152')
+  if 'stem' not in metadata:
+    raise BackboneError(f"{path}: the metadata has no 'stem' (python -m sdd_jax.export writes "
+                        "'imagenet' or 'cifar'); export the backbone again with it")
   if metadata.get('stem') != 'imagenet':
     raise BackboneError(f'{path}: {metadata.get("model")} has a {metadata.get("stem")} stem '
-                        '(3x3, stride 1, no max-pool), which torchvision\'s ResNet-FPN does not '
-                        f'build; fine-tune a {name} trained with the ImageNet stem')
+                        '(not the ImageNet 7x7 stride-2 conv and max-pool), which torchvision\'s '
+                        f'ResNet-FPN does not build; fine-tune a {name} trained with the '
+                        'ImageNet stem')
+  fix = 'export the backbone again with python -m sdd_jax.export'
+  problem = _metadata_problem(metadata)
+  if problem:
+    raise BackboneError(f'{path}: {problem}; {fix}')
+  network = f"torchvision's {name} ({metadata['num_classes']} classes)"
+  problem = shape_problem(arrays, expected_shapes(metadata), network)
+  if problem:
+    raise BackboneError(f'{path} does not fit the detector\'s backbone: {problem}; the recipe '
+                        f'builds {network} as is: fine-tune a model trained without width or '
+                        'depth overrides')
+  for key, value in arrays.items():
+    if not np.isfinite(value).all():
+      raise BackboneError(f'{path}: {key} holds NaN or infinity; {fix} from a checkpoint '
+                          'whose weights are finite')
   return arrays, metadata
+
+
+def _torchvision_resnet(metadata: Dict[str, str]) -> torch.nn.Module:
+  return getattr(torchvision.models, metadata['torchvision_model'])(
+      num_classes=int(metadata['num_classes']), norm_layer=misc.FrozenBatchNorm2d)
 
 
 def create_resnet(arrays: Dict[str, np.ndarray], metadata: Dict[str, str]) -> torch.nn.Module:
   """`torchvision.models.<resnet>` with FrozenBatchNorm2d, loaded from `arrays` strictly."""
-  resnet = getattr(torchvision.models, metadata['torchvision_model'])(
-      num_classes=int(metadata['num_classes']), norm_layer=misc.FrozenBatchNorm2d)
+  resnet = _torchvision_resnet(metadata)
   resnet.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()},
                          strict=True)
   return resnet

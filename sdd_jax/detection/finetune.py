@@ -47,6 +47,13 @@ The workdir (a local folder; only rank 0 writes):
   file's metadata), `backbone_file`, `wall_seconds` (all sessions). A finished run re-run
   prints its results and writes nothing. A non-finite loss stops the run in one line.
 
+Checked before anything is written, each problem one line `error: ...` and exit 1 (argparse's
+usage and one line, exit 2, for a flag: `flags.py`): the workdir (a folder, or one that can be
+made; its detection.json and results.json readable), the backbone (`detector.read_backbone`:
+a safetensors file, a ResNet with the ImageNet stem, its metadata, every tensor name and shape
+against torchvision's network, which a ResNet trained with another width fails, finite
+values), COCO (`annotations.py`: both instances files and the header of every image used).
+
 `--max_iters K` ends training after K iterations in all (the lr follows the full schedule) and
 then evaluates, for smoke runs and the tests; `--train_images N` trains on the first N images.
 
@@ -73,10 +80,12 @@ try:
 
   from sdd_jax.detection import coco
   from sdd_jax.detection import detector
+  from sdd_jax.detection import processes as processes_lib
 except ModuleNotFoundError as missing:  # the optional extra is not installed
   raise SystemExit(f'error: {missing.name} is not installed; the detection recipe needs the '
                    'optional extra: pip install -r requirements-detection.txt') from None
 from sdd_jax import workdir_path
+from sdd_jax.detection import flags
 from sdd_jax.detection import schedule as schedule_lib
 from sdd_jax.errors import UserError
 
@@ -94,45 +103,6 @@ class Diverged(UserError):
   """The loss became NaN or infinite (torchvision's reference stops there too)."""
 
 
-def _lr(text: str):
-  """--lr: 'auto' or a positive number (argparse reports anything else in one line)."""
-  if text == 'auto':
-    return text
-  try:
-    value = float(text)
-  except ValueError:
-    value = 0.0
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f"{text!r}: give 'auto' or a number > 0")
-  return value
-
-
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog='python -m sdd_jax.detection.finetune',
-                                   description=__doc__.split('\n\n')[0])
-  parser.add_argument('--backbone', required=True, help='a ResNet .safetensors file written by '
-                      'python -m sdd_jax.export')
-  parser.add_argument('--coco_root', required=True, help='holds train2017/, val2017/, '
-                      'annotations/')
-  parser.add_argument('--schedule', required=True, choices=sorted(schedule_lib.SCHEDULES))
-  parser.add_argument('--workdir', required=True, help='a local folder')
-  parser.add_argument('--batch_size', type=int, default=16, help='global batch (all GPUs)')
-  parser.add_argument('--lr', default='auto', type=_lr,
-                      help="'auto' = 0.02 x batch_size / 16, or a number")
-  parser.add_argument('--workers', type=int, default=4, help='data loader processes per GPU')
-  parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                      choices=('cpu', 'cuda'))
-  parser.add_argument('--max_iters', type=int, default=0, help='end training after this many '
-                      'iterations in all (0: the schedule\'s)')
-  parser.add_argument('--train_images', type=int, default=0, help='train on the first N images')
-  parser.add_argument('--min_size', type=int, default=800)
-  parser.add_argument('--max_size', type=int, default=1333)
-  parser.add_argument('--box_score_thresh', type=float, default=0.05,
-                      help='evaluation drops detections scoring below it (torchvision\'s 0.05)')
-  parser.add_argument('--seed', type=int, default=0)
-  return parser.parse_args(argv)
-
-
 def _sha256(path: str) -> str:
   digest = hashlib.sha256()
   with workdir_path.path(path).open('rb') as f:  # a local path or a gs:// URI
@@ -148,9 +118,32 @@ def _write_json(path: str, value) -> None:
   os.replace(path + '.tmp', path)
 
 
-def _read_json(path: str):
-  with open(path, encoding='utf-8') as f:
-    return json.load(f)
+def _read_json(path: str, *required: str) -> dict:
+  """A JSON object this recipe wrote, with the `required` keys; WorkdirMismatch (one line)
+  when it cannot be read or is something else."""
+  cause = 'not the object this recipe writes'
+  try:
+    with open(path, encoding='utf-8') as f:
+      value = json.load(f)
+  except (OSError, ValueError) as e:
+    value, cause = None, f'{type(e).__name__}: {getattr(e, "strerror", None) or e}'
+  if not isinstance(value, dict) or not all(k in value for k in required):
+    raise WorkdirMismatch(f'{path} cannot be read ({cause}); the workdir holds something '
+                          'else: give another --workdir')
+  return value
+
+
+def check_workdir(workdir: str) -> None:
+  """WorkdirMismatch (one line) unless `workdir` (absolute) is a folder, or can be made one."""
+  existing = workdir
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise WorkdirMismatch(f'--workdir {workdir}: {existing} is a file, not a folder; give '
+                          'another --workdir')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise WorkdirMismatch(f'--workdir {workdir}: {existing} is not writable; give a --workdir '
+                          'you can write')
 
 
 def _record(args, metadata: Dict[str, str], lr: float) -> dict:
@@ -178,57 +171,6 @@ def check_record(workdir: str, record: dict) -> None:
                           'or another --workdir')
 
 
-class _Processes:
-  """This process's place: rank, world size, device; the process group under torchrun."""
-
-  def __init__(self, device: str):
-    self.distributed = 'WORLD_SIZE' in os.environ
-    self.rank = int(os.environ.get('RANK', 0))
-    self.world = int(os.environ.get('WORLD_SIZE', 1))
-    local_rank = int(os.environ.get('LOCAL_RANK', 0))
-    self.device = torch.device(f'cuda:{local_rank}' if device == 'cuda' else 'cpu')
-    if device == 'cuda':
-      torch.cuda.set_device(self.device)
-    if self.distributed and not dist.is_initialized():
-      dist.init_process_group('nccl' if device == 'cuda' else 'gloo')
-
-  @property
-  def main(self) -> bool:
-    return self.rank == 0
-
-  def barrier(self):
-    if self.distributed:
-      dist.barrier()
-
-  def gather(self, value) -> list:
-    """[value of rank 0, rank 1, ...] on every process."""
-    if not self.distributed:
-      return [value]
-    values = [None] * self.world
-    dist.all_gather_object(values, value)
-    return values
-
-  def any(self, flag: bool) -> bool:
-    if not self.distributed:
-      return flag
-    value = torch.tensor(float(flag), device=self.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def _rng_state(processes: _Processes) -> dict:
-  state = {'torch': torch.get_rng_state()}
-  if processes.device.type == 'cuda':
-    state['cuda'] = torch.cuda.get_rng_state(processes.device)
-  return state
-
-
-def _set_rng_state(state: dict, processes: _Processes) -> None:
-  torch.set_rng_state(state['torch'])
-  if 'cuda' in state and processes.device.type == 'cuda':
-    torch.cuda.set_rng_state(state['cuda'], processes.device)
-
-
 def _summary(workdir: str, results: dict) -> str:
   metrics = ' '.join(f'{k} {results[k]:.1f}' if results[k] is not None else f'{k} -'
                      for k in coco.METRICS)
@@ -243,28 +185,42 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
   if '://' in args.workdir:
     raise WorkdirMismatch(f'--workdir {args.workdir}: the detection recipe writes local '
                           'folders only; give a local path')
+  workdir = os.path.abspath(args.workdir)
+  check_workdir(workdir)
+  if args.device == 'cuda' and not torch.cuda.is_available():
+    raise WorkdirMismatch('--device cuda: torch sees no CUDA GPU here; give --device cpu or '
+                          'run where a GPU is visible')
   arrays, metadata = detector.read_backbone(args.backbone)
   coco.check_root(args.coco_root)
-  processes = _Processes(args.device)
+  processes = processes_lib.Processes(args.device)
   if args.batch_size % processes.world:
     raise WorkdirMismatch(f'--batch_size {args.batch_size} does not split over '
                           f'{processes.world} processes; give a multiple of {processes.world}')
   plan = schedule_lib.SCHEDULES[args.schedule]
   lr = schedule_lib.linear_scaled_lr(args.batch_size) if args.lr == 'auto' else args.lr
   record = _record(args, metadata, lr)
-  workdir = os.path.abspath(args.workdir)
   check_record(workdir, record)
   train_set = coco.CocoBoxes(args.coco_root, 'train2017', train=True, seed=args.seed,
                              limit=args.train_images)
+  if not train_set.ids:
+    raise coco.CocoMissing(f'{coco.split_paths(args.coco_root, "train2017")["annotations"]} '
+                           'has no image with a box wider and taller than 1 pixel; give COCO '
+                           '2017\'s instances_train2017.json')
   per_epoch = len(train_set) // args.batch_size
   if per_epoch == 0:
     raise WorkdirMismatch(f'{len(train_set)} training images make no batch of '
                           f'{args.batch_size}; give a smaller --batch_size')
+  val_set = coco.CocoBoxes(args.coco_root, 'val2017', train=False)
+  if not val_set.ids:
+    raise coco.CocoMissing(f'{coco.split_paths(args.coco_root, "val2017")["annotations"]} '
+                           'lists no image to evaluate on; give COCO 2017\'s '
+                           'instances_val2017.json')
   total = plan.epochs * per_epoch
   end = min(total, args.max_iters) if args.max_iters else total
   results_path = os.path.join(workdir, 'results.json')
   if os.path.exists(results_path):
-    results = _read_json(results_path)
+    results = _read_json(results_path, 'iterations', 'schedule', 'schedule_iterations',
+                         *coco.METRICS)
     if results['iterations'] >= end:
       if processes.main:
         print(_summary(workdir, results))
@@ -293,7 +249,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
     scheduler.load_state_dict(state['lr_scheduler'])
     iteration, wall = state['iteration'], state['wall_seconds']
     if len(state['rng']) == processes.world:
-      _set_rng_state(state['rng'][processes.rank], processes)
+      processes_lib.set_rng_state(state['rng'][processes.rank], processes)
     else:  # another process count: fresh draws for the samplers of the heads
       torch.manual_seed(args.seed + 1000 * iteration + processes.rank)
     if processes.main:
@@ -304,7 +260,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
         model, device_ids=[processes.device] if processes.device.type == 'cuda' else None)
 
   def save():
-    rng = processes.gather(_rng_state(processes))
+    rng = processes.gather(processes_lib.rng_state(processes))
     if processes.main:
       torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict(),
                   'lr_scheduler': scheduler.state_dict(), 'iteration': iteration,
@@ -363,7 +319,7 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
   finally:
     signal.signal(signal.SIGTERM, previous)
 
-  detections = evaluate(model, args.coco_root, processes)
+  detections = evaluate(model, val_set, processes)
   results = None
   if processes.main:
     _write_json(os.path.join(workdir, 'detections_val2017.json'), detections['records'])
@@ -379,10 +335,9 @@ def finetune(args: argparse.Namespace) -> Optional[dict]:
 
 
 @torch.inference_mode()
-def evaluate(model, coco_root: str, processes: _Processes) -> dict:
+def evaluate(model, val_set: coco.CocoBoxes, processes: processes_lib.Processes) -> dict:
   """Detections on all of val2017 (each process a share, one image at a time, as torchvision's
   reference); on rank 0 {'records': COCO result records, 'metrics': COCOeval's}."""
-  val_set = coco.CocoBoxes(coco_root, 'val2017', train=False)
   model.eval()
   share = list(range(processes.rank, len(val_set), processes.world))
   loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val_set, share), batch_size=1,
@@ -396,6 +351,12 @@ def evaluate(model, coco_root: str, processes: _Processes) -> dict:
   if not processes.main:
     return {}
   return {'records': records, 'metrics': coco.evaluate_detections(val_set.coco, records)}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  """The flags (`flags.py`); a bad value exits 2 with argparse's one line."""
+  return flags.parse_args(argv, __doc__.split('\n\n')[0],
+                          'cuda' if torch.cuda.is_available() else 'cpu')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

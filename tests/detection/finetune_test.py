@@ -82,10 +82,11 @@ def coco_root(tmp_path_factory):
   return str(root)
 
 
-def _backbone_file(path, name):
-  """Our `name` (a Flax ResNet at random weights and BatchNorm statistics) written as
-  `python -m sdd_jax.export` writes it: torchvision's layout plus the exporter's metadata."""
-  model = models.get_model(name, num_classes=10)
+def _backbone_file(path, name, **model_kwargs):
+  """Our `name` (a Flax ResNet at random weights and BatchNorm statistics; `model_kwargs` such
+  as `width` override its defaults) written as `python -m sdd_jax.export` writes it:
+  torchvision's layout plus the exporter's metadata."""
+  model = models.get_model(name, num_classes=10, **model_kwargs)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)),
                                              train=False))
   rng = np.random.default_rng(0)
