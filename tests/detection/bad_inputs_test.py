@@ -175,13 +175,13 @@ def _nan_in_layer3(arrays):
   arrays['layer3.0.conv1.weight'][0, 0, 0, 0] = np.nan
 
 
-NOT_SAFETENSORS = r'cannot be read as a safetensors file'
+NOT_SAFETENSORS = r'is not a readable safetensors file'
 FITS_NOT = r"does not fit the detector's backbone: "
 # (id, function of (tmp_path, good) -> the --backbone path, expected message)
 BACKBONE_CASES = [
-    ('missing', lambda t, g: str(t / 'nothing.safetensors'), NOT_SAFETENSORS + r' \(FileNotF'),
-    ('a_folder', lambda t, g: str(t), NOT_SAFETENSORS + r' \(IsADirectoryError'),
-    ('empty', lambda t, g: _bytes(t, b''), NOT_SAFETENSORS),
+    ('missing', lambda t, g: str(t / 'nothing.safetensors'), r'no such file; give a file written by python -m sdd_jax\.export'),
+    ('a_folder', lambda t, g: str(t), r'is a folder; give a file written by python -m sdd_jax\.export'),
+    ('empty', lambda t, g: _bytes(t, b''), r'is empty \(0 bytes\)'),
     ('truncated', lambda t, g: _bytes(t, _good_bytes(g)[:-1000]),
      NOT_SAFETENSORS + r' \(Error while deserializing'),
     ('header_cut', lambda t, g: _bytes(t, _good_bytes(g)[:100]), NOT_SAFETENSORS),
@@ -440,3 +440,32 @@ def test_an_image_damaged_past_its_header_is_one_line_when_training_reads_it(
                       r'original file and run the same command \(it resumes from the last '
                       r'checkpoint\)\n', err), err
   assert sorted(os.listdir(workdir)) == ['detection.json']  # no batch was trained
+
+
+# --- What users have: a bfloat16 or float16 backbone file loads. -----------------------------
+
+
+@pytest.mark.parametrize('dtype', ['bfloat16', 'float16'])
+def test_a_half_precision_backbone_loads_as_torch_casts_it(good, tmp_path, dtype):
+  """A backbone saved by torch in bf16/f16 (common for torch checkpoints) passes the checks and
+  loads into the detector's ResNet; each float tensor equals torch's own `.float()` of the
+  half-precision tensor (the independent cast), integer counters stay as they are."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from safetensors import torch as safetensors_torch  # pylint: disable=import-outside-toplevel
+  from sdd_jax.detection import detector  # pylint: disable=import-outside-toplevel
+  half = {k: (torch.from_numpy(np.array(v)).to(getattr(torch, dtype)) if v.dtype.kind == 'f'
+              else torch.from_numpy(np.array(v))) for k, v in good['arrays'].items()}
+  path = str(tmp_path / 'half.safetensors')
+  safetensors_torch.save_file(half, path, metadata=good['metadata'])
+  arrays, metadata = detector.read_backbone(path)
+  resnet = detector.create_resnet(arrays, metadata)
+  state = resnet.state_dict()
+  checked = 0
+  for key, tensor in half.items():
+    if key not in state:
+      continue
+    expected = tensor.float() if tensor.is_floating_point() else tensor
+    assert state[key].dtype == expected.dtype, key
+    assert torch.equal(state[key], expected), key
+    checked += 1
+  assert checked > 100  # every conv, BN and fc tensor of a ResNet-18
