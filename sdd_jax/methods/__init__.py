@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Tuple
 
 from sdd_jax.methods import base
 from sdd_jax.methods import byot
+from sdd_jax.methods import contract
 from sdd_jax.methods import cs_kd
 from sdd_jax.methods import ddgsd
 from sdd_jax.methods import dml
@@ -82,7 +83,8 @@ def create_methods(methods_config) -> List[base.Method]:
   """{'sd_dropout': {...}, ...} -> validated method objects, in name order.
 
   Raises ValueError('methods.<name>.<field>: ...') naming the field and what is allowed, and
-  ValueError('methods: <a> + <b> cannot be combined: <why>; ...') for impossible combinations.
+  ValueError('methods: <a> + <b> cannot be combined: <why>; ...') for impossible combinations,
+  and contract.MethodContractError('methods.<name>: ...') for a hook without its declared role.
   """
   created = []
   for name in sorted(methods_config or {}):
@@ -97,6 +99,10 @@ def create_methods(methods_config) -> List[base.Method]:
       method.validate()
     except ValueError as e:
       raise ValueError(f'methods.{name}.{e}') from None
+    try:
+      contract.check_roles(method)
+    except contract.MethodContractError as e:
+      raise contract.MethodContractError(f'methods.{name}: {e}') from None
     created.append(method)
   hooks.check_combination(created)
   return created
