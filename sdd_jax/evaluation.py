@@ -166,7 +166,7 @@ def _record_experiment(workdir: str, experiment: str, init_from: Optional[str]) 
       config.model.init_from = init_from
   config_validation.validate(config)
   init_from_lib.check(config)
-  with workdir_lib.Claim(workdir, config):
+  with workdir_lib.Claim(workdir, config, resolve=methods_lib.resolve_config):
     pass
 
 

@@ -54,6 +54,20 @@ def defaults(name: str, combined: bool = False) -> Dict[str, Any]:
   return {**values, **(cls.combined_defaults if combined else {})}
 
 
+def resolve_config(config: Dict[str, Any]) -> Dict[str, Any]:
+  """The config dict `config` (its JSON form) with each registered method's section resolved:
+  the method's config defaults (`defaults(name)`) under the fields the config sets, i.e. every
+  hyper-parameter `create_methods` builds it with. `config.json` records this form, so
+  `{'sd_dropout': {}}` and `{'sd_dropout': defaults('sd_dropout')}` are one config. Other
+  sections and unregistered names stay as they are."""
+  sections = config.get('methods')
+  if not isinstance(sections, dict):
+    return config
+  return {**config, 'methods': {
+      name: {**defaults(name), **section} if name in METHODS and isinstance(section, dict)
+      else section for name, section in sections.items()}}
+
+
 def _by_paper_order(names) -> Tuple[str, ...]:
   order = lambda n: (METHODS.get(n).paper_order is None, METHODS.get(n).paper_order or 0, n)
   return tuple(sorted(names, key=order))

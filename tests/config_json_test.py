@@ -1,0 +1,52 @@
+"""`config.json` holds the resolved method fields (each method's defaults filled in), and a
+workdir whose config.json holds the form written before (a methods section as the config wrote
+it) still resumes; another config is still refused."""
+import json
+import os
+
+import pytest
+
+from sdd_jax import checkpoint
+from sdd_jax import trainer
+from tests import workdirs
+
+# Feature dropout's fields, written out from the paper defaults of
+# sdd_jax/methods/feature_dropout.py (not read from the code): the config sets `rate` only.
+RESOLVED = {'weight': 1.0, 'temperature': 1.0, 'rate': 0.3, 'samples': 1}
+
+
+def _config(section):
+  config = workdirs.tiny_config()
+  config.methods.feature_dropout = section
+  return config
+
+
+def _saved(workdir):
+  with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
+    return json.load(f)
+
+
+def test_config_json_holds_resolved_fields_and_an_unresolved_one_still_resumes(tmp_path):
+  workdir = str(tmp_path / 'run')
+  trainer.train_and_evaluate(_config({'rate': 0.3}), workdir, stop_after_step=1)
+  assert _saved(workdir)['methods'] == {'feature_dropout': RESOLVED}
+
+  # The same run as an older version wrote it: the section as the config had it.
+  old = _saved(workdir)
+  old['methods'] = {'feature_dropout': {'rate': 0.3}}
+  path = os.path.join(workdir, 'config.json')
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(old, f, indent=2, sort_keys=True)
+  with open(path, 'rb') as f:
+    written = f.read()
+  # Resumed with every field spelled out: the same config, not "a different config".
+  trainer.train_and_evaluate(_config(dict(RESOLVED)), workdir, stop_after_step=2)
+  assert int(checkpoint.read_checkpoint(workdir)['step']) == 2
+  with open(path, 'rb') as f:
+    assert f.read() == written  # written once, never rewritten
+
+  with pytest.raises(trainer.WorkdirError, match=r'holds a run of a different config '
+                                                 r'\(methods.feature_dropout.rate: 0.3 -> 0.4\)'):
+    trainer.train_and_evaluate(_config({'rate': 0.4}), workdir)
+  with pytest.raises(trainer.WorkdirError, match=r'methods.feature_dropout.samples: 1 -> 2'):
+    trainer.train_and_evaluate(_config({'rate': 0.3, 'samples': 2}), workdir)
