@@ -7,6 +7,7 @@ import os
 import pytest
 
 from sdd_jax import checkpoint
+from sdd_jax.report import runs
 from sdd_jax import trainer
 from tests import workdirs
 
@@ -50,3 +51,12 @@ def test_config_json_holds_resolved_fields_and_an_unresolved_one_still_resumes(t
     trainer.train_and_evaluate(_config({'rate': 0.4}), workdir)
   with pytest.raises(trainer.WorkdirError, match=r'methods.feature_dropout.samples: 1 -> 2'):
     trainer.train_and_evaluate(_config({'rate': 0.3, 'samples': 2}), workdir)
+
+
+def test_the_report_groups_an_unresolved_config_json_with_the_resolved_one():
+  resolved = {'seed': 0, 'methods': {'feature_dropout': RESOLVED}}
+  older = {'seed': 1, 'methods': {'feature_dropout': {'rate': 0.3}}}
+  other = {'seed': 2, 'methods': {'feature_dropout': {'rate': 0.4}}}
+  found = runs.group_seeds([runs.Run(workdir=str(i), config=c, summary={}, evals={})
+                            for i, c in enumerate((resolved, older, other))])
+  assert sorted(sorted(r.config['seed'] for r in g.runs) for g in found) == [[0, 1], [2]]
