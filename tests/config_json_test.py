@@ -7,8 +7,11 @@ import os
 import pytest
 
 from sdd_jax import checkpoint
+from sdd_jax import checkpoint_record
+from sdd_jax import methods
 from sdd_jax.report import runs
 from sdd_jax import trainer
+from sdd_jax import workdir as workdir_lib
 from tests import workdirs
 
 # Feature dropout's fields, written out from the paper defaults of
@@ -60,3 +63,23 @@ def test_the_report_groups_an_unresolved_config_json_with_the_resolved_one():
   found = runs.group_seeds([runs.Run(workdir=str(i), config=c, summary={}, evals={})
                             for i, c in enumerate((resolved, older, other))])
   assert sorted(sorted(r.config['seed'] for r in g.runs) for g in found) == [[0, 1], [2]]
+
+
+@pytest.mark.parametrize('resolved_digest', [True, False], ids=['resolved', 'as_written'])
+def test_without_config_json_a_checkpoint_of_either_digest_resumes(tmp_path, resolved_digest):
+  """A record written before resolution carries the digest of the config as written; one
+  written now, of the resolved config. Either matches this config; another config's does not."""
+  config = _config({'rate': 0.3})
+  step_dir = tmp_path / 'run' / 'checkpoints' / '4'
+  step_dir.mkdir(parents=True)
+  (step_dir / 'state').write_bytes(b'arrays')
+  digest = workdir_lib.config_digest(config, methods.resolve_config if resolved_digest else
+                                 lambda c: c)
+  checkpoint_record.write(str(step_dir), config_digest=digest, run={})
+  workdir_lib.check_config(str(tmp_path / 'run'), config, methods.resolve_config)
+  explicit = _config(dict(RESOLVED))  # the same config, every field spelled out
+  if resolved_digest:
+    workdir_lib.check_config(str(tmp_path / 'run'), explicit, methods.resolve_config)
+  with pytest.raises(workdir_lib.WorkdirError, match=r'its checkpoint 4 was trained with a '
+                                                 r'different config'):
+    workdir_lib.check_config(str(tmp_path / 'run'), _config({'rate': 0.4}), methods.resolve_config)
