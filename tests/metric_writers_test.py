@@ -39,8 +39,9 @@ def assert_tensorboard_is_metrics_jsonl(workdir):
   """Each (tag, step) once in TensorBoard, with metrics.jsonl's value (float32 in the events)."""
   events, records = tensorboard_scalars(workdir), jsonl_scalars(workdir)
   assert sorted(events) == sorted(records)
-  repeated = {k: v for k, v in {**events, **records}.items() if len(v) != 1}
-  assert not repeated, repeated
+  for scalars in (events, records):
+    repeated = {k: v for k, v in scalars.items() if len(v) != 1}
+    assert not repeated, repeated
   for key, [value] in records.items():
     assert abs(events[key][0] - value) <= 1e-6 * max(1.0, abs(value)), (key, events[key], value)
 
