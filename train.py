@@ -41,6 +41,10 @@ def main(argv):
   except errors.UserError as e:  # one line; anything else is a bug
     print(f'error: {e}', file=sys.stderr)
     return 1
+  except KeyboardInterrupt:  # Ctrl-C outside the steps (within them it stops cleanly)
+    print('interrupted (Ctrl-C) before the first step or after the last; the same command '
+          'resumes from the newest checkpoint', file=sys.stderr)
+    return 130
   if summary and jax.process_index() == 0:
     print('final: ' + '  '.join(f'{k} {summary[k]:.4g}' for k in task.printed if k in summary))
   return 0

@@ -194,13 +194,13 @@ def _experiment_config(workdir: str, experiment: str,
     with config.unlocked():
       config.model.init_from = init_from
   config_validation.validate(config)
-  workdir_lib.check_config(workdir, config)
+  workdir_lib.check_config(workdir, config, resolve=methods_lib.resolve_config)
   return config
 
 
 def _record(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Claims `workdir` for `config` (writes config.json, as train.py would) and lets it go."""
-  with workdir_lib.Claim(workdir, config):
+  with workdir_lib.Claim(workdir, config, resolve=methods_lib.resolve_config):
     pass
 
 

@@ -42,7 +42,23 @@ def _check_num_samples(num_samples) -> None:
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Cross-entropy with integer labels: logits `[batch, classes]`, labels `[batch]` -> `[batch]`."""
+  """Cross-entropy: logits `[batch, classes]` -> `[batch]`, against either
+
+  - integer labels `[batch]` (class indices; optax's
+    `softmax_cross_entropy_with_integer_labels`), or
+  - float targets `[batch, classes]` (one-hot rows or any distributions; optax's
+    `softmax_cross_entropy`): `soft_cross_entropy`, `-Σ_c targets_c log softmax(logits)_c`.
+
+  Anything else (float labels `[batch]`, integer `[batch, classes]`, other shapes) raises
+  ValueError naming both accepted forms. The dtype and shapes are static, checked at trace time.
+  """
+  labels = jnp.asarray(labels)
+  if jnp.issubdtype(labels.dtype, jnp.floating) and labels.shape == jnp.shape(logits):
+    return soft_cross_entropy(logits, labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer) or labels.shape != jnp.shape(logits)[:-1]:
+    raise ValueError(f'cross_entropy: labels must be integer class indices of shape '
+                     f'{tuple(jnp.shape(logits)[:-1])} or float targets of shape '
+                     f'{tuple(jnp.shape(logits))}, got {labels.dtype} {tuple(labels.shape)}')
   log_probs = jax.nn.log_softmax(_upcast(logits), axis=-1)
   return -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
 

@@ -63,10 +63,21 @@ class MultiWriter(ScalarWriter):
 
 
 class TensorBoardWriter(ScalarWriter):
-  """Scalars as TensorBoard events in `logdir`."""
+  """Scalars as TensorBoard events in `logdir`.
 
-  def __init__(self, logdir: str):
+  `resume_step`: the step the run (re)starts from. Its event file begins with a
+  `SessionLog.START` event at `resume_step + 1`, on which TensorBoard's loader drops every event
+  of the earlier files at that step or later (its purge of orphaned data, for event files of
+  version 2): the steps a killed run logged past its checkpoint, about to be logged again, so
+  TensorBoard holds each step once, as `metrics.jsonl` does.
+  """
+
+  def __init__(self, logdir: str, resume_step: Optional[int] = None):
     self._writer = event_file_writer.EventFileWriter(logdir)
+    if resume_step is not None:
+      self._writer.add_event(event_pb2.Event(
+          wall_time=time.time(), step=int(resume_step) + 1,
+          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
 
   def write_scalars(self, step, scalars):
     summary = summary_pb2.Summary(value=[
@@ -89,9 +100,10 @@ class UploadingTensorBoardWriter(TensorBoardWriter):
   """TensorBoard events for an object-store `logdir`: written to a local staging folder, each
   event file uploaded whole every `upload_every_s` seconds and at `close`."""
 
-  def __init__(self, logdir: str, upload_every_s: float = UPLOAD_EVERY_S):
+  def __init__(self, logdir: str, resume_step: Optional[int] = None,
+               upload_every_s: float = UPLOAD_EVERY_S):
     self._staging = tempfile.mkdtemp(prefix='sdd_jax_tensorboard_')
-    super().__init__(self._staging)
+    super().__init__(self._staging, resume_step)
     self._target = workdir_path.path(logdir)
     self._every = upload_every_s
     self._last = time.monotonic()
@@ -208,14 +220,14 @@ def _duration(seconds: float) -> str:
 def create_writer(workdir: str, total_steps: int, is_main: bool,
                   start_step: int = 0) -> ScalarWriter:
   """TensorBoard + metrics.jsonl + progress on process 0; nothing on the others. A run that
-  resumes at `start_step` drops metrics.jsonl's records of later steps (TensorBoard purges
-  them itself when it reads an earlier step after a later one)."""
+  resumes at `start_step` drops metrics.jsonl's records of later steps, and starts its
+  TensorBoard events with a purge of them (`TensorBoardWriter`)."""
   if not is_main:
     return MultiWriter([])
   tensorboard = (TensorBoardWriter if workdir_path.is_local(workdir) else
                  UploadingTensorBoardWriter)
   return MultiWriter([
-      tensorboard(os.fspath(workdir_path.path(workdir) / 'tensorboard')),
+      tensorboard(os.fspath(workdir_path.path(workdir) / 'tensorboard'), start_step),
       JsonlWriter(os.fspath(workdir_path.path(workdir) / 'metrics.jsonl'),
                   resume_step=start_step),
       ProgressWriter(total_steps),

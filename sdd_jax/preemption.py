@@ -6,6 +6,12 @@ run it is True at the same step on every process.
 
 - One process: a Python SIGTERM handler sets an event; `requested` reads it (no collective,
   no device-to-host read). The previous handler is put back on exit.
+- Ctrl-C (SIGINT), one process: the first does what SIGTERM does (one line on stderr, the step
+  in flight saved, exit 0, resumable); it also puts SIGINT's default action back, so a second
+  Ctrl-C ends the process at once, killed by the signal (exit status 130 in a shell, no
+  traceback), and resumes from the newest checkpoint as after any kill. SIGINT stays at its
+  default action after such a stop (the final checkpoint write may take a while); where SIGINT
+  is ignored (a background job), it stays ignored. Several processes: Ctrl-C is not caught.
 - Several processes (after `jax.distributed.initialize()`): JAX's preemption sync point
   (`multihost_utils.reached_preemption_sync_point`). `jax.distributed.initialize` starts the
   coordination service's preemption sync manager (`jax_enable_preemption_service`, on by
@@ -26,8 +32,10 @@ between that and the loop's next call, while process 0 is a step ahead of the ot
 processes would stop at different steps (and hang until the scheduler's SIGKILL).
 """
 import contextlib
+import functools
 import logging
 import signal
+import sys
 import threading
 from typing import Callable, Iterator
 
@@ -43,14 +51,31 @@ def watch(start_step: int) -> Iterator[Callable[[int], bool]]:
     yield _sync_point(start_step)
     return
   event = threading.Event()
-  previous = None
+  previous = {}
   if threading.current_thread() is threading.main_thread():
-    previous = signal.signal(signal.SIGTERM, lambda *_: event.set())
+    previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, lambda *_: event.set())
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored: a background job
+      previous[signal.SIGINT] = signal.signal(signal.SIGINT,
+                                              functools.partial(first_interrupt, event))
   try:
     yield lambda step: event.is_set()
   finally:
-    if previous is not None:
-      signal.signal(signal.SIGTERM, previous)
+    for signum, handler in previous.items():
+      if signal.getsignal(signum) is not signal.SIG_DFL:  # SIGINT after a Ctrl-C stays default
+        signal.signal(signum, handler)
+
+
+INTERRUPTED = ('interrupted (Ctrl-C): saving the step in flight, then stopping; the same command '
+               'resumes. Ctrl-C again stops at once (resumes from the newest checkpoint)')
+
+
+def first_interrupt(event: threading.Event, signum=None, frame=None) -> None:
+  """The SIGINT handler: ask for a stop as SIGTERM does, and give SIGINT back its default
+  action, so the next Ctrl-C kills the process at once."""
+  del signum, frame
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+  event.set()
+  print(INTERRUPTED, file=sys.stderr, flush=True)
 
 
 def _sync_point(start_step: int) -> Callable[[int], bool]:

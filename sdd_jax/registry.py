@@ -1,11 +1,18 @@
 """One tiny registry: models, methods, evaluators and data sources are chosen by name.
 
-An unknown name raises a ``ValueError`` that lists the known ones, so a typo in a
-config gives one line saying what to write instead.
+An unknown name raises a ``ValueError`` that lists the known ones and suggests the nearest
+(`nearest`, which config errors use too), so a typo gives one line saying what to write instead.
 """
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+import difflib
+from typing import Callable, Dict, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar('T')
+
+
+def nearest(name: str, known: Iterable[str]) -> str:
+  """'; did you mean x?' for the closest of `known` to `name`, or ''."""
+  close = difflib.get_close_matches(str(name), sorted(known), n=3, cutoff=0.6)
+  return f'; did you mean {" or ".join(close)}?' if close else ''
 
 
 class Registry(Generic[T]):
@@ -27,7 +34,8 @@ class Registry(Generic[T]):
   def get(self, name: str) -> T:
     if name not in self._entries:
       raise ValueError(
-          f'unknown {self.kind} {name!r}; known {self.kind}s: {", ".join(self.names())}')
+          f'unknown {self.kind} {name!r}; known {self.kind}s: {", ".join(self.names())}'
+          f'{nearest(name, self.names())}')
     return self._entries[name]
 
   def names(self) -> list:

@@ -90,7 +90,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                 **data_lib.loader_options(methods_lib.batch_needs(methods)))
   profiling.check_steps(config.get(profiling.FIELD, ()), loader.steps_per_epoch * config.num_epochs)
   init_from_lib.check(config)
-  with workdir_lib.Claim(workdir, config):
+  with workdir_lib.Claim(workdir, config, resolve=methods_lib.resolve_config):
     return _train(config, workdir, mesh, methods, loader, eval_source, start_time,
                   stop_after_step)
 
@@ -102,7 +102,8 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   total_steps = steps_per_epoch * config.num_epochs
   summary_path = workdir_path.join(workdir, 'summary.json')
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
-                                             config_digest=workdir_lib.config_digest(config))
+                                             config_digest=workdir_lib.config_digest(
+                                                 config, methods_lib.resolve_config))
   finished = train_log.finished_summary(checkpointer, summary_path, total_steps)
   if finished is not None:  # a finished run, re-run: change nothing
     return finished

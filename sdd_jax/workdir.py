@@ -8,13 +8,17 @@
   change the training) refuses to start, naming the first differences. A workdir that holds
   checkpoints but no `config.json` is accepted only if its checkpoints' records carry this
   config's digest (`config_digest`).
+- A task may give `resolve` (dict -> dict: classification fills in each method's defaults,
+  `methods.resolve_config`): `config.json` and the digest hold the resolved form, and both sides
+  are resolved before they are compared, so a `config.json` written before (as the config was
+  written) still resumes; a checkpoint record may carry either digest.
 - A path too long for the file system is refused before anything is written.
 """
 import fcntl
 import hashlib
 import json
 import os
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import jax
 import ml_collections
@@ -56,10 +60,23 @@ def _resumable(field: str) -> bool:
 LONGEST_INSIDE = 160
 
 
-def config_digest(config) -> str:
+Resolve = Callable[[dict], dict]
+
+
+def _unresolved(config: dict) -> dict:
+  return config
+
+
+def config_json(config, resolve: Resolve = _unresolved) -> dict:
+  """The JSON dict of a ConfigDict (or of a dict read from config.json), resolved."""
+  config = config if isinstance(config, dict) else json.loads(config.to_json())
+  return json.loads(json.dumps(resolve(config)))  # tuples of the defaults as JSON lists
+
+
+def config_digest(config, resolve: Resolve = _unresolved) -> str:
   """sha256 of the training-relevant fields (those `check_config` compares: all but
-  RESUMABLE_FIELDS) of a ConfigDict or of its JSON dict."""
-  flat = _flatten(config if isinstance(config, dict) else json.loads(config.to_json()))
+  RESUMABLE_FIELDS) of a ConfigDict or of its JSON dict, resolved."""
+  flat = _flatten(config_json(config, resolve))
   kept = {k: v for k, v in flat.items() if not _resumable(k)}
   return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
@@ -90,21 +107,22 @@ def check_path(workdir: str) -> None:
                        '--workdir')
 
 
-def _check_checkpoints_without_config(workdir: str, config) -> None:
+def _check_checkpoints_without_config(workdir: str, config, resolve: Resolve) -> None:
   """A workdir with checkpoints but no config.json: every checkpoint whose record is readable
-  must carry this config's digest, and at least one must."""
+  must carry this config's digest (resolved, or as written by a run before resolution), and at
+  least one must."""
   directory = workdir_path.path(workdir) / 'checkpoints'
   steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()), reverse=True) \
       if directory.is_dir() else []
   if not steps:
     return
-  digest, matched = config_digest(config), False
+  digests, matched = {config_digest(config, resolve), config_digest(config)}, False
   for step in steps:
     try:
       stored = checkpoint_record.read(directory / str(step))['config_digest']
     except checkpoint_record.Unverifiable:
       continue
-    if stored != digest:
+    if stored not in digests:
       raise WorkdirError(f'--workdir {workdir} has no config.json and its checkpoint {step} was '
                          'trained with a different config; use a new --workdir, or the '
                          'config that made it')
@@ -127,22 +145,26 @@ def read_config_json(path: str) -> dict:
   return saved
 
 
-def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Raises WorkdirError if `workdir` cannot hold this config's run (reads only)."""
+def check_config(workdir: str, config: ml_collections.ConfigDict,
+                 resolve: Resolve = _unresolved) -> None:
+  """Raises WorkdirError if `workdir` cannot hold this config's run (reads only); the saved
+  config and this one are compared resolved."""
   check_path(workdir)
   with workdir_path.store_errors(workdir, '--workdir'):
-    _check_config(workdir, config)
+    _check_config(workdir, config, resolve)
 
 
-def _check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+def _check_config(workdir: str, config: ml_collections.ConfigDict,
+                  resolve: Resolve) -> None:
   directory = workdir_path.path(workdir)
   if directory.exists() and not directory.is_dir():
     raise WorkdirError(f'--workdir {workdir} is a file; give a directory path')
   path = directory / 'config.json'
   if not path.exists():
-    _check_checkpoints_without_config(workdir, config)
+    _check_checkpoints_without_config(workdir, config, resolve)
     return
-  old, new = _flatten(read_config_json(path)), _flatten(json.loads(config.to_json()))
+  old = _flatten(config_json(read_config_json(path), resolve))
+  new = _flatten(config_json(config, resolve))
   differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not _resumable(k))
   if differ:
     shown = '; '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in differ[:3])
@@ -153,14 +175,16 @@ def _check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 class Claim:
   """Context manager: checks, locks and records the workdir for the duration of a run."""
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict,
+               resolve: Resolve = _unresolved):
     self.workdir = workdir
     self.config = config
+    self._resolve = resolve
     self._lock_file: Optional[object] = None
     self._lease: Optional[lease_lib.Lease] = None
 
   def __enter__(self):
-    check_config(self.workdir, self.config)
+    check_config(self.workdir, self.config, self._resolve)
     if jax.process_index() == 0 and not workdir_path.is_local(self.workdir):
       directory = workdir_path.path(self.workdir)
       with workdir_path.store_errors(self.workdir, '--workdir'):
@@ -197,7 +221,7 @@ class Claim:
 
   def _write_config(self, path) -> None:
     if not path.exists():
-      workdir_path.write_text(path, json.dumps(json.loads(self.config.to_json()), indent=2,
+      workdir_path.write_text(path, json.dumps(config_json(self.config, self._resolve), indent=2,
                                                sort_keys=True))
 
   def __exit__(self, *exc):

@@ -7,6 +7,7 @@ the source contracts (every malformed npz member, folder layouts, unreadable ima
 import math
 import os
 import re
+import zipfile
 
 import ml_collections
 import numpy as np
@@ -69,6 +70,17 @@ def _garbage_npz(tmp):
   return folder
 
 
+def _foreign_zip(tmp):
+  """A valid zip archive whose members x and y are text files, not .npy arrays."""
+  folder = os.path.join(tmp, 'foreign')
+  os.makedirs(folder, exist_ok=True)
+  for split in ('train', 'test'):
+    with zipfile.ZipFile(os.path.join(folder, f'{split}.npz'), 'w') as archive:
+      archive.writestr('x', 'not an array')
+      archive.writestr('y', '0 1 2')
+  return folder
+
+
 def _images(n=32, size=16):
   return np.random.default_rng(0).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
 
@@ -98,6 +110,9 @@ CASES = [
      r'npz source: .*nowhere/train.npz does not exist'),
     ('npz_corrupt', lambda tmp: {'data.source': 'npz', 'data.path': _garbage_npz(tmp)},
      r'npz source: .*garbage/train.npz cannot be read \(\w+\); write it again'),
+    ('npz_foreign_zip', lambda tmp: {'data.source': 'npz', 'data.path': _foreign_zip(tmp)},
+     r'npz source: .*foreign/train.npz: member x is not a .npy array \(the file is a zip of '
+     r'other files, not written by np.savez\); write it with np.savez'),
     ('npz_keys', lambda tmp: {'data.source': 'npz',
                               'data.path': _npz(tmp, 'keys', images=_images())},
      r"npz source: .*keys/train.npz holds \['images'\]; it needs x"),

@@ -139,6 +139,31 @@ def test_cross_entropy_upcasts_bfloat16():
   np.testing.assert_allclose(out, expected, rtol=1e-5)
 
 
+def test_cross_entropy_takes_one_hot_and_soft_float_targets_as_optax_does():
+  """Float [batch, classes] targets: the soft cross-entropy (optax's softmax_cross_entropy);
+  one-hot rows give the integer labels' value."""
+  logits, labels = _logits(3), np.array([2, 0, 4, 1])
+  hard = -np_log_softmax(logits)[np.arange(BATCH), labels]
+  np.testing.assert_allclose(jit_ce(logits, np.eye(CLASSES, dtype=np.float32)[labels]), hard,
+                             rtol=1e-5)
+  targets = 0.9 * np.eye(CLASSES)[labels] + 0.1 / CLASSES  # label smoothing 0.1
+  out = jit_ce(jnp.asarray(logits, jnp.bfloat16), targets.astype(np.float32))
+  assert out.dtype == jnp.float32
+  np.testing.assert_allclose(
+      out, -(targets * np_log_softmax(np.asarray(jnp.asarray(logits, jnp.bfloat16),
+                                                 np.float64))).sum(-1), rtol=1e-5)
+
+
+@pytest.mark.parametrize('labels', [np.array([0.0, 1.0, 2.0, 3.0]),  # float class indices
+                                    np.eye(CLASSES, dtype=np.int32)[[0, 1, 2, 3]],  # int one-hot
+                                    np.zeros((BATCH, CLASSES + 1), np.float32),  # wrong classes
+                                    np.array([0, 1])])  # wrong batch
+def test_cross_entropy_refuses_other_labels_in_one_line(labels):
+  with pytest.raises(ValueError, match=r'cross_entropy: labels must be integer class indices of '
+                                       r'shape \(4,\) or float targets of shape \(4, 5\), got '):
+    jit_ce(_logits(0), labels)
+
+
 def test_soft_cross_entropy_hand_worked_and_numpy():
   # targets [1/2, 1/2], logits [0, ln 3]: -(ln(1/4) + ln(3/4)) / 2 = 0.836988.
   out = jit_soft_ce(jnp.array([[0.0, math.log(3.0)]]), jnp.array([[0.5, 0.5]]))

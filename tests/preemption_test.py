@@ -151,3 +151,70 @@ def test_several_processes_leave_sigterm_to_the_jax_notifier(monkeypatch, caplog
   with caplog.at_level(logging.WARNING), preemption.watch(0) as requested:
     assert not requested(1)
   assert 'jax_enable_preemption_service is off' in caplog.text
+
+
+def _checkpoint_steps(workdir):
+  return sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit())
+
+
+def test_a_first_ctrl_c_to_train_py_saves_the_step_in_flight_and_exits_0(tmp_path):
+  workdir = str(tmp_path / 'w')
+  process = _start(workdir)
+  deadline = time.time() + 180
+  while _train_lines(workdir) < 2:
+    assert process.poll() is None, process.stderr.read()[-2000:]
+    assert time.time() < deadline, 'training never began'
+    time.sleep(0.005)
+  process.send_signal(signal.SIGINT)
+  _, err = process.communicate(timeout=180)
+  assert process.returncode == 0, err[-2000:]
+  assert preemption.INTERRUPTED in err and 'Traceback' not in err
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    logged = [json.loads(line)['step'] for line in f if 'train/loss' in line]
+  stopped = int(checkpoint.read_checkpoint(workdir)['step'])
+  # The step in flight is saved: the last step logged (every step is), not the last multiple
+  # of 4 (the periodic checkpoints), and the run stopped well before its 16 steps.
+  assert 2 <= stopped == logged[-1] < 16
+  assert _checkpoint_steps(workdir)[-1] == stopped
+  assert not os.path.exists(os.path.join(workdir, 'summary.json'))
+
+
+def test_ctrl_c_asks_for_a_stop_and_a_second_one_is_the_default_action(monkeypatch):
+  monkeypatch.setattr(multihost_utils, 'reached_preemption_sync_point', _no_collective)
+  previous = lambda *_: None  # pylint: disable=unnecessary-lambda-assignment
+  handler = signal.signal(signal.SIGINT, previous)
+  try:
+    with preemption.watch(0) as requested:
+      assert not requested(1)
+      os.kill(os.getpid(), signal.SIGINT)
+      assert requested(2)
+      # The next Ctrl-C kills the process: the kernel's default action, no Python handler.
+      assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL  # also while the last save ends
+    signal.signal(signal.SIGINT, previous)
+    with preemption.watch(0) as requested:  # no Ctrl-C: the caller's handler comes back
+      assert not requested(1)
+    assert signal.getsignal(signal.SIGINT) is previous
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job ignores Ctrl-C: keep it so
+    with preemption.watch(0) as requested:
+      assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+  finally:
+    signal.signal(signal.SIGINT, handler)
+
+
+def test_a_second_ctrl_c_ends_the_process_at_once_without_a_traceback():
+  script = ('import os, signal, time\n'
+            'from sdd_jax import preemption\n'
+            'with preemption.watch(0) as requested:\n'
+            '  os.kill(os.getpid(), signal.SIGINT)\n'
+            '  assert requested(1)\n'
+            '  print("saving", flush=True)\n'
+            '  os.kill(os.getpid(), signal.SIGINT)\n'
+            '  time.sleep(30)\n'
+            'print("not reached", flush=True)\n')
+  started = time.time()
+  done = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=ENV, capture_output=True,
+                        text=True, timeout=60)
+  assert done.returncode == -signal.SIGINT, done.stderr[-2000:]  # 128 + 2 = 130 in a shell
+  assert done.stdout == 'saving\n' and 'Traceback' not in done.stderr
+  assert time.time() - started < 25  # at once, not after the sleep

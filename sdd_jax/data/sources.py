@@ -120,17 +120,23 @@ def split_file(data_config, split: str, suffix: str = '') -> str:
   return os.path.join(data_config.path, split + suffix)
 
 
+_SAVE = 'np.savez(path, x=np.stack(images).astype(np.uint8), y=np.asarray(labels))'
+
+
 def _npz_member(arrays, member: str, path: str) -> np.ndarray:
-  """arrays[member]; DataError for an object (pickled) array, which is not read."""
+  """arrays[member]; DataError for an object (pickled) array, which is not read, and for a
+  member that is not a .npy array at all (a zip of other files, which numpy gives as bytes)."""
   try:
-    return arrays[member]
+    value = arrays[member]
   except ValueError as e:
     if 'allow_pickle' not in str(e):
       raise
     raise DataError(f'npz source: {path}: member {member} is an object array (pickled Python '
-                    'objects), which is not read; save a numeric array, e.g. '
-                    f'np.savez(path, x=np.stack(images).astype(np.uint8), y=np.asarray(labels))'
-                    ) from None
+                    f'objects), which is not read; save a numeric array, e.g. {_SAVE}') from None
+  if not isinstance(value, np.ndarray):
+    raise DataError(f'npz source: {path}: member {member} is not a .npy array (the file is a zip '
+                    f'of other files, not written by np.savez); write it with {_SAVE}')
+  return value
 
 
 @SOURCES.register('npz')

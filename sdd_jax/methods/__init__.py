@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Tuple
 
 from sdd_jax.methods import base
 from sdd_jax.methods import byot
+from sdd_jax.methods import contract
 from sdd_jax.methods import cs_kd
 from sdd_jax.methods import ddgsd
 from sdd_jax.methods import dml
@@ -53,6 +54,20 @@ def defaults(name: str, combined: bool = False) -> Dict[str, Any]:
   return {**values, **(cls.combined_defaults if combined else {})}
 
 
+def resolve_config(config: Dict[str, Any]) -> Dict[str, Any]:
+  """The config dict `config` (its JSON form) with each registered method's section resolved:
+  the method's config defaults (`defaults(name)`) under the fields the config sets, i.e. every
+  hyper-parameter `create_methods` builds it with. `config.json` records this form, so
+  `{'sd_dropout': {}}` and `{'sd_dropout': defaults('sd_dropout')}` are one config. Other
+  sections and unregistered names stay as they are."""
+  sections = config.get('methods')
+  if not isinstance(sections, dict):
+    return config
+  return {**config, 'methods': {
+      name: {**defaults(name), **section} if name in METHODS and isinstance(section, dict)
+      else section for name, section in sections.items()}}
+
+
 def _by_paper_order(names) -> Tuple[str, ...]:
   order = lambda n: (METHODS.get(n).paper_order is None, METHODS.get(n).paper_order or 0, n)
   return tuple(sorted(names, key=order))
@@ -82,7 +97,8 @@ def create_methods(methods_config) -> List[base.Method]:
   """{'sd_dropout': {...}, ...} -> validated method objects, in name order.
 
   Raises ValueError('methods.<name>.<field>: ...') naming the field and what is allowed, and
-  ValueError('methods: <a> + <b> cannot be combined: <why>; ...') for impossible combinations.
+  ValueError('methods: <a> + <b> cannot be combined: <why>; ...') for impossible combinations,
+  and contract.MethodContractError('methods.<name>: ...') for a hook without its declared role.
   """
   created = []
   for name in sorted(methods_config or {}):
@@ -97,6 +113,10 @@ def create_methods(methods_config) -> List[base.Method]:
       method.validate()
     except ValueError as e:
       raise ValueError(f'methods.{name}.{e}') from None
+    try:
+      contract.check_roles(method)
+    except contract.MethodContractError as e:
+      raise contract.MethodContractError(f'methods.{name}: {e}') from None
     created.append(method)
   hooks.check_combination(created)
   return created

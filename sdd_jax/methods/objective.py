@@ -5,6 +5,8 @@ once, here and nowhere else.
 its `loss` returns: `scale_s = T**2` for a `base.SCALED` sub-term (a KL at temperature T) and
 1 for a `base.UNSCALED` one (a CE, a feature distance, an MMD), as the method's `term_scales`
 declares. A plain `[batch]` term is one SCALED sub-term (`weight * T**2 * mean(term)`).
+What `loss` returns is checked against the contract first (`contract.py`: one line naming the
+method and the rule).
 """
 from typing import Dict, Mapping, Sequence, Tuple
 
@@ -12,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from sdd_jax import diagnostics
+from sdd_jax.methods import contract
 from sdd_jax.methods.base import SCALED, UNSCALED, Method, StepContext, method_key
 
 
@@ -35,22 +38,31 @@ def _scaled_means(method: Method, term) -> Dict[str, Tuple[jax.Array, float]]:
     return {'': (jnp.mean(term), squared)}
   undeclared = sorted(set(term) - set(method.term_scales))
   if undeclared:
-    raise ValueError(f'{method.name}.loss returned sub-terms {undeclared} that '
-                     f'{type(method).__name__}.term_scales does not declare')
+    raise contract.MethodContractError(
+        f'{method.name}.loss returned sub-terms {undeclared} that '
+        f'{type(method).__name__}.term_scales does not declare; declare each as base.SCALED '
+        f'or base.UNSCALED ({contract.DOC})')
   scales = {SCALED: squared, UNSCALED: 1.0}
   return {name: (jnp.mean(value), scales[method.term_scales[name]])
           for name, value in term.items()}
 
 
-def _method_terms(method: Method, ctx, key):
+def _loss(method: Method, ctx, key, batch_size):
+  """`method.loss` on the declared view of `ctx`, its output checked against the contract."""
+  output = method.loss(contract.declared_context(method, ctx), key)
+  contract.check_loss(method, output, batch_size)
+  return output
+
+
+def _method_terms(method: Method, ctx, key, batch_size):
   """The method's sub-term means on `ctx`, or averaged over `ctx.members` (each with its own
   key: member 0 the method key, member i > 0 the method key with i folded in) when the method
   does not own the forward and there are several networks."""
   members = getattr(ctx, 'members', ())
   if not members or method.owns_forward:
-    term, extra = method.loss(ctx, key)
+    term, extra = _loss(method, ctx, key, batch_size)
     return _scaled_means(method, term), extra
-  results = [method.loss(member, key if i == 0 else jax.random.fold_in(key, i))
+  results = [_loss(method, member, key if i == 0 else jax.random.fold_in(key, i), batch_size)
              for i, member in enumerate(members)]
   means = [_scaled_means(method, term) for term, _ in results]
   averaged = {name: (sum(m[name][0] for m in means) / len(means), scale)
@@ -77,10 +89,11 @@ def combine(methods: Sequence[Method], ctx: StepContext, key: jax.Array,
     whatever each method reports.
   """
   total = jnp.mean(base_loss)
+  batch_size = jnp.shape(base_loss)[0] if jnp.ndim(base_loss) else None
   metrics = {'train/loss_ce': total}
   weighted = {'ce': total}
   for method in methods:
-    terms, extra = _method_terms(method, ctx, method_key(key, method.name))
+    terms, extra = _method_terms(method, ctx, method_key(key, method.name), batch_size)
     metrics.update(extra)
     if not terms:
       continue

@@ -190,7 +190,10 @@ def load_runs(dirs: Sequence[str], problems: Optional[List[str]] = None) -> List
 
 
 def _without_seed(config: Dict[str, Any]) -> str:
-  return json.dumps({k: v for k, v in config.items() if k != 'seed'}, sort_keys=True)
+  """The grouping key: the config without `seed`, its method sections resolved (a config.json
+  written before they were resolved groups with the same config's resolved one)."""
+  resolved = methods.resolve_config(config)
+  return json.dumps({k: v for k, v in resolved.items() if k != 'seed'}, sort_keys=True)
 
 
 def group_seeds(runs: Sequence[Run]) -> List[Group]:

@@ -95,6 +95,18 @@ def test_unknown_model_lists_known_names():
     models.get_model('nope')
 
 
+@pytest.mark.parametrize('typo,suggested', [('resnet_18', 'resnet18'),
+                                             ('densenet121cifar', 'densenet121_cifar'),
+                                             ('vit_tiny', 'vit_tiny_cifar')])
+def test_an_unknown_model_suggests_the_nearest_names_as_config_errors_do(typo, suggested):
+  with pytest.raises(ValueError, match=rf"unknown model '{typo}'; known models: .*; did you "
+                                       rf'mean {suggested}( or [a-z0-9_]+)*\?$') as info:
+    models.get_model(typo, num_classes=10)
+  assert '\n' not in str(info.value)
+  with pytest.raises(ValueError, match=r"unknown model 'xyz'; known models: [a-z0-9_, ]+$"):
+    models.get_model('xyz', num_classes=10)  # nothing near: no suggestion
+
+
 def test_num_classes_is_required():
   with pytest.raises(ValueError, match='pass num_classes'):
     models.get_model('resnet18_cifar')
