@@ -23,5 +23,6 @@ def test_every_task_names_callables_that_exist(name):
 
 def test_an_unknown_task_is_one_line_naming_the_known_ones():
   with pytest.raises(ConfigError, match=r"^config.task: unknown task 'translate'; known tasks: "
-                                        r'classification, translation \(set --config.task=...\)$'):
+                                        r'classification, translation; did you mean translation\? '
+                                        r'\(set --config.task=...\)$'):
     tasks.validate(ml_collections.ConfigDict({'task': 'translate'}))

@@ -132,10 +132,18 @@ def _torchvision_resnet(metadata: Dict[str, str]) -> torch.nn.Module:
       num_classes=int(metadata['num_classes']), norm_layer=misc.FrozenBatchNorm2d)
 
 
+def _torch_ready(array: np.ndarray) -> np.ndarray:
+  """A copy torch takes: float16, bfloat16 (ml_dtypes, which torch.from_numpy refuses) and
+  float64 weights as float32, the detector's parameter dtype; integer counters as they are."""
+  if array.dtype.name in ('float16', 'bfloat16', 'float64'):
+    return np.array(array, np.float32)
+  return np.array(array)
+
+
 def create_resnet(arrays: Dict[str, np.ndarray], metadata: Dict[str, str]) -> torch.nn.Module:
   """`torchvision.models.<resnet>` with FrozenBatchNorm2d, loaded from `arrays` strictly."""
   resnet = _torchvision_resnet(metadata)
-  resnet.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()},
+  resnet.load_state_dict({k: torch.from_numpy(_torch_ready(v)) for k, v in arrays.items()},
                          strict=True)
   return resnet
 

@@ -141,7 +141,7 @@ def _kl(target_logits, logits, t):  # KL(p^T(target) || p^T(logits)) per example
 
 
 def test_the_total_is_ce_plus_weight_t_squared_times_each_term():
-  """methods_spec.md (paper Eq. 5): total = CE + sum_m weight_m * T_m**2 * term_m, each term
+  """docs/methods.md (paper Eq. 5): total = CE + sum_m weight_m * T_m**2 * term_m, each term
   here computed in NumPy (float64) from the step's forward: SD-Dropout (T = 2.5, weight 0.7)
   on the anchors' pooled features with the masks of its key, through the Dense head, and
   CS-KD (T = 4, weight 3) from the partners' logits. `train/loss_<name>` is the bare term."""
