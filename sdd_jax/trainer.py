@@ -1,6 +1,7 @@
 """train_and_evaluate(config, workdir): the only module that knows the order of things.
 
-1. validate the config and open the data (no workdir is touched before both pass);
+1. validate the config, open the data and trace the train step on abstract values (no
+   workdir is touched before these pass);
 2. claim the workdir (a different config's run refuses), build model, optimizer and state;
 3. restore the newest readable checkpoint (its bytes verified), if any, with the run's
    host-side state (loss window, images/s clock) that the checkpoint's record holds;
@@ -90,16 +91,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                 **data_lib.loader_options(methods_lib.batch_needs(methods)))
   profiling.check_steps(config.get(profiling.FIELD, ()), loader.steps_per_epoch * config.num_epochs)
   init_from_lib.check(config)
+  built = _build(config, mesh, methods, loader)
+  _trace_step(config, mesh, methods, loader, built)  # a method's contract: before any write
   with workdir_lib.Claim(workdir, config, resolve=methods_lib.resolve_config):
     return _train(config, workdir, mesh, methods, loader, eval_source, start_time,
-                  stop_after_step)
+                  stop_after_step, built)
+
+
+def _build(config, mesh, methods, loader) -> Dict[str, object]:
+  """The run's model, optimizer, schedule, run facts and jitted train step (nothing runs)."""
+  steps_per_epoch = loader.steps_per_epoch
+  lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch, config.num_epochs)
+  tx = optim.make_optimizer(config.optim, lr_schedule)
+  model = create_model(config)
+  run = methods_lib.RunInfo(num_examples=len(loader.source), num_classes=config.data.num_classes,
+                            steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs,
+                            num_devices=mesh.devices.size)
+  train_step = step_lib.make_train_step(  # uint8 batches, normalised on the device
+      model, tx, methods, seed=config.seed, lr_schedule=lr_schedule, mesh=mesh, run=run,
+      normalize_fn=data_lib.make_normalize_fn(config.data, config.model.dtype))
+  return dict(lr_schedule=lr_schedule, tx=tx, model=model, run=run, train_step=train_step)
+
+
+def _trace_step(config, mesh, methods, loader, built) -> None:
+  """Traces the train step once on abstract values (shapes only: no compilation, no device
+  memory) before the workdir is claimed, so that what only tracing finds, such as a method
+  that breaks its contract (`methods/contract.py`), is one line with nothing written."""
+  sample = jnp.zeros((1, *loader.image_shape), jnp.float32)
+  state = state_lib.create_abstract_state(built['model'], built['tx'], config.seed, sample, mesh,
+                                          methods, built['run'])
+  rows = jax.process_count()  # the loader's batch is this process's share of the global one
+  batch = {k: jax.ShapeDtypeStruct((v.shape[0] * rows, *v.shape[1:]), v.dtype)
+           for k, v in loader.batch(0).items()}
+  jax.eval_shape(built['train_step'], state, batch)
 
 
 def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
-           stop_after_step) -> Dict[str, float]:
+           stop_after_step, built) -> Dict[str, float]:
   """The body of `train_and_evaluate`, run while the workdir is claimed."""
   steps_per_epoch = loader.steps_per_epoch
   total_steps = steps_per_epoch * config.num_epochs
+  lr_schedule, tx, model, run = (built[k] for k in ('lr_schedule', 'tx', 'model', 'run'))
   summary_path = workdir_path.join(workdir, 'summary.json')
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
                                              config_digest=workdir_lib.config_digest(
@@ -108,13 +140,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
   if finished is not None:  # a finished run, re-run: change nothing
     return finished
   checkpointer.check_readable()  # before the model is built and compiled
-  lr_schedule = optim.make_lr_schedule(config.optim, steps_per_epoch, config.num_epochs)
-  tx = optim.make_optimizer(config.optim, lr_schedule)
-  model = create_model(config)
   sample = jnp.zeros((1, *loader.image_shape), jnp.float32)
-  run = methods_lib.RunInfo(num_examples=len(loader.source), num_classes=config.data.num_classes,
-                            steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs,
-                            num_devices=mesh.devices.size)
   state = jax.jit(functools.partial(state_lib.create_train_state, model, tx, methods=methods,
                                     run=run),
                   out_shardings=state_lib.shardings(mesh, methods))(
@@ -127,9 +153,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
     state = init_from_lib.apply(config, model, state)
   start_step = int(jax.device_get(state.step))
 
-  train_step = step_lib.make_train_step(  # uint8 batches, normalised on the device
-      model, tx, methods, seed=config.seed, lr_schedule=lr_schedule, mesh=mesh, run=run,
-      normalize_fn=data_lib.make_normalize_fn(config.data, config.model.dtype))
+  train_step = built['train_step']
   evaluate = make_evaluate(config, model, mesh, eval_source, workdir, methods)
 
   is_main = jax.process_index() == 0

@@ -115,10 +115,18 @@ def test_a_bare_array_loss_fails_training_in_one_line(monkeypatch, tmp_path):
   config = workdirs.tiny_config()
   config.num_epochs = 1
   config.methods.bare_array = {}
-  with pytest.raises(UserError, match=r"method 'bare_array' \(_BareArray.loss\) returned a bare "
-                                      r'array of shape \(16,\); it must return a pair') as info:
-    trainer.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert '\n' not in str(info.value)
+  existing = tmp_path / 'existing'
+  existing.mkdir()
+  (existing / 'notes.txt').write_text('a folder the user made\n')
+  before = workdirs.snapshot(str(existing), folders=True)
+  for workdir in (tmp_path / 'run', existing):  # found by tracing, before the claim
+    with pytest.raises(UserError, match=r"method 'bare_array' \(_BareArray.loss\) returned a "
+                                        r'bare array of shape \(16,\); it must return a pair'
+                       ) as info:
+      trainer.train_and_evaluate(config, str(workdir))
+    assert '\n' not in str(info.value)
+  assert not (tmp_path / 'run').exists()
+  assert workdirs.snapshot(str(existing), folders=True) == before
 
 
 @dataclasses.dataclass(frozen=True)
