@@ -24,18 +24,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sdd_jax import checkpoint as checkpoint_lib
-from sdd_jax import config_cli
-from sdd_jax import config_validation
+from sdd_jax.workdir import checkpoint as checkpoint_lib
+from sdd_jax.config import cli as config_cli
+from sdd_jax.config import validation as config_validation
 from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
-from sdd_jax import init_from as init_from_lib
+from sdd_jax.classification import init_from as init_from_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
-from sdd_jax import state as state_lib
+from sdd_jax.train import state as state_lib
 from sdd_jax import tasks
-from sdd_jax import workdir as workdir_lib
-from sdd_jax import workdir_path
+from sdd_jax.workdir import claim as workdir_lib
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.evaluators import report as report_lib
 from sdd_jax.evaluators import runner as runner_lib
 from sdd_jax.evaluators import sections as sections_lib

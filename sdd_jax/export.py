@@ -27,11 +27,11 @@ import jax
 import numpy as np
 from safetensors import numpy as safetensors_numpy
 
-from sdd_jax import checkpoint as checkpoint_lib
+from sdd_jax.workdir import checkpoint as checkpoint_lib
 from sdd_jax import evaluation
 from sdd_jax import methods as methods_lib
-from sdd_jax import workdir as workdir_lib
-from sdd_jax import workdir_path
+from sdd_jax.workdir import claim as workdir_lib
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 from sdd_jax.models import build
 from sdd_jax.models import torchvision_io

@@ -24,7 +24,7 @@ import ml_collections
 
 from sdd_jax import data as data_lib
 from sdd_jax import methods as methods_lib
-from sdd_jax import step as step_lib
+from sdd_jax.classification import step as step_lib
 from sdd_jax.evaluators import EVALUATORS
 from sdd_jax.evaluators import base
 from sdd_jax.evaluators import results as results_lib

@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 
 from sdd_jax import evaluation as evaluation_lib
 from sdd_jax import parallel
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.translation import bleu
 from sdd_jax.translation import corpus as corpus_lib
 from sdd_jax.translation import decode

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from sdd_jax import parallel
-from sdd_jax import step as step_lib
+from sdd_jax.classification import step as step_lib
 from sdd_jax.methods import base as methods_base
 from sdd_jax.translation import losses
 from sdd_jax.translation import pskd

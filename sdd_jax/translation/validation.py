@@ -3,8 +3,8 @@ is touched or anything compiles, with one-line `ConfigError`s (field, what is al
 was given), in the style and with the `Field` checker of the image configs
 (`config_fields.py`).
 """
-from sdd_jax import config_validation
-from sdd_jax.config_fields import ConfigError, Field, check
+from sdd_jax.config import validation as config_validation
+from sdd_jax.config.fields import ConfigError, Field, check
 
 DTYPES = ('float32', 'bfloat16')
 SOURCES = ('files', 'toy')

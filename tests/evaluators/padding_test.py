@@ -12,7 +12,7 @@ import pytest
 
 from configs import common
 from sdd_jax import parallel
-from sdd_jax import step as step_lib
+from sdd_jax.classification import step as step_lib
 from sdd_jax.data import sources
 from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base

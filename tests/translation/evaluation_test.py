@@ -13,11 +13,11 @@ import pytest
 import sacrebleu
 
 from configs import common
-from sdd_jax import checkpoint
+from sdd_jax.workdir import checkpoint
 from sdd_jax import evaluation
 from sdd_jax import parallel
 from sdd_jax import tasks
-from sdd_jax import workdir as workdir_lib
+from sdd_jax.workdir import claim as workdir_lib
 from sdd_jax.translation import corpus as corpus_lib
 from sdd_jax.translation import decode
 from sdd_jax.translation import evaluation as translation_evaluation
