@@ -40,7 +40,8 @@ class Task:
 TASKS = registry.Registry('task')
 TASKS.register('classification')(Task(
     'sdd_jax.classification.trainer', 'sdd_jax.config.validation',
-    ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds'), 'sdd_jax.evaluation'))
+    ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds'),
+    'sdd_jax.classification.evaluation'))
 TASKS.register('translation')(Task(
     'sdd_jax.translation.trainer', 'sdd_jax.translation.validation',
     ('valid/bleu', 'test/bleu', 'test/bleu_tok', 'test/nll', 'wall_seconds'),

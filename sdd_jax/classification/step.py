@@ -2,7 +2,7 @@
 
 Loss = CE(head(features(x)), y) + the configured methods' weighted terms (paper Eq. 5,
 `methods.combine`). The step key is `fold_in(key(seed), step)`; each method folds in its own
-number and the model's dropout its own (`methods.base.model_rngs`), so one device and eight, a
+number and the model's dropout its own (`train/keys.py`), so one device and eight, a
 straight run and a resumed one, draw the same masks. The batch is sharded over the mesh's
 'data' axis and the state replicated, except the method states a method shards
 (`state.shardings`). What goes through the network, the CE targets and the method states'
@@ -20,11 +20,8 @@ from sdd_jax import losses
 from sdd_jax import methods as methods_lib
 from sdd_jax import parallel
 from sdd_jax.train import state as state_lib
+from sdd_jax.train.keys import step_key
 from sdd_jax.data import normalization
-
-
-def step_key(seed: int, step: jax.Array) -> jax.Array:
-  return jax.random.fold_in(jax.random.key(seed), step)
 
 
 def make_train_step(model, tx: optax.GradientTransformation,

@@ -28,6 +28,7 @@ from sdd_jax.evaluators import runner as eval_runner
 from sdd_jax import methods as methods_lib
 from sdd_jax.workdir import writers as metric_writers
 from sdd_jax.models import build as models_build
+from sdd_jax.train import keys
 from sdd_jax.train import optim
 from sdd_jax import parallel
 from sdd_jax.train import preemption
@@ -142,7 +143,7 @@ def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
     normalize = data_lib.make_normalize_fn(config.data)  # the probe sees float32 images
     probe_fn = jax.jit(lambda variables, images, step: probe.probe_metrics(
         model, variables, normalize({'images': images})['images'],
-        step_lib.step_key(config.seed, step), rate=config.probe.rate,
+        keys.step_key(config.seed, step), rate=config.probe.rate,
         temperature=config.probe.temperature))
   stopped = False
   try:

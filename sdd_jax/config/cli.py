@@ -23,7 +23,7 @@ from ml_collections import config_flags
 from sdd_jax import methods as methods_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax.config import schema as config_schema
-from sdd_jax.config.schema import ConfigError
+from sdd_jax.config.fields import ConfigError
 from sdd_jax.errors import UserError
 
 

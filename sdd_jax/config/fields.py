@@ -3,9 +3,10 @@
 must be finite wherever they appear. The table of fields is `config_schema.py`.
 """
 import dataclasses
+import difflib
 import math
 import numbers
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Iterable, Optional, Sequence, Tuple
 
 from sdd_jax.errors import UserError
 
@@ -130,3 +131,9 @@ def check(field: Field, value) -> None:
 
 def _is_float(value) -> bool:
   return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def nearest(name: str, known: Iterable[str]) -> str:
+  """'; did you mean x?' for the closest of `known` to `name`, or ''."""
+  close = difflib.get_close_matches(str(name), sorted(known), n=3, cutoff=0.6)
+  return f'; did you mean {" or ".join(close)}?' if close else ''

@@ -5,15 +5,13 @@ the methods' and evaluators' sections and `model.kwargs` included), then the rul
 fields. Each problem raises `ConfigError` with one line: the field, what is allowed, what was
 given; an unknown name also gives the nearest known ones.
 """
-import difflib
-from typing import Iterable
-
 from sdd_jax.config import schema
 from sdd_jax import data as data_lib
 from sdd_jax import evaluators as evaluators_lib
 from sdd_jax import methods as methods_lib
 from sdd_jax import models as models_lib
 from sdd_jax.train import profiling
+from sdd_jax.config.fields import nearest
 
 ConfigError = schema.ConfigError
 TOP_LEVEL = schema.TOP_LEVEL
@@ -21,12 +19,6 @@ DTYPES = schema.DTYPES
 AUGMENTS = schema.AUGMENTS
 # Top-level fields a config may leave out (older workdirs' config.json): their default is off.
 OPTIONAL = (profiling.FIELD,)
-
-
-def nearest(name: str, known: Iterable[str]) -> str:
-  """'; did you mean x?' for the closest of `known` to `name`, or ''."""
-  close = difflib.get_close_matches(str(name), sorted(known), n=3, cutoff=0.6)
-  return f'; did you mean {" or ".join(close)}?' if close else ''
 
 
 def _require(ok: bool, field: str, allowed: str, value) -> None:

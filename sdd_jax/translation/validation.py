@@ -3,8 +3,7 @@ is touched or anything compiles, with one-line `ConfigError`s (field, what is al
 was given), in the style and with the `Field` checker of the image configs
 (`config_fields.py`).
 """
-from sdd_jax.config import validation as config_validation
-from sdd_jax.config.fields import ConfigError, Field, check
+from sdd_jax.config.fields import ConfigError, Field, check, nearest
 
 DTYPES = ('float32', 'bfloat16')
 SOURCES = ('files', 'toy')
@@ -56,7 +55,7 @@ def _unknown(where: str, keys, known) -> None:
   unknown = sorted(set(keys) - set(known))
   if unknown:
     raise ConfigError(f'config{where}: unknown field(s) {unknown}; known: '
-                      f'{", ".join(sorted(known))}{config_validation.nearest(unknown[0], known)}')
+                      f'{", ".join(sorted(known))}{nearest(unknown[0], known)}')
 
 
 def _get(config, path: str):

@@ -19,6 +19,7 @@ from configs import common
 from sdd_jax import data as data_lib
 from sdd_jax import errors
 from sdd_jax import evaluation
+from sdd_jax.classification import evaluation as classification_evaluation
 from sdd_jax import evaluators
 from sdd_jax.metrics import corruption as corruption_metrics
 from sdd_jax import parallel
@@ -180,17 +181,17 @@ def test_merge_evals_defaults_workdir_then_overrides(tmp_path):
   config = evaluation.load_config(_config_only(tmp_path / 'run'))
   assert config.model.kwargs.stage_sizes == (1, 1, 1, 1) and config.data.mean == common.CIFAR10_MEAN
   config.evals.odin = {'epsilon': 0.002, 'temperature': 100.0}
-  merged = evaluation.merge_evals(config, {'evals.odin.temperature': 10.0,
-                                           'evals.fgsm.epsilons': (0.1,), 'eval_batch_size': 8},
-                                  names=['odin', 'accuracy'])
+  merged = classification_evaluation.merge_evals(
+      config, {'evals.odin.temperature': 10.0, 'evals.fgsm.epsilons': (0.1,),
+               'eval_batch_size': 8}, names=['odin', 'accuracy'])
   assert sorted(merged.evals) == ['accuracy', 'odin']
   assert merged.evals.odin.epsilon == 0.002 and merged.evals.odin.temperature == 10.0
   assert merged.evals.odin.holdout == 1000 and merged.evals.accuracy.every_epochs == 1
   assert merged.eval_batch_size == 8
   with pytest.raises(evaluation.EvaluationError, match="unknown evaluator 'ece'"):
-    evaluation.merge_evals(config, names=['ece'])
+    classification_evaluation.merge_evals(config, names=['ece'])
   with pytest.raises(evaluation.EvaluationError, match='only --config.evals'):
-    evaluation.merge_evals(config, {'optim.lr': 1.0})
+    classification_evaluation.merge_evals(config, {'optim.lr': 1.0})
 
 
 def test_restored_network_is_deterministic_and_per_example(trained):
@@ -199,7 +200,8 @@ def test_restored_network_is_deterministic_and_per_example(trained):
   root, _ = trained
   config = evaluation.load_config(str(root / 'run'))
   mesh = parallel.create_mesh(jax.devices()[:1])
-  variables, step_number = evaluation.restore_variables(config, str(root / 'run'), mesh)
+  variables, step_number = classification_evaluation.restore_variables(config,
+                                                                        str(root / 'run'), mesh)
   assert step_number == 8
   logits_fn = step.make_logits_fn(trainer.create_model(config), mesh)
   images = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype(np.float32)
@@ -242,7 +244,7 @@ def _network_logits(workdir, split):
   checkpoint over every example of `split`, each network applied on its own."""
   config = evaluation.load_config(workdir)
   mesh = parallel.create_mesh(jax.devices()[:1])
-  variables, _ = evaluation.restore_checkpoint_variables(config, workdir, mesh)
+  variables, _ = classification_evaluation.restore_checkpoint_variables(config, workdir, mesh)
   model = models_build.create_model(config)
   ctx = evaluators.EvalContext(data_config=config.data, batch_size=24, mesh=mesh,
                                source=data_lib.create_source(config.data, split),

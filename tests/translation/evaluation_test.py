@@ -15,6 +15,7 @@ import sacrebleu
 from configs import common
 from sdd_jax.workdir import checkpoint
 from sdd_jax import evaluation
+from sdd_jax.workdir import restore as restore_lib
 from sdd_jax import parallel
 from sdd_jax import tasks
 from sdd_jax.workdir import claim as workdir_lib
@@ -161,8 +162,8 @@ def test_evaluate_py_path_scores_a_translation_workdir(trained, monkeypatch):
 
 def test_nll_equals_a_hand_computation_over_unbucketed_rows(trained):
   workdir = trained
-  variables, _ = evaluation.restore_checkpoint_variables(_config(), workdir,
-                                                         parallel.create_mesh())
+  variables, _ = restore_lib.restore_checkpoint_variables(_config(), workdir,
+                                                      parallel.create_mesh())
   figures = translation_evaluation.evaluate_translation(_config(), workdir, 'valid',
                                                         params=variables['params'], step=7)
   assert figures['nll'] == pytest.approx(_hand_nll(variables['params'], 'valid'),
