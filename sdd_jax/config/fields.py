@@ -1,6 +1,6 @@
 """`Field`: one config value's type and range, and `check(field, value)`, which raises
 `ConfigError` with one line naming the field, what is allowed and what was given. Numbers
-must be finite wherever they appear. The table of fields is `config_schema.py`.
+must be finite wherever they appear. The table of fields is `config/schema.py`.
 """
 import dataclasses
 import difflib

@@ -1,12 +1,12 @@
 """The config schema: every field's type and range, in one place.
 
-`fields(config)` lists the `Field`s (config_fields.py) of a config: the fixed ones
+`fields(config)` lists the `Field`s (config/fields.py) of a config: the fixed ones
 (`STATIC`), one per hyper-parameter of each configured method (type from the method
 dataclass's annotation), one per key of each configured evaluator section (type from the
 evaluator's default) and one per `model.kwargs` entry (from the model constructor's fields).
 `check(field, value)` raises `ConfigError` with one line. `all_fields()` lists every field
 any config can have, for the generated tests. Cross-field rules (mean and std of one length,
-lr boundaries inside the run, ...) live in `config_validation.py`.
+lr boundaries inside the run, ...) live in `config/validation.py`.
 """
 import dataclasses
 import numbers

@@ -5,8 +5,8 @@ Two kinds live here:
 * jit-able per-batch reductions (`jax.numpy`): per-example values `[batch]` or per-bin sums.
   Callers multiply by the eval `mask` and sum, so results add up across batches and devices.
 * host-side NumPy functions that need every value at once (ECE from accumulated bin sums,
-  the corruption averages are in `corruption_metrics.py`, the OOD detection metrics in
-  `ood_metrics.py`.
+  the corruption averages are in `metrics/corruption.py`, the OOD detection metrics in
+  `metrics/ood.py`.
 
 Non-finite logits are never scored: an example whose logits hold any NaN or ±inf
 (`nonfinite_rows`) is wrong for top-k, has NLL +inf (no probability on its label), confidence

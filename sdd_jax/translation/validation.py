@@ -1,7 +1,7 @@
 """validate(config) for `config.task == 'translation'`: every value checked before the workdir
 is touched or anything compiles, with one-line `ConfigError`s (field, what is allowed, what
 was given), in the style and with the `Field` checker of the image configs
-(`config_fields.py`).
+(`config/fields.py`).
 """
 from sdd_jax.config.fields import ConfigError, Field, check, nearest
 

@@ -23,7 +23,7 @@ from sdd_jax.classification import evaluation as classification_evaluation
 from sdd_jax import evaluators
 from sdd_jax.metrics import corruption as corruption_metrics
 from sdd_jax import parallel
-from sdd_jax.classification import step
+from sdd_jax.evaluators import predict as step
 from sdd_jax.classification import trainer
 from sdd_jax.methods import dml
 from sdd_jax.models import build as models_build

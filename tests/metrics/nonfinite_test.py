@@ -1,5 +1,6 @@
-"""NaN is never scored (issue 11): metrics.py and ood_metrics.py on logits with NaN and ±inf rows,
-against hand-worked numbers and an independent NumPy reference, under jax.jit, with padding."""
+"""NaN is never scored (issue 11): metrics/classification.py and metrics/ood.py on logits with
+NaN and ±inf rows, against hand-worked numbers and an independent NumPy reference, under
+jax.jit, with padding."""
 import jax
 import numpy as np
 import pytest
