@@ -15,6 +15,7 @@ import sacrebleu
 from configs import common
 from sdd_jax.workdir import checkpoint
 from sdd_jax import evaluation
+from sdd_jax.classification import evaluation as classification_evaluation
 from sdd_jax.workdir import restore as restore_lib
 from sdd_jax import parallel
 from sdd_jax import tasks
@@ -235,4 +236,4 @@ def test_every_task_names_an_evaluation():
   for name in tasks.TASKS.names():
     assert callable(tasks.TASKS.get(name).evaluate), name
   assert tasks.TASKS.get('translation').evaluate is translation_evaluation.evaluate
-  assert tasks.TASKS.get('classification').evaluate is evaluation.evaluate
+  assert tasks.TASKS.get('classification').evaluate is classification_evaluation.evaluate
