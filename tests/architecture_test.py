@@ -11,8 +11,9 @@ The rules:
 (b) imports point down: a module never imports the `__init__` of its own package or of a
     package above it (only their submodules, so a package's re-exports never loop back into
     it; `API_IN_INIT` lists the packages whose registry is defined in the `__init__` itself,
-    which imports none of the modules that read it), and the shared code (the top-level bases and every package but the task packages and
-    the entry modules below) never imports a task package or an entry module;
+    which imports none of the modules that read it), and the shared code (the top-level
+    bases and every package but the task packages and the entry modules below) never
+    imports a task package or an entry module;
 (c) no task package (`classification`, `translation`, `detection`) imports another: what two
     tasks share lives in a shared package (`config`, `workdir`, `train`, `metrics`, `data`,
     `methods`, `models`, `evaluators`, ...); `sdd_jax.tasks` is the one place that names them;

@@ -15,7 +15,8 @@ import jax
 from jax.sharding import PartitionSpec
 
 from sdd_jax import losses
-from sdd_jax.train.keys import model_rngs, stream_key  # noqa: F401  (model_rngs: the contract's name, docs/method_contract.md)
+# model_rngs: the name the method contract gives (docs/method_contract.md: base.model_rngs).
+from sdd_jax.train.keys import model_rngs, stream_key  # noqa: F401
 
 # How `combine` scales a (sub-)term before the method's `weight`: a KL between softened
 # distributions is multiplied by T**2 (Hinton et al. 2015: its gradients shrink as 1 / T**2);
