@@ -43,7 +43,7 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
-from sdd_jax import config_cli
+from sdd_jax.config import cli as config_cli
 from sdd_jax import errors
 from sdd_jax import evaluation
 

@@ -13,7 +13,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from sdd_jax import config_cli
+from sdd_jax.config import cli as config_cli
 from sdd_jax import errors
 from sdd_jax import parallel
 from sdd_jax import tasks

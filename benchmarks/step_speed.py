@@ -38,10 +38,10 @@ from configs import common
 from sdd_jax import data
 from sdd_jax import methods as methods_lib
 from sdd_jax import models
-from sdd_jax import optim
+from sdd_jax.train import optim
 from sdd_jax import parallel
-from sdd_jax import state as state_lib
-from sdd_jax import step as step_lib
+from sdd_jax.train import state as state_lib
+from sdd_jax.classification import step as step_lib
 from sdd_jax.data import augment
 
 _MODEL = flags.DEFINE_string('model', 'resnet18_cifar', 'Registered model name.')

@@ -7,7 +7,7 @@ colon in `--config=configs/x.py:ARG`, a comma-separated list of tokens:
   (the tests run every config file this way);
 - `seed=N`: the seed.
 
-Durations are epochs; `sdd_jax/optim.py` turns them into steps once, from the steps per epoch
+Durations are epochs; `sdd_jax/train/optim.py` turns them into steps once, from the steps per epoch
 the data really gives.
 """
 from typing import Callable, Dict, Tuple
@@ -74,7 +74,7 @@ def recipe() -> ml_collections.ConfigDict:
       head_hidden=(),
       dtype='float32',  # compute dtype: bfloat16 on accelerators; parameters stay float32
       kwargs={},  # extra constructor options (e.g. width for tiny models)
-      # Start from weights in torchvision's layout ('' = off; sdd_jax/init_from.py).
+      # Start from weights in torchvision's layout ('' = off; sdd_jax/classification/init_from.py).
       init_from='',
       init_from_skip_head=False,
   ))
@@ -104,7 +104,7 @@ def recipe() -> ml_collections.ConfigDict:
   # The KL-direction probe (paper §3.3, Table 8, Figure 4): every N steps (0: off), the
   # Assumption-1 statistics and the forward/reverse KL gradients w.r.t. the head weights.
   config.probe = ml_collections.ConfigDict({'every_steps': 0, 'rate': 0.5, 'temperature': 3.0})
-  # A jax.profiler trace of steps A..B into <workdir>/profile (sdd_jax/profiling.py); () is off.
+  # A jax.profiler trace of steps A..B into <workdir>/profile (sdd_jax/train/profiling.py); () is off.
   config.profile_steps = ()
   config.checkpoint_every_epochs = 10
   config.max_to_keep = 3

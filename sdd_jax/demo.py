@@ -14,9 +14,9 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from sdd_jax import config_cli
-from sdd_jax import plotting
-from sdd_jax import trainer
+from sdd_jax.config import cli as config_cli
+from sdd_jax.metrics import plotting
+from sdd_jax.classification import trainer
 from sdd_jax.errors import UserError
 from sdd_jax.evaluators import results as results_lib
 

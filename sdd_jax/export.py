@@ -27,11 +27,11 @@ import jax
 import numpy as np
 from safetensors import numpy as safetensors_numpy
 
-from sdd_jax import checkpoint as checkpoint_lib
-from sdd_jax import evaluation
+from sdd_jax.workdir import checkpoint as checkpoint_lib
+from sdd_jax.workdir import restore as restore_lib
 from sdd_jax import methods as methods_lib
-from sdd_jax import workdir as workdir_lib
-from sdd_jax import workdir_path
+from sdd_jax.workdir import claim as workdir_lib
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 from sdd_jax.models import build
 from sdd_jax.models import torchvision_io
@@ -78,7 +78,7 @@ def export(workdir: str, out: str, step: Optional[int] = None, member: int = 0) 
   the model, the checkpoint) comes before the write."""
   workdir_path.check_store(out, '--out')
   check_out(out)
-  config = evaluation.load_config(workdir)
+  config = restore_lib.load_config(workdir)
   if config.get('task', 'classification') != 'classification':
     raise torchvision_io.ExportError(
         f'{workdir} is a {config.task} run: export writes image classifiers in torchvision\'s '

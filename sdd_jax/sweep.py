@@ -28,10 +28,10 @@ import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from sdd_jax import config_cli
-from sdd_jax import config_validation
+from sdd_jax.config import cli as config_cli
+from sdd_jax.config import validation as config_validation
 from sdd_jax import tasks
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 
 

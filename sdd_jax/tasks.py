@@ -12,7 +12,7 @@ import importlib
 from typing import Callable, Tuple
 
 from sdd_jax import registry
-from sdd_jax.config_fields import ConfigError
+from sdd_jax.config.fields import ConfigError
 
 DEFAULT = 'classification'
 
@@ -39,8 +39,9 @@ class Task:
 
 TASKS = registry.Registry('task')
 TASKS.register('classification')(Task(
-    'sdd_jax.trainer', 'sdd_jax.config_validation',
-    ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds'), 'sdd_jax.evaluation'))
+    'sdd_jax.classification.trainer', 'sdd_jax.config.validation',
+    ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds'),
+    'sdd_jax.classification.evaluation'))
 TASKS.register('translation')(Task(
     'sdd_jax.translation.trainer', 'sdd_jax.translation.validation',
     ('valid/bleu', 'test/bleu', 'test/bleu_tok', 'test/nll', 'wall_seconds'),

@@ -24,7 +24,7 @@ from safetensors import numpy as safetensors_numpy
 from sdd_jax import errors
 from sdd_jax import export
 from sdd_jax import models
-from sdd_jax import trainer
+from sdd_jax.classification import trainer
 from tests import workdirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

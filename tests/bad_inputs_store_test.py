@@ -31,9 +31,9 @@ from sdd_jax import export
 from sdd_jax import report
 from sdd_jax.report import cli as report_cli
 from sdd_jax import sweep
-from sdd_jax import trainer
-from sdd_jax import workdir as workdir_lib
-from sdd_jax import workdir_path
+from sdd_jax.classification import trainer
+from sdd_jax.workdir import claim as workdir_lib
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 from tests import object_store
 from tests import workdirs

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 from configs import common
-from sdd_jax import checkpoint
-from sdd_jax import config_schema
-from sdd_jax import config_validation
+from sdd_jax.workdir import checkpoint
+from sdd_jax.config import schema as config_schema
+from sdd_jax.config import validation as config_validation
 from sdd_jax import data
 from sdd_jax import models
-from sdd_jax import trainer
+from sdd_jax.classification import trainer
 from tests import workdirs
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import cifar10_sensitivity
-from sdd_jax import config_validation
+from sdd_jax.config import validation as config_validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from configs import common
-from sdd_jax import config_validation
+from sdd_jax.config import validation as config_validation
 from sdd_jax import models
 from sdd_jax import tasks
 from tests import workdirs
@@ -42,7 +42,7 @@ def test_smoke_run(path, tmp_path):
   assert summary['steps'] >= 2 and 0 <= summary[task.printed[0]] <= 100
   if task is not tasks.TASKS.get(tasks.DEFAULT):  # the diagnostics below are classification's
     return
-  # The collapse diagnostics (sdd_jax/diagnostics.py): a share per weighted term, summing to 1.
+  # The collapse diagnostics (sdd_jax/metrics/diagnostics.py): a share per weighted term, summing to 1.
   for r in workdirs.read_jsonl(os.path.join(tmp_path, 'metrics.jsonl')):
     if 'train/loss' in r:
       terms = ['ce'] + [name for name in config.methods if f'train/loss_{name}' in r]

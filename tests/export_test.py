@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from safetensors import numpy as safetensors_numpy
 
-from sdd_jax import checkpoint
+from sdd_jax.workdir import checkpoint
 from sdd_jax import evaluation
 from sdd_jax import export
-from sdd_jax import init_from
+from sdd_jax.classification import init_from
 from sdd_jax import methods
 from sdd_jax import models
-from sdd_jax import optim
-from sdd_jax import state as state_lib
-from sdd_jax import trainer
+from sdd_jax.train import optim
+from sdd_jax.train import state as state_lib
+from sdd_jax.classification import trainer
 from sdd_jax.models import build
 from sdd_jax.models import torchvision_io
 from tests import workdirs

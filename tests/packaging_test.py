@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from sdd_jax import config_cli
+from sdd_jax.config import cli as config_cli
 from sdd_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,11 +9,11 @@ from configs import cifar100_dropout_baseline
 from configs import cub200_resnet18
 from configs import dogs_resnet18
 from configs import imagenet_resnet152_sdd
-from sdd_jax import config_cli
-from sdd_jax import config_validation
+from sdd_jax.config import cli as config_cli
+from sdd_jax.config import validation as config_validation
 from sdd_jax import methods
 from sdd_jax import parallel
-from sdd_jax import workdir
+from sdd_jax.workdir import claim as workdir
 
 
 def _valid(module, arg):

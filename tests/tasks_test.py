@@ -4,13 +4,13 @@ import ml_collections
 import pytest
 
 from sdd_jax import tasks
-from sdd_jax.config_fields import ConfigError
+from sdd_jax.config.fields import ConfigError
 
 
 def test_a_config_without_task_is_classification():
   task = tasks.task_of(ml_collections.ConfigDict({'seed': 0}))
   assert task is tasks.TASKS.get('classification')
-  assert task.trainer == 'sdd_jax.trainer' and task.printed[0] == 'test/top1'
+  assert task.trainer == 'sdd_jax.classification.trainer' and task.printed[0] == 'test/top1'
 
 
 @pytest.mark.parametrize('name', tasks.TASKS.names())

@@ -26,11 +26,11 @@ from configs import demo  # noqa: E402
 from sdd_jax import data as data_lib  # noqa: E402
 from sdd_jax import losses  # noqa: E402
 from sdd_jax import methods as methods_lib  # noqa: E402
-from sdd_jax import optim  # noqa: E402
+from sdd_jax.train import optim  # noqa: E402
 from sdd_jax import parallel  # noqa: E402
-from sdd_jax import state as state_lib  # noqa: E402
-from sdd_jax import step as step_lib  # noqa: E402
-from sdd_jax import trainer  # noqa: E402
+from sdd_jax.train import state as state_lib  # noqa: E402
+from sdd_jax.classification import step as step_lib  # noqa: E402
+from sdd_jax.classification import trainer  # noqa: E402
 from sdd_jax.data import augment  # noqa: E402
 
 SEED = 3

@@ -1,6 +1,6 @@
 """Final-epoch metrics of a classifier from its test logits, in NumPy, for both implementations.
 
-The formula of `sdd_jax.metrics` / the `accuracy` evaluator (docs/evaluation.md): top-1 with the
+The formula of `sdd_jax.metrics.classification` / the `accuracy` evaluator (docs/evaluation.md): top-1 with the
 first-maximum rule, NLL, 10-bin ECE on the max softmax (`metrics.expected_calibration_error`),
 mean confidence; plus the largest |logit|, which tells a blow-up. Percent where the evaluator
 gives percent.
@@ -9,7 +9,7 @@ from typing import Dict
 
 import numpy as np
 
-from sdd_jax import metrics
+from sdd_jax.metrics import classification as metrics
 
 METRICS = ('top1', 'nll', 'ece', 'confidence', 'max_abs_logit')
 

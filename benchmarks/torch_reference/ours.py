@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks.torch_reference import logit_metrics
 from sdd_jax import evaluators as evaluators_lib
-from sdd_jax import trainer
+from sdd_jax.classification import trainer
 from sdd_jax.evaluators import base
 
 LOG_EVERY_STEPS = 10**9  # the trainer then logs once per epoch: the epoch mean of every step

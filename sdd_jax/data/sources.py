@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Union
 import numpy as np
 
 from sdd_jax.registry import Registry
-from sdd_jax.errors import UserError
+from sdd_jax.errors import DataError
 
 SOURCES = Registry('data source')
 
@@ -22,10 +22,6 @@ IMAGE_EXTENSIONS = ('.bmp', '.gif', '.jpeg', '.jpg', '.png', '.ppm', '.tif', '.t
 # A batch of images: one uint8 array [n, H, W, C] when all have one size, else a list of
 # uint8 arrays [H_i, W_i, C].
 Images = Union[np.ndarray, List[np.ndarray]]
-
-
-class DataError(UserError):
-  """The data asked for is missing or does not match the config; the message says the fix."""
 
 
 class Source:

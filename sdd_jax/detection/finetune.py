@@ -84,7 +84,7 @@ try:
 except ModuleNotFoundError as missing:  # the optional extra is not installed
   raise SystemExit(f'error: {missing.name} is not installed; the detection recipe needs the '
                    'optional extra: pip install -r requirements-detection.txt') from None
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.detection import flags
 from sdd_jax.detection import schedule as schedule_lib
 from sdd_jax.errors import UserError

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sdd_jax import metrics
+from sdd_jax.metrics import classification as metrics
 from sdd_jax.evaluators import base
 
 

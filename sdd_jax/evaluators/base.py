@@ -15,7 +15,7 @@ from etils import epath
 
 from sdd_jax import data as data_lib
 from sdd_jax import parallel
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 
 
 class Skipped(Exception):

@@ -14,8 +14,8 @@ lower, upper, count, acc, conf) and `results.json`.
 import jax
 import numpy as np
 
-from sdd_jax import metrics
-from sdd_jax import plotting
+from sdd_jax.metrics import classification as metrics
+from sdd_jax.metrics import plotting
 from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base
 from sdd_jax.evaluators import results as results_lib

@@ -17,7 +17,7 @@ Keys (top-1 %): `corruption/clean`, `corruption/mca15`, `corruption/mca19`,
 `corruption/severity_<s>` (mean over the benchmark corruptions present), `corruption/count`
 (images per severity block). The full acc(c, s) table is in `evals/corruption/results.json`.
 """
-from sdd_jax import corruption_metrics
+from sdd_jax.metrics import corruption as corruption_metrics
 from sdd_jax.data import canonical
 from sdd_jax.data import corrupted
 from sdd_jax.evaluators import accuracy

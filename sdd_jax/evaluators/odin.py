@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from sdd_jax import metrics
-from sdd_jax import ood_metrics
+from sdd_jax.metrics import classification as metrics
+from sdd_jax.metrics import ood as ood_metrics
 from sdd_jax.data import canonical
 from sdd_jax.data import ood
 from sdd_jax.evaluators import base

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 
 import jax
 
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.evaluators import results as results_lib
 from sdd_jax.report import cells
 

@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Sequence
 import jax
 import numpy as np
 
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 
 RESULTS_FILE = 'results.json'

@@ -24,9 +24,9 @@ import ml_collections
 
 from sdd_jax import data as data_lib
 from sdd_jax import methods as methods_lib
-from sdd_jax import step as step_lib
 from sdd_jax.evaluators import EVALUATORS
 from sdd_jax.evaluators import base
+from sdd_jax.evaluators import predict
 from sdd_jax.evaluators import results as results_lib
 from sdd_jax.evaluators import sections
 
@@ -146,9 +146,9 @@ class Runner:
       apply_fns[sections.predictor_name(prefix)] = fn
       prefixes[sections.predictor_name(prefix)] = prefix
     self.runs = plan(config.evals, prefixes, config.data.eval_split)
-    self._logits = {name: step_lib.make_logits_fn(model, mesh, fn)
+    self._logits = {name: predict.make_logits_fn(model, mesh, fn)
                     for name, fn in apply_fns.items()}
-    self._grads = {name: step_lib.make_input_grad_fn(model, mesh, fn)
+    self._grads = {name: predict.make_input_grad_fn(model, mesh, fn)
                    for name, fn in apply_fns.items()}
     sources = dict(sources or {})
     self.contexts = {}

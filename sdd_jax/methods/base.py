@@ -9,13 +9,14 @@ dataclass defaults, `label`, `paper_order`, `compared`, `baseline`, `combined_de
 the class; `sdd_jax.methods` reads them for configs and reports.
 """
 import dataclasses
-import zlib
 from typing import (Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple, Union)
 
 import jax
 from jax.sharding import PartitionSpec
 
 from sdd_jax import losses
+# model_rngs: the name the method contract gives (docs/method_contract.md: base.model_rngs).
+from sdd_jax.train.keys import model_rngs, stream_key  # noqa: F401
 
 # How `combine` scales a (sub-)term before the method's `weight`: a KL between softened
 # distributions is multiplied by T**2 (Hinton et al. 2015: its gradients shrink as 1 / T**2);
@@ -181,11 +182,6 @@ class Method:
     return state
 
 
-def stream_key(key: jax.Array, name: str) -> jax.Array:
-  """`key` with a stable number of `name` folded in (crc32, 31 bits)."""
-  return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
-
-
 def method_key(key: jax.Array, name: str) -> jax.Array:
   """A method's own key: the step key with its name's number folded in, so adding a method
   to the registry never changes another method's masks. `loss` gets this key."""
@@ -196,12 +192,6 @@ def hook_key(key: jax.Array, name: str, hook: str) -> jax.Array:
   """The key of a method's `forward` / `targets`: its method key with the hook's number
   folded in (`loss` gets the method key itself, so its draws are unchanged)."""
   return stream_key(method_key(key, name), hook)
-
-
-def model_rngs(key: jax.Array) -> Dict[str, jax.Array]:
-  """The rngs of a training-mode `model.apply` (`{'dropout': stream_key(key, 'dropout')}`):
-  from the step key for the forward, from a method's key for its extra passes."""
-  return {'dropout': stream_key(key, 'dropout')}
 
 
 def check_no_term(method: Method, what: str) -> None:

@@ -13,7 +13,7 @@ from typing import Dict, Mapping, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 
-from sdd_jax import diagnostics
+from sdd_jax.metrics import diagnostics
 from sdd_jax.methods import contract
 from sdd_jax.methods.base import SCALED, UNSCALED, Method, StepContext, method_key
 

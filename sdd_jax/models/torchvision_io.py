@@ -214,7 +214,7 @@ def read(path: str, where: Optional[str] = None) -> Tuple[Dict[str, np.ndarray],
   is missing, a folder, empty, not a safetensors file (damaged header, truncated) or holds a
   dtype NumPy cannot take (float8)."""
   import safetensors  # pylint: disable=import-outside-toplevel
-  from sdd_jax import workdir_path  # pylint: disable=import-outside-toplevel
+  from sdd_jax.workdir import paths as workdir_path  # pylint: disable=import-outside-toplevel
   where = where or path
   target = workdir_path.path(path)
   try:

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 from sdd_jax.report import detection
 from sdd_jax.report.render import render

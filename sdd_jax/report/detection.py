@@ -13,7 +13,7 @@ import dataclasses
 import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.report import files as report_files
 from sdd_jax.report.cells import Cell, DASH, markdown_table
 

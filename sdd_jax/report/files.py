@@ -15,7 +15,7 @@ wrong with it.
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 
 # Sections that must be JSON objects (or absent) in each kind of file.

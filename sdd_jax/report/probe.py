@@ -1,7 +1,7 @@
 """The KL-direction analysis in the report: Table 8 and Figure 4 from the probe's logs.
 
 Runs trained with `config.probe.every_steps > 0` log `probe/...` scalars to `metrics.jsonl`
-(`sdd_jax/probe.py`), read with the run (`Run.probe`; unreadable lines are skipped and named,
+(`sdd_jax/classification/probe.py`), read with the run (`Run.probe`; unreadable lines are skipped and named,
 `report_files.py`). Table 8 gives, per run group, the mean over the logged steps of the
 Assumption-1 fraction, mean |r| and r1 (then mean ± std over seeds); Figure 4 plots the cosine
 similarity and the L1 norms of the forward and reverse KL gradients w.r.t. the head weights
@@ -9,10 +9,10 @@ against the step (the first seed of each group).
 """
 from typing import Dict, List, Sequence, Tuple
 
-from sdd_jax import plotting
+from sdd_jax.metrics import plotting
 from sdd_jax.report import files as report_files
 from sdd_jax.report import runs as report_runs
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.report.cells import Cell, markdown
 
 TABLE8 = (('P(Assumption 1)', 'probe/assumption1_fraction'), ('mean |r|', 'probe/mean_abs_r'),

@@ -4,7 +4,7 @@ sensitivity figures, links to the reliability diagrams, the translation table
 import json
 from typing import Sequence
 
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.report import probe as report_probe
 from sdd_jax.report import sensitivity as report_sensitivity
 from sdd_jax.report import translation as report_translation

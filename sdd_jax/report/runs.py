@@ -13,7 +13,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sdd_jax import methods
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.report import files as report_files
 
 # Paper Table 1 order, then the others alphabetically; names and baselines from the methods.

@@ -2,7 +2,7 @@
 method) and ablation sections (Tables 9-14: a pivot by the field that varies)."""
 from typing import Callable, List, Sequence, Tuple
 
-from sdd_jax import corruption_metrics
+from sdd_jax.metrics import corruption as corruption_metrics
 from sdd_jax.report.runs import (FEATURE_DROPOUT, PLUS_SDD, Group, Run, at_reference, label,
                                  metric_keys, order_key)
 from sdd_jax.report.tables import base_vs_sdd, in_main_tables, pair_grid, pivot

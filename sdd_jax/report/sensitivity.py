@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.report.runs import PLUS_SDD, SDD, Group, Run, at_reference, label
 from sdd_jax.report.cells import Cell, embolden, markdown
 

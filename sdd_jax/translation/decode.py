@@ -214,7 +214,7 @@ def make_translate_fn(model, mesh, *, beam_size: int, length_penalty: float,
   model.max_len)` with `src_len` the batch's padded source width (as fairseq's
   `src_tokens.size(1)`), so one compilation per source width. `beam_size=1` runs greedy search
   (the same tokens, cheaper). Matmuls run at float32 precision (no TF32 in evaluation, as
-  `step.make_logits_fn`).
+  `evaluators/predict.py`'s `make_logits_fn`).
   """
   data = parallel.data_sharding(mesh)
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 import jax
 import numpy as np
 
-from sdd_jax import config_cli
+from sdd_jax.config import cli as config_cli
 from sdd_jax import parallel
 from sdd_jax import tasks
 from sdd_jax.errors import UserError

@@ -27,15 +27,15 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from sdd_jax import evaluation as evaluation_lib
 from sdd_jax import parallel
-from sdd_jax import workdir_path
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.translation import bleu
 from sdd_jax.translation import corpus as corpus_lib
 from sdd_jax.translation import decode
 from sdd_jax.translation import model as model_lib
 from sdd_jax.translation import step as step_lib
 from sdd_jax.translation import validation
+from sdd_jax.workdir import restore as restore_lib
 
 SPLITS = ('valid', 'test')
 FOLDER = ('evals', 'translation')
@@ -127,12 +127,12 @@ def evaluate_translation(config, workdir: str, split: str, *, params=None,
     sacreBLEU's signature string}`.
   """
   if split not in SPLITS:
-    raise evaluation_lib.EvaluationError(
+    raise restore_lib.EvaluationError(
         f'split {split!r} cannot be evaluated; choose one of {", ".join(SPLITS)}')
   if evaluator is None:
     evaluator = create_evaluator(config, workdir, parallel.create_mesh())
   if params is None:
-    variables, step = evaluation_lib.restore_checkpoint_variables(config, workdir,
+    variables, step = restore_lib.restore_checkpoint_variables(config, workdir,
                                                                   evaluator.mesh)
     params = variables['params']
   with jax.transfer_guard('allow'):
@@ -148,7 +148,7 @@ def evaluate_translation(config, workdir: str, split: str, *, params=None,
 
 
 def evaluate(workdir: str, config, overrides: Optional[Dict[str, Any]] = None,
-             names: Optional[Sequence[str]] = None) -> evaluation_lib.Outcome:
+             names: Optional[Sequence[str]] = None) -> restore_lib.Outcome:
   """`evaluate.py` on a translation workdir: `evaluate_translation` on the newest checkpoint
   for the splits `names` (default: valid and test), with the workdir's own `config.evals`.
 
@@ -157,18 +157,18 @@ def evaluate(workdir: str, config, overrides: Optional[Dict[str, Any]] = None,
       settings), an unknown split, no checkpoint.
   """
   if overrides:
-    raise evaluation_lib.EvaluationError(
+    raise restore_lib.EvaluationError(
         f'--config.{sorted(overrides)[0]}: a translation workdir is evaluated with its own '
         'config.evals (beam_size, length_penalty, max_len_a, max_len_b); drop the override')
   names = list(names or SPLITS)
   for name in names:
     if name not in SPLITS:
-      raise evaluation_lib.EvaluationError(
+      raise restore_lib.EvaluationError(
           f'--evals: {name!r} is not a split of a translation workdir; choose from '
           f'{", ".join(SPLITS)}')
   validation.validate(config)
   mesh = parallel.create_mesh()
-  variables, step = evaluation_lib.restore_checkpoint_variables(config, workdir, mesh)
+  variables, step = restore_lib.restore_checkpoint_variables(config, workdir, mesh)
   evaluator = create_evaluator(config, workdir, mesh)
   logging.info('evaluating %s at step %d', workdir, step)
   metrics = {}
@@ -177,4 +177,4 @@ def evaluate(workdir: str, config, overrides: Optional[Dict[str, Any]] = None,
                                    step=step, evaluator=evaluator)
     metrics.update({f'{split}/{k}': v for k, v in figures.items() if k != 'signature'})
   report = workdir_path.path(workdir).joinpath(*FOLDER, 'results.json')
-  return evaluation_lib.Outcome(metrics=metrics, skipped={}, step=step, report=str(report))
+  return restore_lib.Outcome(metrics=metrics, skipped={}, step=step, report=str(report))

@@ -23,7 +23,7 @@ from etils import epath
 import numpy as np
 import sentencepiece
 
-from sdd_jax.data.sources import DataError
+from sdd_jax.errors import DataError
 from sdd_jax.errors import UserError
 from sdd_jax.translation import text_files
 from sdd_jax.translation.tokens import BOS, EOS, PAD, UNK

@@ -5,7 +5,7 @@ The loss is the token mean over the global batch's non-PAD target positions (`lo
 the label-smoothed CE, or of the PS-KD CE when `pskd_alpha` is set (`pskd.py`: the teacher's
 eval-mode predictions, and its refresh at epoch boundaries inside this step). The step key is
 `fold_in(key(seed), step)` and the dropout key comes from it as in the image step
-(`methods.base.model_rngs`), so one device and eight, a straight run and a resumed one, draw
+(`train/keys.py`), so one device and eight, a straight run and a resumed one, draw
 the same masks. Batch sharded on 'data', state replicated, input state donated.
 """
 from typing import Optional
@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from sdd_jax import parallel
-from sdd_jax import step as step_lib
-from sdd_jax.methods import base as methods_base
+from sdd_jax.train import keys
 from sdd_jax.translation import losses
 from sdd_jax.translation import pskd
 from sdd_jax.translation import tokens
@@ -36,7 +35,7 @@ def make_train_step(model, tx: optax.GradientTransformation, *, seed: int, lr_sc
   """
 
   def train_step(state, batch):
-    key = step_lib.step_key(seed, state.step)
+    key = keys.step_key(seed, state.step)
     labels = batch['tgt_out']
     metrics = {}
     if pskd_alpha is not None:
@@ -47,7 +46,7 @@ def make_train_step(model, tx: optax.GradientTransformation, *, seed: int, lr_sc
 
     def loss_fn(params):
       logits = model.apply({'params': params}, batch['src'], batch['tgt_in'], train=True,
-                           rngs=methods_base.model_rngs(key))
+                           rngs=keys.model_rngs(key))
       if pskd_alpha is None:
         per_token = losses.label_smoothed_loss(logits, labels, epsilon)
       else:

@@ -36,7 +36,7 @@ from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple
 from absl import logging
 import numpy as np
 
-from sdd_jax.data.sources import DataError
+from sdd_jax.errors import DataError
 from sdd_jax.translation.tokens import BOS, EOS, PAD
 
 Batch = Dict[str, np.ndarray]

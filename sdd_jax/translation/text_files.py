@@ -13,7 +13,7 @@ from typing import List, Tuple
 
 from etils import epath
 
-from sdd_jax.data.sources import DataError
+from sdd_jax.errors import DataError
 
 
 def _read_lines(file: epath.Path) -> List[str]:

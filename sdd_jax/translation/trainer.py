@@ -25,14 +25,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sdd_jax import checkpoint as checkpoint_lib
-from sdd_jax import metric_writers
+from sdd_jax.workdir import checkpoint as checkpoint_lib
+from sdd_jax.workdir import writers as metric_writers
 from sdd_jax import parallel
-from sdd_jax import preemption
-from sdd_jax import state as state_lib
-from sdd_jax import train_log
-from sdd_jax import workdir as workdir_lib
-from sdd_jax import workdir_path
+from sdd_jax.train import preemption
+from sdd_jax.train import state as state_lib
+from sdd_jax.workdir import log as train_log
+from sdd_jax.workdir import claim as workdir_lib
+from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.translation import corpus as corpus_lib
 from sdd_jax.translation import evaluation
 from sdd_jax.translation import model as model_lib

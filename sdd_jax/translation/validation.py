@@ -1,10 +1,9 @@
 """validate(config) for `config.task == 'translation'`: every value checked before the workdir
 is touched or anything compiles, with one-line `ConfigError`s (field, what is allowed, what
 was given), in the style and with the `Field` checker of the image configs
-(`config_fields.py`).
+(`config/fields.py`).
 """
-from sdd_jax import config_validation
-from sdd_jax.config_fields import ConfigError, Field, check
+from sdd_jax.config.fields import ConfigError, Field, check, nearest
 
 DTYPES = ('float32', 'bfloat16')
 SOURCES = ('files', 'toy')
@@ -56,7 +55,7 @@ def _unknown(where: str, keys, known) -> None:
   unknown = sorted(set(keys) - set(known))
   if unknown:
     raise ConfigError(f'config{where}: unknown field(s) {unknown}; known: '
-                      f'{", ".join(sorted(known))}{config_validation.nearest(unknown[0], known)}')
+                      f'{", ".join(sorted(known))}{nearest(unknown[0], known)}')
 
 
 def _get(config, path: str):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from sdd_jax import methods
-from sdd_jax import optim
+from sdd_jax.train import optim
 from sdd_jax import parallel
-from sdd_jax import state as state_lib
-from sdd_jax import step as step_lib
+from sdd_jax.train import state as state_lib
+from sdd_jax.classification import step as step_lib
 from sdd_jax.data import normalization
 from tests.methods import tiny_net
 

@@ -4,7 +4,7 @@
   written into pixel (0, 0) of the uint8 image (channel 0: code, the rest free); its input
   gradient is zero. Used where only predictions matter (calibration, corruption).
 - `linear`: logits = mean over pixels of the normalised image @ W.T + b; its input gradient is
-  what `step.make_input_grad_fn` computes, so FGSM and ODIN steps can be checked in NumPy.
+  what `predict.make_input_grad_fn` computes, so FGSM and ODIN steps can be checked in NumPy.
 """
 import types
 
@@ -56,7 +56,7 @@ def fixed_logits(table, config=None) -> base.Predictors:
 
 
 def linear(w, b) -> base.Predictors:
-  """logits = mean_{h,w}(images) @ w.T + b, with the summed-CE input gradient (as step.py)."""
+  """logits = mean_{h,w}(images) @ w.T + b, with the summed-CE input gradient (as evaluators/predict.py)."""
   w, b = jnp.asarray(w), jnp.asarray(b)
 
   def logits_fn(images):

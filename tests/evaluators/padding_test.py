@@ -1,7 +1,7 @@
 """Any device count evaluates: an eval batch that does not divide over the 8 devices is padded
 with masked rows (`parallel.eval_batch_rows`), and accuracy, NLL, ECE, the non-finite counts
 and FGSM equal a NumPy computation on the real examples alone. The model is run through the
-real jitted eval functions of `step.py` on an 8-device mesh; it gives NaN logits (and NaN input
+real jitted eval functions of `evaluators/predict.py` on an 8-device mesh; it gives NaN logits (and NaN input
 gradients) for an all-zero image, i.e. for every padded row, so a padded row that were scored
 or counted anywhere would show."""
 import flax.linen as nn
@@ -12,7 +12,7 @@ import pytest
 
 from configs import common
 from sdd_jax import parallel
-from sdd_jax import step as step_lib
+from sdd_jax.evaluators import predict as step_lib
 from sdd_jax.data import sources
 from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base

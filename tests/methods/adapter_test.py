@@ -10,14 +10,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sdd_jax import checkpoint as checkpoint_lib
+from sdd_jax.workdir import checkpoint as checkpoint_lib
 from sdd_jax import losses
 from sdd_jax import methods
 from sdd_jax import models
-from sdd_jax import optim
+from sdd_jax.train import optim
 from sdd_jax import parallel
-from sdd_jax import state as state_lib
-from sdd_jax import step as step_lib
+from sdd_jax.train import state as state_lib
+from sdd_jax.classification import step as step_lib
 from sdd_jax.methods import base
 from sdd_jax.methods.byot import BYOT
 from sdd_jax.methods.ps_kd import PSKD

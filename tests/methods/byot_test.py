@@ -9,7 +9,7 @@ import pytest
 
 from sdd_jax import methods
 from sdd_jax import models
-from sdd_jax import state as state_lib
+from sdd_jax.train import state as state_lib
 from sdd_jax.methods import base
 from sdd_jax.methods.byot import BYOT
 from tests.methods import numpy_reference as ref

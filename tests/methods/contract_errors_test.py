@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sdd_jax import methods
-from sdd_jax import trainer
+from sdd_jax.classification import trainer
 from sdd_jax.errors import UserError
 from sdd_jax.methods import base
 from sdd_jax.methods import contract

@@ -12,12 +12,12 @@ import pytest
 from configs import common
 from sdd_jax import data as data_lib
 from sdd_jax import methods
-from sdd_jax import optim
+from sdd_jax.train import optim
 from sdd_jax import parallel
-from sdd_jax import state as state_lib
-from sdd_jax import step as step_lib
+from sdd_jax.train import state as state_lib
+from sdd_jax.classification import step as step_lib
 from sdd_jax import losses
-from sdd_jax import trainer
+from sdd_jax.classification import trainer
 from sdd_jax.methods import base
 from sdd_jax.methods import forwards
 from tests.methods import bn_free_net
@@ -32,7 +32,7 @@ CASES = [[name] for name in methods.METHODS.names()] + [
     [name, 'sd_dropout'] for name in methods.METHODS.names() if name != 'sd_dropout']
 # BatchNorm-free, dropout inside, SD-Dropout at stage 2 (its masked copies run the remaining
 # stages in training mode): two networks, evaluated too (net1 and the ensemble); the plain
-# forward: tests/methods/adapter_test.py and tests/step_test.py. (More cases cost ~10 s each.)
+# forward: tests/methods/adapter_test.py and tests/classification/step_test.py. (More cases cost ~10 s each.)
 BN_FREE_CASES = [['dml', 'sd_dropout']]
 
 

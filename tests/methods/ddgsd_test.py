@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import common
-from sdd_jax import config_validation
+from sdd_jax.config import validation as config_validation
 from sdd_jax import methods
 from sdd_jax.methods import base
 from sdd_jax.methods.ddgsd import DDGSD

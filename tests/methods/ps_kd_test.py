@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from configs import common
-from sdd_jax import checkpoint
+from sdd_jax.workdir import checkpoint
 from sdd_jax import data as data_lib
 from sdd_jax import methods
-from sdd_jax import optim
+from sdd_jax.train import optim
 from sdd_jax import parallel
-from sdd_jax import state as state_lib
-from sdd_jax import step as step_lib
-from sdd_jax import trainer
+from sdd_jax.train import state as state_lib
+from sdd_jax.classification import step as step_lib
+from sdd_jax.classification import trainer
 from sdd_jax.data import augment
 from sdd_jax.methods import base
 from sdd_jax.methods.ps_kd import PSKD

@@ -10,7 +10,7 @@ import pytest
 from scipy import special
 
 from configs import common
-from sdd_jax import config_validation
+from sdd_jax.config import validation as config_validation
 from sdd_jax import errors
 from sdd_jax import models
 from sdd_jax.models import vit

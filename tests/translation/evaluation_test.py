@@ -13,11 +13,13 @@ import pytest
 import sacrebleu
 
 from configs import common
-from sdd_jax import checkpoint
+from sdd_jax.workdir import checkpoint
 from sdd_jax import evaluation
+from sdd_jax.classification import evaluation as classification_evaluation
+from sdd_jax.workdir import restore as restore_lib
 from sdd_jax import parallel
 from sdd_jax import tasks
-from sdd_jax import workdir as workdir_lib
+from sdd_jax.workdir import claim as workdir_lib
 from sdd_jax.translation import corpus as corpus_lib
 from sdd_jax.translation import decode
 from sdd_jax.translation import evaluation as translation_evaluation
@@ -161,8 +163,8 @@ def test_evaluate_py_path_scores_a_translation_workdir(trained, monkeypatch):
 
 def test_nll_equals_a_hand_computation_over_unbucketed_rows(trained):
   workdir = trained
-  variables, _ = evaluation.restore_checkpoint_variables(_config(), workdir,
-                                                         parallel.create_mesh())
+  variables, _ = restore_lib.restore_checkpoint_variables(_config(), workdir,
+                                                      parallel.create_mesh())
   figures = translation_evaluation.evaluate_translation(_config(), workdir, 'valid',
                                                         params=variables['params'], step=7)
   assert figures['nll'] == pytest.approx(_hand_nll(variables['params'], 'valid'),
@@ -234,4 +236,4 @@ def test_every_task_names_an_evaluation():
   for name in tasks.TASKS.names():
     assert callable(tasks.TASKS.get(name).evaluate), name
   assert tasks.TASKS.get('translation').evaluate is translation_evaluation.evaluate
-  assert tasks.TASKS.get('classification').evaluate is evaluation.evaluate
+  assert tasks.TASKS.get('classification').evaluate is classification_evaluation.evaluate

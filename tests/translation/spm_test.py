@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import sentencepiece
 
-from sdd_jax.data.sources import DataError
+from sdd_jax.errors import DataError
 from sdd_jax.translation import spm, toy_corpus
 from sdd_jax.translation.text_files import read_split
 from sdd_jax.translation.tokens import BOS, EOS, PAD, UNK

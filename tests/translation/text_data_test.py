@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sdd_jax.data.sources import DataError
+from sdd_jax.errors import DataError
 from sdd_jax.translation import spm, text_data, text_files, toy_corpus
 from sdd_jax.translation.text_data import Bucket, TranslationLoader
 from sdd_jax.translation.tokens import BOS, EOS, PAD

@@ -4,7 +4,7 @@ breach through train.py is tests/translation/bad_inputs_test.py."""
 import numpy as np
 import pytest
 
-from sdd_jax.data.sources import DataError
+from sdd_jax.errors import DataError
 from sdd_jax.translation import text_files
 
 

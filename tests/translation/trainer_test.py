@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from configs import common
-from sdd_jax import checkpoint
+from sdd_jax.workdir import checkpoint
 from sdd_jax import tasks
-from sdd_jax.config_fields import ConfigError
+from sdd_jax.config.fields import ConfigError
 from sdd_jax.translation import corpus as corpus_lib
 from tests import workdirs
 

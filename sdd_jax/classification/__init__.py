@@ -1,0 +1,2 @@
+"""The image classification task: its trainer, step, evaluation,
+init_from and probe."""

@@ -1,0 +1,2 @@
+"""Pure metric functions (classification, OOD, corruption, diagnostics) and
+plotting."""

@@ -1,0 +1,3 @@
+"""A run's working directory: paths and object-store URIs, the claim and its
+lease, checkpoints and their records and shapes, metric writers, the summary
+and metric files, and restoring a workdir for evaluation."""
