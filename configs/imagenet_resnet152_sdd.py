@@ -20,10 +20,10 @@ Commands (paper Table 3, top-1 / top-5 on the 50,000 validation images, final ep
       # Cross-entropy 74.8 / 92.5
   python train.py --config configs/imagenet_resnet152_sdd.py:pod --workdir gs://BUCKET/in_r152_sdd
   python train.py --config configs/imagenet_resnet152_sdd.py:pod,ce --workdir gs://BUCKET/in_r152_ce
-(gs:// workdirs: README, "Workdirs on Google Cloud Storage"; tested against a GCS emulator, not
-against GCS itself.)
+(gs:// workdirs: docs/pods.md, "Workdirs on Google Cloud Storage"; tested against a GCS
+emulator, not against GCS itself.)
 
-Detection transfer (paper Table 4: Faster R-CNN on COCO from these backbones; README,
+Detection transfer (paper Table 4: Faster R-CNN on COCO from these backbones; docs/export.md,
 "Detection transfer"):
   python -m sdd_jax.export --workdir /tmp/in_r152_sdd --out r152_sdd.safetensors
   python -m sdd_jax.detection.finetune --backbone r152_sdd.safetensors --coco_root /data/coco \
