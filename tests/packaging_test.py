@@ -199,8 +199,10 @@ def test_ci_runs_readme_set_up_and_test_commands():
 
 
 def _repository_texts():
-  """{path: text} of the code and prose a user of the repository reads (docs/ itself left out)."""
+  """{path: text} of the code and prose a user of the repository reads: README.md and the docs/
+  pages it leads to, the entry points, and every .py and .md file of the code folders."""
   paths = [os.path.join(ROOT, name) for name in ('README.md', 'train.py', 'evaluate.py')]
+  paths += glob.glob(os.path.join(ROOT, 'docs', '*.md'))
   for folder in ('sdd_jax', 'configs', 'tests', 'benchmarks'):
     for ext in ('py', 'md'):
       paths += glob.glob(os.path.join(ROOT, folder, '**', f'*.{ext}'), recursive=True)
