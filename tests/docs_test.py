@@ -3,8 +3,9 @@ module that README.md, docs/*.md, the configs' docstrings and the entry points n
 and every relative link of the docs resolves (to a file, and to a heading where it names one).
 
 Paths are the ones rooted at a top folder (`sdd_jax/...`, `tests/...`, `configs/...`,
-`benchmarks/...`, `docs/...`), files or folders, with `{a,b}` expanded; templates holding
-`<name>` and the placeholders in `PLACEHOLDERS` are what a reader fills in, not files.
+`benchmarks/...`, `docs/...`), files or folders, with `{a,b}` expanded, and the modules named
+from a package of `sdd_jax` (`workdir/claim.py` is `sdd_jax/workdir/claim.py`); templates
+holding `<name>` and the placeholders in `PLACEHOLDERS` are what a reader fills in, not files.
 """
 import glob
 import itertools
@@ -16,6 +17,8 @@ TOP = ('sdd_jax', 'tests', 'configs', 'benchmarks', 'docs')
 PATH = re.compile(r'(?<![\w./~-])((?:%s)/(?:[\w.<>*-]|/|\{[^}\s]*\})*)' % '|'.join(TOP))
 MODULE = re.compile(r'(?<![\w.])-m\s+(sdd_jax(?:\.\w+)*)')
 LINK = re.compile(r'\]\(([^)\s]+)\)')
+# Inside the package, the docs' tables name modules by their package: `workdir/claim.py`.
+IN_PACKAGE = re.compile(r'(?<![\w./-])((\w+)/[\w/]*\w\.py)\b')
 # Named as examples of what a reader writes: a config of their own (`configs/X.py[:arg]`),
 # and where docs/method_contract.md's test-only method would go to become a real one.
 PLACEHOLDERS = {'configs/X.py', 'configs/x.py', 'sdd_jax/methods/adapter.py'}
@@ -48,6 +51,9 @@ def named_paths(texts):
       for path in _expand(match.rstrip('.')):
         if '<' not in path and '>' not in path and '*' not in path and path not in PLACEHOLDERS:
           found.setdefault(path, name)
+    for path, package in IN_PACKAGE.findall(text):
+      if os.path.isdir(os.path.join(ROOT, 'sdd_jax', package)) and package not in TOP:
+        found.setdefault(f'sdd_jax/{path}', name)
   return found
 
 
@@ -104,7 +110,8 @@ def test_every_path_and_module_named_in_the_docs_exists():
           'sdd_jax.translation.demo', 'sdd_jax.translation.spm',
           'sdd_jax.detection.finetune'} <= set(modules)
   assert {'configs/iwslt15_de_en_pskd.py', 'configs/iwslt15_en_de_pskd.py',
-          'sdd_jax/workdir/paths.py', 'tests/architecture_test.py'} <= set(paths)
+          'sdd_jax/workdir/paths.py', 'sdd_jax/workdir/claim.py',
+          'tests/architecture_test.py'} <= set(paths)
   assert len(paths) >= 50
   missing = {path: source for path, source in paths.items()
              if not os.path.exists(os.path.join(ROOT, path))}
@@ -126,11 +133,13 @@ def test_every_link_of_the_docs_resolves():
 
 
 def test_the_scan_sees_a_wrong_path_a_wrong_module_and_a_broken_link():
-  texts = {'docs/x.md': 'see `sdd_jax/workdir/path.py`, `tests/{workdir,nowhere}/` and\n'
+  texts = {'docs/x.md': 'see `sdd_jax/workdir/path.py`, `tests/{workdir,nowhere}/`, '
+                        '`workdir/claims.py` (not `utils/metric.py`) and\n'
                         '`python -m sdd_jax.reports`; [t](training.md#resumin), [u](gone.md)',
            'configs/y.py': '"""python -m\n    sdd_jax.translation.demo; configs/<x>.py"""'}
   paths = named_paths(texts)
-  assert sorted(paths) == ['sdd_jax/workdir/path.py', 'tests/nowhere/', 'tests/workdir/']
+  assert sorted(paths) == ['sdd_jax/workdir/claims.py', 'sdd_jax/workdir/path.py',
+                          'tests/nowhere/', 'tests/workdir/']
   assert sorted(named_modules(texts)) == ['sdd_jax.reports', 'sdd_jax.translation.demo']
   assert not _runnable('sdd_jax.reports') and _runnable('sdd_jax.report')
   assert broken_links(texts) == ['docs/x.md: training.md#resumin (no such heading)',
