@@ -34,12 +34,18 @@ def snapshot(root, folders: bool = False):
   return result
 
 
+def strict_json_text(text: str, where):
+  """The JSON in `text` (from `where`); AssertionError if it holds NaN or Infinity (not strict
+  JSON, RFC 8259)."""
+  def refuse(token):
+    raise AssertionError(f'{where} holds {token}: not strict JSON')
+  return json.loads(text, parse_constant=refuse)
+
+
 def strict_json(path):
   """The JSON in `path`; AssertionError if it holds NaN or Infinity (not strict JSON)."""
-  def refuse(token):
-    raise AssertionError(f'{path} holds {token}: not strict JSON')
   with open(path, encoding='utf-8') as f:
-    return json.load(f, parse_constant=refuse)
+    return strict_json_text(f.read(), path)
 
 
 def read_jsonl(path):
