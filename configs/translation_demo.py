@@ -14,7 +14,7 @@ weight decay 1e-4, post-norm Transformer) scaled down to a job for 2 CPU cores: 
 d_model 64, FFN 128, 4 heads, dropout 0.1, 4,000 training pairs, 1,024 tokens per batch, lr 2e-3
 after 100 warm-up updates (the IWSLT 5e-4 / 4k would not leave warm-up in a demo), 6 epochs,
 greedy decoding (beam 1) to keep evaluation short. PS-KD stacked on label smoothing with
-alpha_T = 0.8, as configs/iwslt15_de_en_pskd.py. Nothing is tuned for PS-KD.
+alpha_T = 0.8, as configs/iwslt15_pskd.py. Nothing is tuned for PS-KD.
 
 Measured: `python -m sdd_jax.translation.demo --workdir DIR --seeds 3 --time_steps 60` on 2 CPU
 cores shared with other jobs (seeds 0, 1, 2; mean ± sample std; BLEU on 200 valid / 200 test

@@ -78,3 +78,31 @@ def test_smoke_uses_each_models_registered_tiny_variant():
       key, value = spot_checks[name]
       assert kwargs[key] == value, name
     config_validation.validate(config)
+
+
+@pytest.mark.parametrize('arg, langs, ps_kd', [
+    (None, ('de', 'en'), True), ('de_en', ('de', 'en'), True), ('de_en,ls', ('de', 'en'), False),
+    ('en_de', ('en', 'de'), True), ('en_de,ls,seed=2', ('en', 'de'), False)])
+def test_the_iwslt15_direction_token_gives_the_two_former_configs(arg, langs, ps_kd):
+  """configs/iwslt15_pskd.py:<direction> is what configs/iwslt15_{de_en,en_de}_pskd.py were:
+  the translation recipe of that direction, PS-KD (alpha_T 0.8) unless `ls`; the smoke run of
+  `en_de` is the default's (test_smoke_run) with the languages swapped, so it is not run."""
+  path = os.path.join(ROOT, 'configs', 'iwslt15_pskd.py')
+  expected = common.translation_recipe(*langs)
+  if ps_kd:
+    expected.methods.ps_kd = {'alpha': 0.8}
+  if arg and 'seed=2' in arg:
+    expected.seed = 2
+  config = load(path, arg)
+  assert config.to_dict() == expected.to_dict()
+  assert config.data.path == f'data/iwslt15_{langs[0]}_{langs[1]}'
+  tasks.validate(config)
+
+
+def test_the_iwslt15_config_takes_one_direction():
+  path = os.path.join(ROOT, 'configs', 'iwslt15_pskd.py')
+  with pytest.raises(ValueError, match='one direction, got de_en, en_de'):
+    load(path, 'en_de,de_en')
+  with pytest.raises(ValueError, match=r"unknown config argument\(s\) \['de_fr'\]; known: smoke, "
+                                       r'seed=N, ls, de_en, en_de'):
+    load(path, 'de_fr')

@@ -29,9 +29,9 @@ def _train(workdir, *overrides, config='configs/cifar100_resnet18_sdd.py:smoke')
      'seed must be an integer'),
     (['--config.optim.lr=inf'], 'error: config.optim.lr: must be a finite number (> 0), got inf'),
     # A translation config (config.task, through sdd_jax/tasks.py): its validation, its data.
-    (['CONFIG=configs/iwslt15_de_en_pskd.py:smoke', '--config.methods.ps_kd.alpha=2.0'],
+    (['CONFIG=configs/iwslt15_pskd.py:de_en,smoke', '--config.methods.ps_kd.alpha=2.0'],
      'error: config.methods.ps_kd.alpha: must be in [0, 1], got 2.0'),
-    (['CONFIG=configs/iwslt15_de_en_pskd.py', '--config.data.path=/nonexistent'],
+    (['CONFIG=configs/iwslt15_pskd.py:de_en', '--config.data.path=/nonexistent'],
      "error: config.data.path '/nonexistent' is not a folder"),
 ])
 def test_bad_input_is_one_line_and_leaves_no_workdir(tmp_path, overrides, message):

@@ -1,4 +1,5 @@
-"""Test support shared by the workdir tests: the tiny training config and byte snapshots."""
+"""Test support shared by the tests: the tiny training config, dotted overrides, byte snapshots,
+strict JSON and the metrics.jsonl of a run."""
 import hashlib
 import json
 import os
@@ -20,6 +21,17 @@ def tiny_config(sd_dropout: bool = False):
   return config
 
 
+def with_overrides(config, overrides):
+  """`config` with each dotted `{'optim.lr': 0.1}` key set, as `--config.optim.lr=0.1` would."""
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split('.')
+    for part in path:
+      target = target[part]
+    target[last] = value
+  return config
+
+
 def snapshot(root, folders: bool = False):
   """{relative path: sha256} of every file under `root` (and 'dir' for each folder)."""
   result = {}
@@ -34,12 +46,28 @@ def snapshot(root, folders: bool = False):
   return result
 
 
+def strict_json_text(text: str, where):
+  """The JSON in `text` (from `where`); AssertionError if it holds NaN or Infinity (not strict
+  JSON, RFC 8259)."""
+  def refuse(token):
+    raise AssertionError(f'{where} holds {token}: not strict JSON')
+  return json.loads(text, parse_constant=refuse)
+
+
 def strict_json(path):
   """The JSON in `path`; AssertionError if it holds NaN or Infinity (not strict JSON)."""
-  def refuse(token):
-    raise AssertionError(f'{path} holds {token}: not strict JSON')
   with open(path, encoding='utf-8') as f:
-    return json.load(f, parse_constant=refuse)
+    return strict_json_text(f.read(), path)
+
+
+def train_lines(workdir) -> int:
+  """How many training log points the workdir's metrics.jsonl holds so far (0 before it
+  exists): what a test watching a run in a subprocess waits for."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    return sum('train/loss' in line for line in f)
 
 
 def read_jsonl(path):

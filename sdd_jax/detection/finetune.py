@@ -84,6 +84,7 @@ try:
 except ModuleNotFoundError as missing:  # the optional extra is not installed
   raise SystemExit(f'error: {missing.name} is not installed; the detection recipe needs the '
                    'optional extra: pip install -r requirements-detection.txt') from None
+from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.detection import flags
 from sdd_jax.detection import schedule as schedule_lib
@@ -112,9 +113,10 @@ def _sha256(path: str) -> str:
 
 
 def _write_json(path: str, value) -> None:
-  """Writes `path` whole: a temporary file, then a rename."""
+  """Writes `path` whole, strict JSON (NaN and inf as null: `workdir/jsonio.py`): a temporary
+  file, then a rename."""
   with open(path + '.tmp', 'w', encoding='utf-8') as f:
-    json.dump(value, f, indent=1)
+    f.write(jsonio.dumps(value, indent=1))
   os.replace(path + '.tmp', path)
 
 

@@ -11,19 +11,19 @@ One record per evaluator (docs/evaluation.md §0.7, §8.3):
      "skipped": null or the one-line reason}
 
 Only process 0 writes, atomically (a temporary file in the same folder, then a rename). NaN
-and ±inf become null and the file is strict JSON (no NaN/Infinity tokens); every reader (the
-evaluation report, `python -m sdd_jax.report`) treats a null number as missing. A record that
+and ±inf become null and the file is strict JSON (no NaN/Infinity tokens: `workdir/jsonio.py`,
+the convention of every file a run writes); every reader (the evaluation report,
+`python -m sdd_jax.report`) treats a null number as missing. A record that
 cannot be read raises `ResultsError` naming the file and the problem.
 """
 import json
 import logging
-import math
 import os
 from typing import Any, Dict, Optional, Sequence
 
 import jax
-import numpy as np
 
+from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 
@@ -39,27 +39,6 @@ def normalisation(data_config) -> Dict[str, Any]:
   return {'mean': [float(m) for m in data_config.mean],
           'std': [float(s) for s in data_config.std],
           'pixels': 'uint8 / 255 in [0, 1]'}
-
-
-def jsonable(value: Any) -> Any:
-  """Plain JSON types: NumPy/JAX scalars and arrays unpacked, tuples as lists, NaN/inf as
-  None."""
-  if isinstance(value, jax.Array):
-    value = np.asarray(value)
-  if isinstance(value, dict):
-    return {str(k): jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [jsonable(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return jsonable(value.tolist())
-  if isinstance(value, (np.bool_, bool)):
-    return bool(value)
-  if isinstance(value, (np.integer, int)):
-    return int(value)
-  if isinstance(value, (np.floating, float)):
-    value = float(value)
-    return value if math.isfinite(value) else None
-  return value
 
 
 def results_path(workdir: str, name: str) -> str:
@@ -102,11 +81,11 @@ def write_results(workdir: str, name: str, *, data_config, metrics: Dict[str, fl
   if jax.process_index() == 0 and not workdir_path.is_local(path):  # an object: written whole
     target = workdir_path.path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(jsonable(record), indent=2, allow_nan=False))
+    target.write_text(jsonio.dumps(record, indent=2))
   elif jax.process_index() == 0:
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    text = json.dumps(jsonable(record), indent=2, allow_nan=False)
+    text = jsonio.dumps(record, indent=2)
     tmp = f'{path}.{os.getpid()}.tmp'
     try:
       with open(tmp, 'w', encoding='utf-8') as f:

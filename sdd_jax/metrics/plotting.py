@@ -4,13 +4,13 @@ Figures are built as `matplotlib.figure.Figure` with the Agg canvas, so nothing 
 pyplot state (no backend switch, no open-figure registry) and plotting works headless.
 """
 import io
-import json
 from typing import Mapping, Sequence, Tuple
 
 from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import paths as workdir_path
 
 _BIN_KEYS = ('lower', 'upper', 'count', 'acc', 'conf')
@@ -25,7 +25,7 @@ def _save(fig: Figure, path, record: dict) -> Tuple[epath.Path, epath.Path]:
   FigureCanvasAgg(fig).print_png(png)
   workdir_path.write_bytes(path, png.getvalue())
   json_path = path.with_suffix('.json')
-  workdir_path.write_text(json_path, json.dumps(record, indent=2))
+  workdir_path.write_text(json_path, jsonio.dumps(record, indent=2))
   return path, json_path
 
 

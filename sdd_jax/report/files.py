@@ -9,12 +9,14 @@ fault: the report goes on with the other runs and says, in one line on stderr, w
 | `metrics.jsonl` | no probe rows (Table 8, Figure 4) | only the bad lines are skipped (a kill truncates the last one); one line per file |
 
 A line of `metrics.jsonl` is bad when it is not a JSON object with a numeric `step`, or when one
-of its `probe/...` values is not a number. Every message names the file (so the run) and what is
-wrong with it.
+of its `probe/...` values is neither a number nor null. A null value (how a run writes NaN and
+±inf: `workdir/jsonio.py`) reads back as NaN. Every message names the file (so the run) and
+what is wrong with it.
 """
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
+from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 
@@ -82,7 +84,7 @@ def _line_problem(record: Any) -> Optional[str]:
   if _json_type(record.get('step')) != 'number':
     return 'no numeric "step"'
   for key, value in record.items():
-    if key.startswith('probe/') and _json_type(value) != 'number':
+    if key.startswith('probe/') and _json_type(value) not in ('number', 'null'):
       return f'"{key}" is a JSON {_json_type(value)}, not a number'
   return None
 
@@ -111,7 +113,7 @@ def read_lines(path: str) -> Tuple[List[Dict[str, Any]], Optional[str]]:
     if problem:
       bad.append((number, problem))
     else:
-      records.append(record)
+      records.append({k: jsonio.number(v) if v is None else v for k, v in record.items()})
   if not bad:
     return records, None
   number, problem = bad[0]

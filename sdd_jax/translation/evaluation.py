@@ -28,6 +28,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from sdd_jax import parallel
+from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.translation import bleu
 from sdd_jax.translation import corpus as corpus_lib
@@ -104,7 +105,7 @@ def _write(workdir: str, split: str, hyps: Sequence[str], figures: Dict[str, Any
   if step is not None:
     results['checkpoint step'] = step
   results.update({f'{split}/{key}': value for key, value in figures.items()})
-  workdir_path.write_text(results_path, json.dumps(results, indent=2, sort_keys=True) + '\n')
+  workdir_path.write_text(results_path, jsonio.dumps(results, indent=2, sort_keys=True) + '\n')
 
 
 def evaluate_translation(config, workdir: str, split: str, *, params=None,

@@ -70,7 +70,7 @@ def validate(config) -> None:
   missing = [k for k in top if k not in config]
   if missing:
     raise ConfigError(f'config: missing field(s) {missing}; start from a translation config '
-                      '(configs/iwslt15_de_en_pskd.py)')
+                      '(configs/iwslt15_pskd.py)')
   _unknown('', config.keys(), top)
   for section in SECTIONS:
     if not hasattr(config[section], 'keys'):

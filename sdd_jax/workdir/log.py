@@ -4,7 +4,6 @@ training means at each log point, the images/s clock, and `summary.json`.
 `PendingMetrics.run_state()` is saved with each checkpoint (its record) and given back on
 resume, so a run stopped, killed or re-run logs and summarises as the uninterrupted run did.
 """
-import json
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -12,19 +11,13 @@ import jax
 import numpy as np
 
 from sdd_jax.train import throughput
+from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
-from sdd_jax.evaluators import results as eval_results
 
 
 class NonFiniteLossError(UserError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def _jsonable(value: float):
-  """A float for JSON: non-finite values as their strings ('nan', 'inf'), which float() reads."""
-  value = float(value)
-  return value if np.isfinite(value) else str(value)
 
 
 class PendingMetrics:
@@ -38,14 +31,19 @@ class PendingMetrics:
   def __init__(self, run=None):
     run = run or {}
     dtypes = run.get('window_dtypes', {})
+    window = [(s, m, rest[0] if rest else {})  # [step, values, their non-finite kinds]
+              for s, m, *rest in run.get('window', [])]
     self._items: List[Tuple[int, dict]] = [
-        (int(s), {k: np.asarray(float(v), dtypes.get(k, 'float32')) for k, v in m.items()})
-        for s, m in run.get('window', [])]
+        (int(s), {k: np.asarray(jsonio.number(v, kinds.get(k)), dtypes.get(k, 'float32'))
+                  for k, v in m.items()})
+        for s, m, kinds in window]
     self._carried = float(run.get('window_seconds', 0.0))  # the window's seconds before a stop
     self._time = time.time()
     self.steps_timed = int(run.get('steps_timed', 0))  # over the whole run, evaluation excluded
     self.seconds = float(run.get('seconds', 0.0))
-    self.last = {k: float(v) for k, v in run.get('last_train', {}).items()}  # last flush's means
+    kinds = run.get('last_train_nonfinite', {})
+    self.last = {k: jsonio.number(v, kinds.get(k))  # the last flush's means
+                 for k, v in run.get('last_train', {}).items()}
     self.flops_per_step = run.get('flops_per_step')
 
   def add(self, step: int, metrics: dict) -> None:
@@ -83,13 +81,14 @@ class PendingMetrics:
   def run_state(self) -> dict:
     """The JSON-able state a resume needs (raises NonFiniteLossError like `flush`)."""
     values = self._values()
-    return {'window': [[s, {k: _jsonable(v) for k, v in m.items()}]
+    return {'window': [[s, jsonio.jsonable(m), jsonio.kinds(m)]
                        for (s, _), m in zip(self._items, values)],
             'window_dtypes': {k: np.asarray(v).dtype.name for k, v in
                               (values[0] if values else {}).items()},
             'window_seconds': self._carried + time.time() - self._time,
             'steps_timed': self.steps_timed, 'seconds': self.seconds,
-            'last_train': {k: _jsonable(v) for k, v in self.last.items()},
+            'last_train': jsonio.jsonable(self.last),
+            'last_train_nonfinite': jsonio.kinds(self.last),
             'flops_per_step': self.flops_per_step}
 
   def summary(self, batch_size: int) -> Dict[str, float]:
@@ -103,16 +102,14 @@ class PendingMetrics:
 
 def read_summary(path: str, total_steps: int) -> Optional[dict]:
   """The summary at `path` if it is strict JSON of a run of `total_steps` steps, else None."""
-  def refuse(token):
-    raise ValueError(token)
   try:
-    summary = json.loads(workdir_path.path(path).read_text(), parse_constant=refuse)
+    summary = jsonio.loads(workdir_path.path(path).read_text())
   except (OSError, ValueError):
     return None
   if not isinstance(summary, dict) or summary.get('steps') != total_steps or not isinstance(
       summary.get('train/loss'), float):
     return None
-  return {k: float('nan') if v is None else v for k, v in summary.items()}  # null: NaN
+  return {k: jsonio.number(v) if v is None else v for k, v in summary.items()}  # null: NaN
 
 
 def finished_summary(checkpointer, path: str, total_steps: int) -> Optional[dict]:
@@ -129,6 +126,6 @@ def finished_summary(checkpointer, path: str, total_steps: int) -> Optional[dict
 
 
 def write_summary(path: str, summary: dict) -> None:
-  """Strict JSON (NaN and inf as null), written to a temporary file and renamed."""
-  workdir_path.write_text(workdir_path.path(path), json.dumps(
-      eval_results.jsonable(summary), indent=2, sort_keys=True, allow_nan=False))
+  """Strict JSON (NaN and inf as null: `jsonio`), written to a temporary file and renamed."""
+  workdir_path.write_text(workdir_path.path(path), jsonio.dumps(summary, indent=2,
+                                                                sort_keys=True))

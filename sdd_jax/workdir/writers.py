@@ -27,6 +27,7 @@ from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer import event_file_writer
 
+from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import paths as workdir_path
 
 
@@ -131,7 +132,8 @@ class UploadingTensorBoardWriter(TensorBoardWriter):
 
 
 class JsonlWriter(ScalarWriter):
-  """One JSON object per write: {"step": s, "<section>/<name>": value, ...}.
+  """One strict JSON object per write: {"step": s, "<section>/<name>": value, ...}, a NaN or
+  ±inf value as null (`jsonio`).
 
   `resume_step`: the step the run resumes from. The records of later steps (written before a
   kill, and about to be written again) and any line a kill cut short are dropped first, so
@@ -151,10 +153,10 @@ class JsonlWriter(ScalarWriter):
   def write_scalars(self, step, scalars):
     record = {'step': int(step), **{k: float(v) for k, v in scalars.items()}}
     if self._file is None:
-      self._text += json.dumps(record) + '\n'
+      self._text += jsonio.dumps(record) + '\n'
       self._path.write_text(self._text)
       return
-    self._file.write(json.dumps(record) + '\n')
+    self._file.write(jsonio.dumps(record) + '\n')
     self._file.flush()  # readable while the run goes on (and complete up to a SIGKILL)
 
   def flush(self):

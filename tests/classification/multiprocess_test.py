@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from sdd_jax.workdir import checkpoint
+from tests import workdirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, 'configs', 'cifar100_resnet18_sdd.py') + ':smoke'
@@ -112,14 +113,6 @@ def test_two_processes_equal_one_process_and_only_process_zero_logs(tmp_path, tw
                              [r['train/loss'] for r in multi_log if 'train/loss' in r], rtol=1e-5)
 
 
-def _train_lines(workdir):
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return 0
-  with open(path) as f:
-    return sum('train/loss' in line for line in f)
-
-
 def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resumed_run_is_exact(
     tmp_path, two_process_run):
   """SIGTERM to process 1 alone once step 1 is logged: JAX's preemption sync point (no
@@ -130,7 +123,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resumed_run_is_ex
   workdir = str(tmp_path / 'stopped')
   processes = start_two_processes(workdir)
   deadline = time.time() + 300
-  while _train_lines(workdir) < 1:
+  while workdirs.train_lines(workdir) < 1:
     assert all(p.poll() is None for p in processes), _read(workdir, 1)[1][-2000:]
     assert time.time() < deadline, 'no step logged in 300 s'
     time.sleep(0.05)

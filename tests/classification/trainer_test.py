@@ -14,6 +14,7 @@ from sdd_jax.workdir import checkpoint
 from sdd_jax.config import validation as config_validation
 from sdd_jax import data
 from sdd_jax.classification import trainer
+from tests import workdirs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,13 +28,7 @@ def _config(**overrides):
   config.data.image_size = 16
   config.data.crop_padding = 2
   config.probe.every_steps = 2  # the KL-direction probe rides along (it never changes training)
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split('.')
-    for part in path:
-      target = target[part]
-    target[last] = value
-  return config
+  return workdirs.with_overrides(config, overrides)
 
 
 def _final_state(workdir, config):

@@ -3,6 +3,7 @@ import json
 import os
 
 from sdd_jax import report
+from sdd_jax.workdir import writers as metric_writers
 
 
 def _workdir(root, name, seed, direction, probes, steps=None):
@@ -65,3 +66,22 @@ def test_no_probe_logs_no_section(tmp_path):
   root = str(tmp_path / 'runs')
   _workdir(root, 'a', 0, 'both', [])
   assert 'KL-direction' not in report.render(report.load_runs([root]), str(tmp_path))
+
+
+def test_a_nan_or_inf_probe_written_as_null_renders_as_nan(tmp_path, capsys):
+  """metrics.jsonl holds NaN and ±inf as null (strict JSON, `workdir/jsonio.py`): the report
+  reads the line (not skipped as bad) and prints the cell as it did for a NaN token: nan."""
+  root = str(tmp_path / 'runs')
+  path = _workdir(root, 'a', 0, 'both', [(2, (0.5, 0.1, 0.0, 0.9))])
+  writer = metric_writers.JsonlWriter(os.path.join(path, 'metrics.jsonl'))
+  writer.write_scalars(4, {'probe/assumption1_fraction': float('nan'),
+                           'probe/mean_abs_r': float('inf'), 'probe/r1': 0.25,
+                           'probe/grad_cosine': -float('inf'), 'probe/grad_l1_forward': 1.0,
+                           'probe/grad_l1_reverse': 2.0})
+  writer.close()
+  problems = []
+  text = report.render(report.load_runs([root], problems), str(tmp_path))
+  assert not problems
+  rows = [line for line in text.splitlines() if line.startswith('| CIFAR-100')]
+  assert [r.split(' | ')[1:5] for r in rows][-1] == ['100% of training', 'nan (n=1)',
+                                                     'nan (n=1)', '0.25 (n=1) |']

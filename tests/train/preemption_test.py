@@ -19,6 +19,7 @@ from sdd_jax.workdir import checkpoint
 from sdd_jax import parallel
 from sdd_jax.train import preemption
 from sdd_jax.classification import trainer
+from tests import workdirs
 from tests.classification import trainer_test
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,14 +33,6 @@ ENV = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
 def _start(workdir):
   return subprocess.Popen(COMMAND + ['--workdir', workdir], cwd=ROOT, env=ENV,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _train_lines(workdir):
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return 0
-  with open(path) as f:
-    return sum('train/loss' in line for line in f)
 
 
 def _kill_when(process, condition, timeout=180):
@@ -60,7 +53,7 @@ def test_sigkill_in_a_step_and_in_a_checkpoint_write_then_exact_resume(tmp_path)
   workdir = str(tmp_path / 'killed')
   # 1. Inside the steps, before any checkpoint exists.
   process = _start(workdir)
-  _kill_when(process, lambda: _train_lines(workdir) >= 2)
+  _kill_when(process, lambda: workdirs.train_lines(workdir) >= 2)
   # 2. Inside a checkpoint write: as soon as a step folder (temporary or not) appears.
   process = _start(workdir)
   checkpoints = os.path.join(workdir, 'checkpoints')
@@ -161,7 +154,7 @@ def test_a_first_ctrl_c_to_train_py_saves_the_step_in_flight_and_exits_0(tmp_pat
   workdir = str(tmp_path / 'w')
   process = _start(workdir)
   deadline = time.time() + 180
-  while _train_lines(workdir) < 2:
+  while workdirs.train_lines(workdir) < 2:
     assert process.poll() is None, process.stderr.read()[-2000:]
     assert time.time() < deadline, 'training never began'
     time.sleep(0.005)

@@ -26,6 +26,7 @@ from sdd_jax.translation import evaluation as translation_evaluation
 from sdd_jax.translation import model as model_lib
 from sdd_jax.translation import spm
 from sdd_jax.translation.tokens import BOS, EOS, PAD
+from tests import workdirs
 
 
 def _config():
@@ -237,3 +238,16 @@ def test_every_task_names_an_evaluation():
     assert callable(tasks.TASKS.get(name).evaluate), name
   assert tasks.TASKS.get('translation').evaluate is translation_evaluation.evaluate
   assert tasks.TASKS.get('classification').evaluate is classification_evaluation.evaluate
+
+
+def test_results_json_is_strict_json_when_a_figure_is_nan_or_inf(tmp_path):
+  """evals/translation/results.json follows the convention of every file a run writes
+  (`workdir/jsonio.py`): NaN and ±inf as null, and an update reads the null back."""
+  workdir = str(tmp_path)
+  translation_evaluation._write(workdir, 'valid', ['a'], {'bleu': float('nan'),
+                                                          'nll': float('inf')}, step=3)
+  translation_evaluation._write(workdir, 'test', ['b'], {'bleu': 1.5, 'nll': -float('inf')},
+                                step=None)
+  path = os.path.join(workdir, *translation_evaluation.FOLDER, 'results.json')
+  assert workdirs.strict_json(path) == {'checkpoint step': 3, 'valid/bleu': None,
+                                        'valid/nll': None, 'test/bleu': 1.5, 'test/nll': None}

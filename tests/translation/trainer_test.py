@@ -22,13 +22,7 @@ def _config(**overrides):
   config = common.translation_smoke(common.translation_recipe('de', 'en'))
   config.methods.ps_kd = {'alpha': 0.8}
   config.num_epochs = 3
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split('.')
-    for part in path:
-      target = target[part]
-    target[last] = value
-  return config
+  return workdirs.with_overrides(config, overrides)
 
 
 @pytest.fixture(scope='module')
