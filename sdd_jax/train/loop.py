@@ -36,8 +36,8 @@ from sdd_jax.workdir import writers as metric_writers
 
 class Hooks:
   """What a task gives the loop. Set `mesh`, `steps_per_epoch`, `unit` and `train_step` (jitted,
-  `(state, batch) -> (state, metrics)`, metrics with `train/loss`), and override `create_state`
-  and `batches`; the other hooks default to nothing."""
+  `(state, batch) -> (state, metrics)`, metrics with `train/loss`; set in `create_state` at the
+  latest), and override `create_state` and `batches`; the other hooks default to nothing."""
   mesh: jax.sharding.Mesh
   steps_per_epoch: int
   unit: throughput.Unit  # what train/<unit>_per_sec counts
@@ -76,7 +76,8 @@ class Hooks:
 
   def evaluate_final(self, state, epochs: Dict[str, float], writer) -> Dict[str, float]:
     """After the last step (not after a stop): the evaluation figures of the summary; `epochs`
-    holds `evaluate_epoch`'s metrics of this session (empty when a finished run is resumed)."""
+    holds `evaluate_epoch`'s metrics of this session (empty when a finished run is resumed);
+    `writer` takes scalars the task logs itself."""
     return epochs
 
   def summary_extras(self, compiled_shapes: int) -> dict:
