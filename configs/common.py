@@ -195,6 +195,7 @@ def translation_recipe(source_lang: str, target_lang: str) -> ml_collections.Con
   config = ml_collections.ConfigDict()
   config.task = 'translation'
   config.seed = 0
+  config.profile_steps = ()  # a jax.profiler trace of steps A..B into <workdir>/profile; () is off
   config.model = ml_collections.ConfigDict(dict(  # sdd_jax/translation/model.py's fields
       num_encoder_layers=6, num_decoder_layers=6, d_model=512, ffn_dim=1024, num_heads=4,
       dropout=0.3, attention_dropout=0.0, activation_dropout=0.0, pre_norm=False,

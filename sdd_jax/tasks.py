@@ -6,10 +6,14 @@ A `Task` names its `train_and_evaluate(config, workdir, *, stop_after_step=0)`, 
 on a workdir of the task) and the summary figures `train.py` prints (the first one, a
 percentage, is its headline: test top-1, valid BLEU). Entries import their modules on
 first use, so the classification path never imports the translation package.
+
+A task defined outside the library (the tests' toy task, `tests/train/toy_task.py`) joins the
+registry for the length of a `with registered(name, task):` block.
 """
+import contextlib
 import dataclasses
 import importlib
-from typing import Callable, Tuple
+from typing import Callable, Iterator, Tuple
 
 from sdd_jax import registry
 from sdd_jax.config.fields import ConfigError
@@ -46,6 +50,23 @@ TASKS.register('translation')(Task(
     'sdd_jax.translation.trainer', 'sdd_jax.translation.validation',
     ('valid/bleu', 'test/bleu', 'test/bleu_tok', 'test/nll', 'wall_seconds'),
     'sdd_jax.translation.evaluation'))
+
+
+@contextlib.contextmanager
+def registered(name: str, task: Task) -> Iterator[Task]:
+  """`task` is known as `name` (ValueError if that is taken) inside the block, and forgotten
+  after it: the registry of the library's tasks is left as it was."""
+  global TASKS
+  library = TASKS
+  extended = registry.Registry('task')
+  for known in library:
+    extended.register(known)(library.get(known))
+  extended.register(name)(task)
+  TASKS = extended
+  try:
+    yield task
+  finally:
+    TASKS = library
 
 
 def task_of(config) -> Task:

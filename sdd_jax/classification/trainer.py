@@ -1,16 +1,14 @@
-"""train_and_evaluate(config, workdir): the only module that knows the order of things.
+"""train_and_evaluate(config, workdir) for the image task: its part of the one training loop.
 
-1. validate the config, open the data and trace the train step on abstract values (no
-   workdir is touched before these pass);
-2. claim the workdir (a different config's run refuses), build model, optimizer and state;
-3. restore the newest readable checkpoint (its bytes verified), if any, with the run's
-   host-side state (loss window, images/s clock) that the checkpoint's record holds;
-4. train, evaluating and checkpointing every so many epochs, stopping cleanly on preemption;
-5. write `summary.json` (strict JSON; the same figures however often the run was stopped,
-   killed or re-run; a finished workdir re-run returns it and changes nothing).
+Here: validate the config, open the data and build model, optimizer and jitted step
+(`ImageHooks`), then `train/loop.py` runs the order of things (trace the step on abstract
+values before the workdir is touched, claim, restore with the run's host-side state, train,
+checkpoint before evaluating, stop cleanly on preemption, `summary.json`: the same figures
+however often the run was stopped, killed or re-run; a finished workdir re-run returns it and
+changes nothing). `ImageHooks` adds the image parts: methods' states, `init_from`, images/s,
+the KL probe, the collapse watch and the evaluators of `config.evals`.
 """
 import functools
-import logging
 import time
 from typing import Dict
 
@@ -19,7 +17,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sdd_jax.workdir import checkpoint as checkpoint_lib
 from sdd_jax.config import validation as config_validation
 from sdd_jax import data as data_lib
 from sdd_jax.metrics import diagnostics
@@ -30,9 +27,9 @@ from sdd_jax import methods as methods_lib
 from sdd_jax.workdir import writers as metric_writers
 from sdd_jax.models import build as models_build
 from sdd_jax.train import keys
+from sdd_jax.train import loop
 from sdd_jax.train import optim
 from sdd_jax import parallel
-from sdd_jax.train import preemption
 from sdd_jax.classification import probe
 from sdd_jax.train import profiling
 from sdd_jax.train import state as state_lib
@@ -40,7 +37,6 @@ from sdd_jax.classification import step as step_lib
 from sdd_jax.train import throughput
 from sdd_jax.workdir import log as train_log
 from sdd_jax.workdir import claim as workdir_lib
-from sdd_jax.workdir import paths as workdir_path
 
 NonFiniteLossError = train_log.NonFiniteLossError
 WorkdirError = workdir_lib.WorkdirError
@@ -92,11 +88,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                 **data_lib.loader_options(methods_lib.batch_needs(methods)))
   profiling.check_steps(config.get(profiling.FIELD, ()), loader.steps_per_epoch * config.num_epochs)
   init_from_lib.check(config)
-  built = _build(config, mesh, methods, loader)
-  _trace_step(config, mesh, methods, loader, built)  # a method's contract: before any write
-  with workdir_lib.Claim(workdir, config, resolve=methods_lib.resolve_config):
-    return _train(config, workdir, mesh, methods, loader, eval_source, start_time,
-                  stop_after_step, built)
+  hooks = ImageHooks(config, workdir, mesh, methods, loader, eval_source)
+  return loop.run(config, workdir, hooks, start_time=start_time, stop_after_step=stop_after_step)
 
 
 def _build(config, mesh, methods, loader) -> Dict[str, object]:
@@ -114,118 +107,74 @@ def _build(config, mesh, methods, loader) -> Dict[str, object]:
   return dict(lr_schedule=lr_schedule, tx=tx, model=model, run=run, train_step=train_step)
 
 
-def _trace_step(config, mesh, methods, loader, built) -> None:
-  """Traces the train step once on abstract values (shapes only: no compilation, no device
-  memory) before the workdir is claimed, so that what only tracing finds, such as a method
-  that breaks its contract (`methods/contract.py`), is one line with nothing written."""
-  sample = jnp.zeros((1, *loader.image_shape), jnp.float32)
-  state = state_lib.create_abstract_state(built['model'], built['tx'], config.seed, sample, mesh,
-                                          methods, built['run'])
-  rows = jax.process_count()  # the loader's batch is this process's share of the global one
-  batch = {k: jax.ShapeDtypeStruct((v.shape[0] * rows, *v.shape[1:]), v.dtype)
-           for k, v in loader.batch(0).items()}
-  jax.eval_shape(built['train_step'], state, batch)
+class ImageHooks(loop.Hooks):
+  """The image task's part of the loop (`train/loop.py`): the state with its methods' states,
+  `init_from`, the loader's batches, images/s, the probe and the collapse watch, and the
+  evaluators of `config.evals`."""
+  resolve = staticmethod(methods_lib.resolve_config)
 
+  def __init__(self, config, workdir, mesh, methods, loader, eval_source):
+    self.config, self.workdir, self.mesh, self.methods = config, workdir, mesh, methods
+    self.loader, self.eval_source = loader, eval_source
+    self.steps_per_epoch = loader.steps_per_epoch
+    self.unit = throughput.Unit('images', per_step=config.batch_size)
+    self.built = _build(config, mesh, methods, loader)
+    self.train_step, self.model = self.built['train_step'], self.built['model']
+    self._sample = jnp.zeros((1, *loader.image_shape), jnp.float32)
 
-def _train(config, workdir, mesh, methods, loader, eval_source, start_time,
-           stop_after_step, built) -> Dict[str, float]:
-  """The body of `train_and_evaluate`, run while the workdir is claimed."""
-  steps_per_epoch = loader.steps_per_epoch
-  total_steps = steps_per_epoch * config.num_epochs
-  lr_schedule, tx, model, run = (built[k] for k in ('lr_schedule', 'tx', 'model', 'run'))
-  summary_path = workdir_path.join(workdir, 'summary.json')
-  checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
-                                             config_digest=workdir_lib.config_digest(
-                                                 config, methods_lib.resolve_config))
-  finished = train_log.finished_summary(checkpointer, summary_path, total_steps)
-  if finished is not None:  # a finished run, re-run: change nothing
-    return finished
-  checkpointer.check_readable()  # before the model is built and compiled
-  sample = jnp.zeros((1, *loader.image_shape), jnp.float32)
-  state = jax.jit(functools.partial(state_lib.create_train_state, model, tx, methods=methods,
-                                    run=run),
-                  out_shardings=state_lib.shardings(mesh, methods))(
-                      state_lib.init_key(config.seed), sample)
-  restored, restored_step = checkpointer.restore(state)
-  if restored is not None:
-    state = restored
-    logging.info('resumed from the checkpoint at step %d', restored_step)
-  else:  # a new run: config.model.init_from's weights, if any
-    state = init_from_lib.apply(config, model, state)
-  start_step = int(jax.device_get(state.step))
+  def trace(self) -> None:
+    """Traces the train step once on abstract values (shapes only: no compilation, no device
+    memory) before the workdir is claimed, so that what only tracing finds, such as a method
+    that breaks its contract (`methods/contract.py`), is one line with nothing written."""
+    built = self.built
+    state = state_lib.create_abstract_state(self.model, built['tx'], self.config.seed,
+                                            self._sample, self.mesh, self.methods, built['run'])
+    rows = jax.process_count()  # the loader's batch is this process's share of the global one
+    batch = {k: jax.ShapeDtypeStruct((v.shape[0] * rows, *v.shape[1:]), v.dtype)
+             for k, v in self.loader.batch(0).items()}
+    jax.eval_shape(self.train_step, state, batch)
 
-  train_step = built['train_step']
-  evaluate = make_evaluate(config, model, mesh, eval_source, workdir, methods)
+  def create_state(self):
+    return jax.jit(functools.partial(state_lib.create_train_state, self.model, self.built['tx'],
+                                     methods=self.methods, run=self.built['run']),
+                   out_shardings=state_lib.shardings(self.mesh, self.methods))(
+                       state_lib.init_key(self.config.seed), self._sample)
 
-  is_main = jax.process_index() == 0
-  # No writer for a finished run (a new TensorBoard file would be its only change).
-  writer = metric_writers.create_writer(workdir, total_steps, is_main and
-                                        start_step < total_steps, start_step)
-  pending, last_test = train_log.PendingMetrics(checkpointer.restored_run), {}
-  collapse = diagnostics.CollapseWatch(config.data.num_classes, steps_per_epoch, start_step)
-  probe_fn = None
-  if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
-    normalize = data_lib.make_normalize_fn(config.data)  # the probe sees float32 images
-    probe_fn = jax.jit(lambda variables, images, step: probe.probe_metrics(
-        model, variables, normalize({'images': images})['images'],
-        keys.step_key(config.seed, step), rate=config.probe.rate,
-        temperature=config.probe.temperature))
-  stopped = False
-  try:
-    with preemption.watch(start_step) as stop_requested, jax.transfer_guard('disallow'), \
-        profiling.step_trace(config.get(profiling.FIELD, ()), workdir, total_steps,
-                             is_main) as before_step:
-      batches = loader.iterate(start_step)
-      step_fn = None
-      for step in range(start_step, total_steps):
-        batch = parallel.to_global(next(batches), mesh)
-        if step_fn is None:  # compile ahead of time once, to read XLA's FLOP count
-          step_fn = train_step.lower(state, batch).compile()
-          pending.flops_per_step = throughput.compiled_flops(step_fn)
-          pending.restart_clock()
-        before_step(step + 1, state)
-        state, metrics = step_fn(state, batch)
-        pending.add(step + 1, metrics)
-        checkpointer.commit_records()  # the record of a save orbax has finished since
-        if probe_fn is not None and (step + 1) % config.probe.every_steps == 0:
-          probed = probe_fn(methods_lib.inference_variables(methods, state.variables),
-                            batch['images'], parallel.replicate(np.int32(step), mesh))
-          writer.write_scalars(step + 1, metric_writers.scalars_of(jax.device_get(probed)))
-        epoch_done = (step + 1) % steps_per_epoch == 0
-        epoch = (step + 1) // steps_per_epoch
-        last = step + 1 == total_steps
-        if (step + 1) % config.log_every_steps == 0 or epoch_done:
-          train_metrics = pending.flush(config.batch_size)
-          writer.write_scalars(step + 1, {**train_metrics, **collapse.observe(step + 1,
-                                                                              train_metrics),
-                                          'train/epoch': (step + 1) / steps_per_epoch})
-        if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
-          # before evaluating: an evaluator error loses no training
-          checkpointer.save(state, pending.run_state())
-        if epoch_done:
-          results = evaluate(state, epoch=None if last else epoch)
-          last_test.update(results)
-          if results:
-            writer.write_scalars(step + 1, results)
-          pending.restart_clock()  # images/s counts training only
-        if (stop_requested(step + 1) or step + 1 == stop_after_step) and not last:
-          # The steps since the last log point stay a window of the record, not a mean.
-          checkpointer.save(state, pending.run_state())
-          logging.warning('stop requested: saved the checkpoint at step %d and stopped', step + 1)
-          stopped = True
-          break
-    if not stopped and not last_test:  # resumed a finished run: evaluate its final state
-      last_test = evaluate(state, epoch=None)
-  finally:
-    checkpointer.close()
-    writer.close()
-  if stopped:  # resumable; the summary comes with the run's end
-    return {}
-  summary = {**last_test, **pending.summary(config.batch_size),
-             'steps': total_steps, 'epochs': config.num_epochs,
-             'wall_seconds': time.time() - start_time}
-  if evaluate.skipped:  # a status, not a metric: {section key: one-line reason}
-    summary['skipped'] = dict(evaluate.skipped)
-  if is_main:
-    train_log.write_summary(summary_path, summary)
-  return summary
+  def start(self, state, restored: bool):
+    config, model = self.config, self.model
+    self.evaluate = make_evaluate(config, model, self.mesh, self.eval_source, self.workdir,
+                                  self.methods)
+    self.collapse = diagnostics.CollapseWatch(config.data.num_classes, self.steps_per_epoch,
+                                              int(jax.device_get(state.step)))
+    self.probe_fn = None
+    if config.probe.every_steps:  # the KL-direction analysis (paper §3.3, Table 8, Figure 4)
+      normalize = data_lib.make_normalize_fn(config.data)  # the probe sees float32 images
+      self.probe_fn = jax.jit(lambda variables, images, step: probe.probe_metrics(
+          model, variables, normalize({'images': images})['images'],
+          keys.step_key(config.seed, step), rate=config.probe.rate,
+          temperature=config.probe.temperature))
+    # a new run: config.model.init_from's weights, if any
+    return state if restored else init_from_lib.apply(config, model, state)
+
+  def batches(self, start_step: int):
+    return self.loader.iterate(start_step)
+
+  def after_step(self, number, state, batch):
+    if self.probe_fn is None or number % self.config.probe.every_steps:
+      return None
+    probed = self.probe_fn(methods_lib.inference_variables(self.methods, state.variables),
+                           batch['images'], parallel.replicate(np.int32(number - 1), self.mesh))
+    return metric_writers.scalars_of(jax.device_get(probed))
+
+  def log_extras(self, number, means):
+    return self.collapse.observe(number, means)
+
+  def evaluate_epoch(self, state, epoch, last):
+    return self.evaluate(state, epoch=None if last else epoch)
+
+  def evaluate_final(self, state, epochs, writer):
+    return epochs or self.evaluate(state, epoch=None)  # resumed a finished run: its final state
+
+  def summary_extras(self, compiled_shapes):
+    # a status, not a metric: {section key: one-line reason}
+    return {'skipped': dict(self.evaluate.skipped)} if self.evaluate.skipped else {}

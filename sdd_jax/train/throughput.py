@@ -1,5 +1,7 @@
-"""FLOPs per step from XLA's cost analysis, achieved FLOP/s, and MFU where the peak is known."""
-from typing import Optional
+"""What a run counts per second (`Unit`: images, tokens), FLOPs per step from XLA's cost
+analysis, achieved FLOP/s, and MFU where the peak is known."""
+import dataclasses
+from typing import Mapping, Optional
 
 import jax
 
@@ -16,6 +18,24 @@ PEAK_FLOPS = {
     'NVIDIA H100 80GB HBM3': 989e12,
     'NVIDIA H200': 989e12,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """What a task's throughput counts, logged as `train/<name>_per_sec`: per step either a fixed
+  `per_step` count (images: the global batch) or the mean of the step metric `metric` over the
+  log window (tokens: `train/tokens`, which varies from batch to batch)."""
+  name: str
+  per_step: float = 0.0
+  metric: str = ''
+
+  @property
+  def key(self) -> str:
+    return f'train/{self.name}_per_sec'
+
+  def per_sec(self, steps_per_sec: float, means: Mapping[str, float]) -> float:
+    """Units per second at `steps_per_sec`, `means` the window's mean step metrics."""
+    return steps_per_sec * (means.get(self.metric, 0.0) if self.metric else self.per_step)
 
 
 def compiled_flops(compiled) -> Optional[float]:

@@ -1,21 +1,15 @@
-"""`train_and_evaluate(config, workdir)` for `config.task == 'translation'`: the order of
-things, on sdd_jax's own infrastructure (no copy of it).
+"""`train_and_evaluate(config, workdir)` for `config.task == 'translation'`: its part of the
+one training loop (`train/loop.py`, which owns the order of things: claim, restore, the
+preemption watch, the transfer guard, `profile_steps`, checkpoints, the stop rule, summary).
 
-1. validate the config and check the data files (the workdir is not touched before both
-   pass);
-2. open the corpus (`corpus.py`; the toy corpus is built in a cache folder), claim the
-   workdir (`workdir.Claim`: lock, config.json, config digest), build model, optimizer and
-   state;
-3. restore the newest readable checkpoint (`checkpoint.Checkpointer`, orbax) with its
-   host-side run state (`train_log.PendingMetrics`);
-4. train under the preemption watch (`preemption.watch`), one AOT-compiled step per batch
-   shape (the loader's buckets; `summary['train/compiled_shapes']` counts those compiled by
-   the session that finished the run), the batch of a step a pure function of (seed, step)
-   (`text_data.TranslationLoader`); checkpoint every `checkpoint_every_epochs` epochs, at the
-   end and at a stop; teacher-forced `valid/nll` at each epoch's end;
-5. at the end: BLEU, NLL and hypotheses of valid and test (`evaluation.evaluate_translation`:
-   `evals/translation/{results.json,<split>.hyp}`), then `summary.json` (strict JSON,
-   `train_log.write_summary`).
+Here: validate the config and check the data files (the workdir is not touched before both
+pass); open the corpus (`corpus.py`; the toy corpus is built in a cache folder); and
+`TranslationHooks`: the Transformer's state (PS-KD's teacher: a copy of the initial params), one
+AOT-compiled step per batch shape (the loader's buckets; `summary['train/compiled_shapes']`
+counts those compiled by the session that finished the run), the batch of a step a pure
+function of (seed, step) (`text_data.TranslationLoader`), `train/tokens_per_sec`, teacher-forced
+`valid/nll` at each epoch's end; at the end BLEU, NLL and hypotheses of valid and test
+(`evaluation.evaluate_translation`: `evals/translation/{results.json,<split>.hyp}`).
 """
 import logging
 import time
@@ -25,14 +19,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sdd_jax.workdir import checkpoint as checkpoint_lib
-from sdd_jax.workdir import writers as metric_writers
 from sdd_jax import parallel
-from sdd_jax.train import preemption
+from sdd_jax.train import loop
 from sdd_jax.train import state as state_lib
-from sdd_jax.workdir import log as train_log
-from sdd_jax.workdir import claim as workdir_lib
-from sdd_jax.workdir import paths as workdir_path
+from sdd_jax.train import throughput
 from sdd_jax.translation import corpus as corpus_lib
 from sdd_jax.translation import evaluation
 from sdd_jax.translation import model as model_lib
@@ -76,93 +66,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   corpus = corpus_lib.create_corpus(config, num_devices=mesh.devices.size,
                                     process_index=jax.process_index(),
                                     process_count=jax.process_count())
-  with workdir_lib.Claim(workdir, config):
-    return _train(config, workdir, mesh, corpus, start_time, stop_after_step)
+  return loop.run(config, workdir, TranslationHooks(config, workdir, mesh, corpus),
+                  start_time=start_time, stop_after_step=stop_after_step)
 
 
-def _train(config, workdir, mesh, corpus, start_time, stop_after_step) -> Dict[str, float]:
-  """The body of `train_and_evaluate`, run while the workdir is claimed."""
-  loader = corpus.loader
-  steps_per_epoch = loader.steps_per_epoch
-  total_steps = steps_per_epoch * config.num_epochs
-  summary_path = workdir_path.join(workdir, 'summary.json')
-  checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep,
-                                             config_digest=workdir_lib.config_digest(config))
-  finished = train_log.finished_summary(checkpointer, summary_path, total_steps)
-  if finished is not None:  # a finished run, re-run: change nothing
-    return finished
-  checkpointer.check_readable()
-  lr_schedule = optim.make_lr_schedule(config.optim)
-  tx = optim.make_optimizer(config.optim, lr_schedule)
-  model = model_lib.create_model(config.model, corpus.tokenizer.vocab_size)
-  sample = jnp.ones((1, 2), jnp.int32)
-  state = create_state(model, tx, config, sample, sample, mesh)
-  restored, restored_step = checkpointer.restore(state)
-  if restored is not None:
-    state = restored
-    logging.info('resumed from the checkpoint at step %d', restored_step)
-  start_step = int(jax.device_get(state.step))
-  epsilon, alpha = method_settings(config)
-  train_step = step_lib.make_train_step(
-      model, tx, seed=config.seed, lr_schedule=lr_schedule, mesh=mesh, epsilon=epsilon,
-      pskd_alpha=alpha, steps_per_epoch=steps_per_epoch, num_epochs=config.num_epochs)
-  evaluator = evaluation.TranslationEvaluator(config, model, mesh, corpus)
+class TranslationHooks(loop.Hooks):
+  """The translation task's part of the loop (`train/loop.py`): the Transformer's state (PS-KD's
+  teacher), the bucketed batches (one compiled step per shape), tokens/s, `valid/nll` at each
+  epoch's end, and BLEU of valid and test at the end."""
+  fixed_shapes = False  # buckets: no one FLOP count per step
 
-  is_main = jax.process_index() == 0
-  writer = metric_writers.create_writer(workdir, total_steps, is_main and
-                                        start_step < total_steps, start_step)
-  pending = train_log.PendingMetrics(checkpointer.restored_run)
-  compiled = {}  # batch shapes -> the step compiled for them
-  stopped, last = False, start_step >= total_steps
-  try:
-    with preemption.watch(start_step) as stop_requested, jax.transfer_guard('disallow'):
-      batches = loader.iterate(start_step)
-      for step in range(start_step, total_steps):
-        batch = parallel.to_global(next(batches), mesh)
-        shapes = tuple(sorted((k, v.shape) for k, v in batch.items()))
-        if shapes not in compiled:
-          compiled[shapes] = train_step.lower(state, batch).compile()
-          pending.restart_clock()
-        state, metrics = compiled[shapes](state, batch)
-        pending.add(step + 1, metrics)
-        checkpointer.commit_records()
-        epoch_done = (step + 1) % steps_per_epoch == 0
-        epoch = (step + 1) // steps_per_epoch
-        last = step + 1 == total_steps
-        if (step + 1) % config.log_every_steps == 0 or epoch_done:
-          means = pending.flush(1)  # 'train/images_per_sec' is then steps/s
-          means['train/tokens_per_sec'] = means.pop('train/images_per_sec') * means.get(
-              'train/tokens', 0.0)
-          writer.write_scalars(step + 1, {**means, 'train/epoch': (step + 1) / steps_per_epoch})
-        if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or last:
-          checkpointer.save(state, pending.run_state())
-        if epoch_done:
-          with jax.transfer_guard('allow'):
-            writer.write_scalars(step + 1, {'valid/nll': evaluator.nll(state.params, 'valid')})
-          pending.restart_clock()
-        if (stop_requested(step + 1) or step + 1 == stop_after_step) and not last:
-          checkpointer.save(state, pending.run_state())
-          logging.warning('stop requested: saved the checkpoint at step %d and stopped', step + 1)
-          stopped = True
-          break
-    if not stopped:  # BLEU, NLL and the hypotheses of both splits (evaluation.py)
-      results = {}
-      for split in evaluation.SPLITS:
-        figures = evaluation.evaluate_translation(config, workdir, split, params=state.params,
-                                                  step=total_steps, evaluator=evaluator)
-        results.update({f'{split}/{k}': v for k, v in figures.items() if k != 'signature'})
-      writer.write_scalars(total_steps, results)
-  finally:
-    checkpointer.close()
-    writer.close()
-  if stopped:
-    return {}
-  logging.info('compiled the train step for %d batch shapes', len(compiled))
-  summary = {**results, 'train/loss': pending.last.get('train/loss', float('nan')),
-             'train/tokens_per_sec': pending.last.get('train/tokens_per_sec', float('nan')),
-             'train/compiled_shapes': len(compiled),
-             'train/dropped_sentences': getattr(loader, 'num_dropped', 0), 'steps': total_steps,
-             'epochs': config.num_epochs, 'wall_seconds': time.time() - start_time}
-  if is_main:
-    train_log.write_summary(summary_path, summary)
-  return summary
+  def __init__(self, config, workdir, mesh, corpus):
+    self.config, self.workdir, self.mesh, self.corpus = config, workdir, mesh, corpus
+    self.steps_per_epoch = corpus.loader.steps_per_epoch
+    self.unit = throughput.Unit('tokens', metric='train/tokens')
+
+  def create_state(self):
+    config = self.config
+    lr_schedule = optim.make_lr_schedule(config.optim)
+    tx = optim.make_optimizer(config.optim, lr_schedule)
+    self.model = model_lib.create_model(config.model, self.corpus.tokenizer.vocab_size)
+    sample = jnp.ones((1, 2), jnp.int32)
+    epsilon, alpha = method_settings(config)
+    self.train_step = step_lib.make_train_step(
+        self.model, tx, seed=config.seed, lr_schedule=lr_schedule, mesh=self.mesh,
+        epsilon=epsilon, pskd_alpha=alpha, steps_per_epoch=self.steps_per_epoch,
+        num_epochs=config.num_epochs)
+    return create_state(self.model, tx, config, sample, sample, self.mesh)
+
+  def start(self, state, restored: bool):
+    self.evaluator = evaluation.TranslationEvaluator(self.config, self.model, self.mesh,
+                                                     self.corpus)
+    return state
+
+  def batches(self, start_step: int):
+    return self.corpus.loader.iterate(start_step)
+
+  def evaluate_epoch(self, state, epoch, last):
+    with jax.transfer_guard('allow'):
+      return {'valid/nll': self.evaluator.nll(state.params, 'valid')}
+
+  def evaluate_final(self, state, epochs, writer):
+    """BLEU, NLL and the hypotheses of both splits (evaluation.py)."""
+    results = {}
+    for split in evaluation.SPLITS:
+      figures = evaluation.evaluate_translation(
+          self.config, self.workdir, split, params=state.params,
+          step=self.steps_per_epoch * self.config.num_epochs, evaluator=self.evaluator)
+      results.update({f'{split}/{k}': v for k, v in figures.items() if k != 'signature'})
+    writer.write_scalars(self.steps_per_epoch * self.config.num_epochs, results)
+    return results
+
+  def summary_extras(self, compiled_shapes):
+    logging.info('compiled the train step for %d batch shapes', compiled_shapes)
+    return {'train/compiled_shapes': compiled_shapes,
+            'train/dropped_sentences': getattr(self.corpus.loader, 'num_dropped', 0)}

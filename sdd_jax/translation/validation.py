@@ -4,6 +4,7 @@ was given), in the style and with the `Field` checker of the image configs
 (`config/fields.py`).
 """
 from sdd_jax.config.fields import ConfigError, Field, check, nearest
+from sdd_jax.train import profiling
 
 DTYPES = ('float32', 'bfloat16')
 SOURCES = ('files', 'toy')
@@ -45,6 +46,7 @@ METHOD_FIELDS = {'label_smoothing': (_number('methods.label_smoothing.epsilon', 
                                              high_open=True),),
                  'ps_kd': (_number('methods.ps_kd.alpha', 0, 1),)}
 SECTIONS = ('model', 'data', 'optim', 'methods', 'evals')
+OPTIONAL = (profiling.FIELD,)  # fields of the shared loop (`train/loop.py`) a config may leave out
 
 
 def _known(section: str):
@@ -71,7 +73,8 @@ def validate(config) -> None:
   if missing:
     raise ConfigError(f'config: missing field(s) {missing}; start from a translation config '
                       '(configs/iwslt15_pskd.py)')
-  _unknown('', config.keys(), top)
+  _unknown('', config.keys(), top + list(OPTIONAL))
+  profiling.check_steps(config.get(profiling.FIELD, ()))  # its end is checked against the run's
   for section in SECTIONS:
     if not hasattr(config[section], 'keys'):
       raise ConfigError(f'config.{section}: must be a section (ConfigDict), got '

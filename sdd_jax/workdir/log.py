@@ -23,7 +23,7 @@ class NonFiniteLossError(UserError):
 class PendingMetrics:
   """Step metrics kept on the device until a log point; checks the loss is finite.
 
-  Its host-side state (the steps not yet logged, the last logged means, the images/s clock)
+  Its host-side state (the steps not yet logged, the last logged means, the throughput clock)
   goes into each checkpoint's record (`run_state`) and comes back on resume (`run`), so a
   stopped or re-run workdir logs and summarises as the uninterrupted run did.
   """
@@ -58,8 +58,9 @@ class PendingMetrics:
             'is kept: lower config.optim.lr or a method weight, or use model.dtype=float32')
     return values
 
-  def flush(self, batch_size: int) -> Dict[str, float]:
-    """Means over the steps since the last flush; raises NonFiniteLossError naming the step."""
+  def flush(self, unit: throughput.Unit) -> Dict[str, float]:
+    """Means over the steps since the last flush with `unit.key` (e.g. train/images_per_sec) and
+    the FLOP figures; raises NonFiniteLossError naming the step."""
     if not self._items:
       return {}
     values = self._values()
@@ -69,13 +70,13 @@ class PendingMetrics:
     steps_per_sec = len(values) / max(seconds, 1e-9)
     self.steps_timed += len(values)
     self.seconds += seconds
-    means['train/images_per_sec'] = steps_per_sec * batch_size
+    means[unit.key] = unit.per_sec(steps_per_sec, means)
     means.update(throughput.throughput_metrics(self.flops_per_step, steps_per_sec))
     self._items, self._time, self._carried, self.last = [], now, 0.0, means
     return means
 
   def restart_clock(self) -> None:
-    """Excludes evaluation and checkpoint time from images/s."""
+    """Excludes evaluation, checkpoint and compile time from the throughput."""
     self._time = time.time()
 
   def run_state(self) -> dict:
@@ -91,12 +92,14 @@ class PendingMetrics:
             'last_train_nonfinite': jsonio.kinds(self.last),
             'flops_per_step': self.flops_per_step}
 
-  def summary(self, batch_size: int) -> Dict[str, float]:
-    """The training figures of `summary.json`: the last logged loss, images/s and FLOPs over
-    every timed step of the run (all of its resumptions)."""
+  def summary(self, unit: throughput.Unit) -> Dict[str, float]:
+    """The training figures of `summary.json`: the last logged loss, and `unit`/s and FLOPs over
+    every timed step of the run (all of its resumptions); a unit counted by a step metric
+    (tokens) keeps no count over the run: its figure is the last log point's."""
     steps_per_sec = self.steps_timed / max(self.seconds, 1e-9)
-    return {'train/loss': self.last.get('train/loss', float('nan')),
-            'train/images_per_sec': steps_per_sec * batch_size,
+    per_sec = (self.last.get(unit.key, float('nan')) if unit.metric
+               else unit.per_sec(steps_per_sec, {}))
+    return {'train/loss': self.last.get('train/loss', float('nan')), unit.key: per_sec,
             **throughput.throughput_metrics(self.flops_per_step, steps_per_sec)}
 
 

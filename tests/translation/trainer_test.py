@@ -2,6 +2,7 @@
 summary and artefacts, exact resume across an epoch boundary (the PS-KD teacher included), the
 teacher in each epoch's checkpoint, compiled shapes == the loader's buckets, and one-line
 errors for bad configs before the workdir is touched."""
+import glob
 import json
 import os
 
@@ -11,6 +12,7 @@ import pytest
 
 from configs import common
 from sdd_jax.workdir import checkpoint
+from sdd_jax.workdir import log as train_log
 from sdd_jax import tasks
 from sdd_jax.config.fields import ConfigError
 from sdd_jax.translation import corpus as corpus_lib
@@ -75,7 +77,12 @@ def test_stop_and_resume_is_bitwise_the_straight_run(straight_run, tmp_path):
   workdir, summary = straight_run
   spe = _steps_per_epoch(workdir).steps_per_epoch
   stop = spe + spe // 2  # inside epoch 2: the resumed run crosses the boundary into epoch 3
-  assert tasks.train_and_evaluate(_config(), str(tmp_path), stop_after_step=stop) == {}
+  # The stopped session also traces steps 1..2 (the shared loop's profile_steps, a field a
+  # resume may change): the trace is written and the training stays bitwise.
+  assert tasks.train_and_evaluate(_config(profile_steps=(1, 2)), str(tmp_path),
+                                  stop_after_step=stop) == {}
+  assert glob.glob(os.path.join(str(tmp_path), 'profile', 'plugins', 'profile', '*',
+                                '*.xplane.pb'))
   stopped = checkpoint.read_checkpoint(str(tmp_path), stop)
   epoch_end = checkpoint.read_checkpoint(workdir, spe)
   for a, b in zip(jax.tree.leaves(stopped['method_states']), jax.tree.leaves(epoch_end['params'])):
@@ -97,12 +104,28 @@ def test_stop_and_resume_is_bitwise_the_straight_run(straight_run, tmp_path):
     ({'data.source': 'tfds'}, r"config.data.source: must be one of \('files', 'toy'\)"),
     ({'task': 'segmentation'}, r"config.task: unknown task 'segmentation'; known tasks: "
                                r'classification, translation'),
+    ({'profile_steps': (3, 2)}, r'config.profile_steps: must be \(\) \(off\) or two steps A,B '
+                                r'with 1 <= A < B, got \(3, 2\)'),
 ])
 def test_bad_configs_are_one_line_errors(override, message, tmp_path):
   workdir = str(tmp_path / 'run')
   with pytest.raises(ConfigError, match=message):
     tasks.train_and_evaluate(_config(**override), workdir)
   assert not os.path.exists(workdir)
+
+
+def test_a_host_round_trip_in_the_translation_loop_fails_loudly(tmp_path, monkeypatch):
+  """The translation steps run under the shared loop's `jax.transfer_guard('disallow')`: a
+  metric taken to the host and back (NumPy, then JAX) at every step is refused."""
+  add = train_log.PendingMetrics.add
+
+  def add_with_round_trip(self, step, values):
+    values = dict(values, **{'train/loss': jax.numpy.asarray(np.asarray(values['train/loss']))})
+    return add(self, step, values)
+
+  monkeypatch.setattr(train_log.PendingMetrics, 'add', add_with_round_trip)
+  with pytest.raises(jax.errors.JaxRuntimeError, match='Disallowed host-to-device transfer'):
+    tasks.train_and_evaluate(_config(num_epochs=1), str(tmp_path / 'run'))
 
 
 def test_an_unknown_method_names_the_known_ones():
