@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sdd_jax.train import throughput
 from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import log as train_log
 from sdd_jax.workdir import records
@@ -16,6 +17,8 @@ from sdd_jax.workdir import writers as metric_writers
 from tests import workdirs
 
 NAN, INF = float('nan'), float('inf')
+
+IMAGES = throughput.Unit('images', per_step=16)  # the global batch of the logged steps
 
 
 def _strict_lines(path):
@@ -71,7 +74,7 @@ def test_a_resumed_log_window_gets_nan_and_inf_back_exactly(tmp_path):
   assert resumed.last.keys() == pending.last.keys()
   for key, value in pending.last.items():
     np.testing.assert_array_equal(resumed.last[key], value)
-  expected, got = pending.flush(16), resumed.flush(16)
+  expected, got = pending.flush(IMAGES), resumed.flush(IMAGES)
   assert expected['train/a'] == got['train/a'] == INF and got['train/c'] == -INF
   for key in ('train/loss', 'train/a', 'train/b', 'train/c'):
     np.testing.assert_array_equal(got[key], expected[key])
@@ -84,7 +87,7 @@ def test_a_record_written_before_the_convention_still_resumes():
       'window_dtypes': {'train/loss': 'float32', 'train/a': 'float32'},
       'last_train': {'train/loss': 0.5, 'train/b': 'nan'}})
   assert math.isnan(pending.last['train/b'])
-  assert pending.flush(16)['train/a'] == INF
+  assert pending.flush(IMAGES)['train/a'] == INF
 
 
 def test_dumps_and_loads_refuse_what_is_not_strict_json():
