@@ -59,7 +59,7 @@ def run(argv) -> dict:
   for name in wanted:
     per_step = targets['per_step' if name == 'train' else 'eval_per_step']
     fn, fn_args = targets[name]
-    program = compile_lib.compile_program(fn, fn_args)
+    program, _ = compile_lib.compile_program(fn, fn_args)
     program.update(per_step=per_step, fits=report_lib.fits(program, chip),
                    estimate=report_lib.roofline(program, chip, devices, per_step))
     programs[name] = program

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import time
-from typing import Dict, Iterator
+from typing import Any, Dict, Iterator, Tuple
 
 import jax
 import numpy as np
@@ -104,10 +104,10 @@ def shard_bytes(args) -> int:
                  for x in jax.tree.leaves(args)))
 
 
-def compile_program(fn, args) -> Dict[str, object]:
+def compile_program(fn, args) -> Tuple[Dict[str, object], Any]:
   """Lowers and compiles jitted `fn` on abstract `args`; its per-chip figures (`memory`:
   XLA's memory analysis, whose `arguments` include TPU tile padding; `unpadded_arguments`: the
-  shards' bytes without it)."""
+  shards' bytes without it), and the compiled executable."""
   start = time.perf_counter()
   lowered = fn.lower(*args)
   try:
@@ -132,4 +132,4 @@ def compile_program(fn, args) -> Dict[str, object]:
                   # donated outputs reuse their arguments' buffers
                   total=int(arguments + outputs - aliased + temporaries)),
       flops=float(cost.get('flops', 0.0)), bytes_accessed=float(cost.get('bytes accessed', 0.0)),
-      collectives=collectives(compiled.as_text()))
+      collectives=collectives(compiled.as_text())), compiled
