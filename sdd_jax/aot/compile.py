@@ -110,6 +110,10 @@ def compile_program(fn, args) -> Tuple[Dict[str, object], Any]:
   shards' bytes without it), and the compiled executable."""
   start = time.perf_counter()
   lowered = fn.lower(*args)
+  # JAX's persistent cache cannot load an executable compiled for devices without a client
+  # (it warns on every read): these programs stay out of it.
+  cache = jax.config.jax_enable_compilation_cache
+  jax.config.update('jax_enable_compilation_cache', False)
   try:
     compiled = lowered.compile()
   except jax.errors.JaxRuntimeError as e:
@@ -118,6 +122,8 @@ def compile_program(fn, args) -> Tuple[Dict[str, object], Any]:
     first = str(e).splitlines()[0].rstrip('.')
     raise DoesNotFitError(f'the compiler refuses it: {first}; lower '
                           'config.batch_size (or use more chips)') from None
+  finally:
+    jax.config.update('jax_enable_compilation_cache', cache)
   seconds = time.perf_counter() - start
   memory = compiled.memory_analysis()
   cost = compiled.cost_analysis()
