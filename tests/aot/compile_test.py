@@ -140,3 +140,19 @@ def test_translation_train_and_eval_reported_in_json_and_markdown(tmp_path, caps
   assert estimate['per_slice_per_second'] == pytest.approx(480 / estimate['step_seconds'])
   assert set(report['programs']) == {'train', 'eval'}
   assert np.isclose(report['chip']['bf16_flops'], 197e12)
+
+
+def test_a_program_over_the_headroom_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+  """The compiler accepts it, but its total is above 90% of the chip's 16 GB: not fitting."""
+  program = dict(memory=dict(total=int(0.95 * 16e9)), flops=1.0, bytes_accessed=1.0,
+                 collectives={})
+  monkeypatch.setattr(compile_lib, 'compile_program', lambda fn, args: (dict(program), None))
+  out = tmp_path / 'report'
+  code = aot_main.main(['aot', '--config', os.path.join(ROOT, 'configs',
+                                                        'translation_demo.py:smoke'),
+                        '--topology', 'v5e:2x2', '--out', str(out)])
+  err = capsys.readouterr().err
+  assert (code, err) == (1, 'error: the train program needs 14.16 GiB per chip on v5e:2x2, more '
+                         'than 90% of its 14.90 GiB of HBM; lower config.batch_size (or use more '
+                         'chips)\n')
+  assert not out.exists()
