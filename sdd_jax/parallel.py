@@ -114,3 +114,37 @@ def set_rows(table: jax.Array, index: jax.Array, values: jax.Array,
 
   return jax.shard_map(local, mesh=mesh, in_specs=(P(DATA_AXIS, None), P(), P()),
                        out_specs=P(DATA_AXIS, None))(table, index, values)
+
+
+# Where a TPU or GPU may be: Google's PCI vendor id (TPU chips), the TPU VM device files, and
+# the NVIDIA and AMD (ROCm) GPU device files.
+_GOOGLE_PCI_VENDOR = '0x1ae0'
+_ACCELERATOR_FILES = ('/dev/accel*', '/dev/vfio/[0-9]*', '/dev/nvidia[0-9]*', '/dev/nvidiactl',
+                      '/dev/kfd')
+
+
+def skip_absent_tpu() -> bool:
+  """With libtpu installed (the `tpu` extra, for the compile check) JAX's backend start on a
+  host without TPUs tries the TPU backend, which fails quietly for JAX but prints about five
+  lines of libtpu's TPU-discovery errors to stderr. Where that start can only end on the CPU
+  anyway (JAX_PLATFORMS unset, no Google PCI device, no TPU or GPU device file), this sets
+  `jax_platforms='cpu'`, so nothing is printed; a TPU VM, a GPU host and a user's own
+  JAX_PLATFORMS are left alone. Returns whether it set it. `import sdd_jax` calls it."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  if os.environ.get('JAX_PLATFORMS') or jax.config.jax_platforms:
+    return False
+  if importlib.util.find_spec('libtpu') is None:
+    return False
+  for vendor in glob.glob('/sys/bus/pci/devices/*/vendor'):
+    try:
+      with open(vendor) as f:
+        if f.read().strip() == _GOOGLE_PCI_VENDOR:
+          return False
+    except OSError:
+      return False  # cannot tell: leave JAX's own choice
+  if any(glob.glob(pattern) for pattern in _ACCELERATOR_FILES):
+    return False
+  jax.config.update('jax_platforms', 'cpu')
+  return True

@@ -3,7 +3,8 @@
 
 A `Task` names its `train_and_evaluate(config, workdir, *, stop_after_step=0)`, its
 `validate(config)`, its `evaluate(workdir, config, overrides, names)` (what `evaluate.py` runs
-on a workdir of the task) and the summary figures `train.py` prints (the first one, a
+on a workdir of the task), its `compile_targets` module (the compile check, `python -m
+sdd_jax.aot`) and the summary figures `train.py` prints (the first one, a
 percentage, is its headline: test top-1, valid BLEU). Entries import their modules on
 first use, so the classification path never imports the translation package.
 
@@ -27,6 +28,9 @@ class Task:
   validation: str  # module with validate(config)
   printed: Tuple[str, ...]  # summary keys train.py prints, the headline (0..100) first
   evaluation: str  # module with evaluate(workdir, config, overrides, names) (evaluate.py)
+  # module with create_targets(config, mesh): the jitted train and eval steps with abstract
+  # arguments (python -m sdd_jax.aot); '' = the task has none
+  compile_targets: str = ''
 
   @property
   def train_and_evaluate(self) -> Callable:
@@ -40,16 +44,20 @@ class Task:
   def evaluate(self) -> Callable:
     return importlib.import_module(self.evaluation).evaluate
 
+  @property
+  def create_compile_targets(self) -> Callable:
+    return importlib.import_module(self.compile_targets).create_targets
+
 
 TASKS = registry.Registry('task')
 TASKS.register('classification')(Task(
     'sdd_jax.classification.trainer', 'sdd_jax.config.validation',
     ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds'),
-    'sdd_jax.classification.evaluation'))
+    'sdd_jax.classification.evaluation', 'sdd_jax.classification.compile_targets'))
 TASKS.register('translation')(Task(
     'sdd_jax.translation.trainer', 'sdd_jax.translation.validation',
     ('valid/bleu', 'test/bleu', 'test/bleu_tok', 'test/nll', 'wall_seconds'),
-    'sdd_jax.translation.evaluation'))
+    'sdd_jax.translation.evaluation', 'sdd_jax.translation.compile_targets'))
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ The rules:
 (c) no task package (`classification`, `translation`, `detection`) imports another: what two
     tasks share lives in a shared package (`config`, `workdir`, `train`, `metrics`, `data`,
     `methods`, `models`, `evaluators`, ...); `sdd_jax.tasks` is the one place that names them;
-(d) the top level of `sdd_jax/` holds at most ten modules.
+(d) the top level of `sdd_jax/` holds at most ten modules;
+(e) an entry package (`ENTRY_PACKAGES`: the compile check `sdd_jax.aot`) imports no task
+    package: it reaches the tasks through `sdd_jax.tasks` alone.
 """
 import ast
 import os
@@ -31,6 +33,10 @@ TASKS = ('classification', 'translation', 'detection')
 # task registry, which names each task's modules.
 ENTRIES = ('sdd_jax.demo', 'sdd_jax.export', 'sdd_jax.sweep', 'sdd_jax.evaluation',
            'sdd_jax.tasks')
+# Entry packages: what a user runs as `python -m`, a package of several modules. Like an entry
+# module nothing shared imports them; unlike one they reach the tasks only through the task
+# registry (`sdd_jax.tasks`), never a task package directly (rule (e)).
+ENTRY_PACKAGES = ('sdd_jax.aot',)
 MAX_TOP_LEVEL = 10
 # (module, its package): the package's registry is defined in its __init__ (models.MODELS,
 # evaluators.EVALUATORS), and the __init__ does not import the module (rule (a) checks it).
@@ -127,13 +133,17 @@ def _task_of(name: str):
   return parts[1] if len(parts) > 1 and parts[1] in TASKS else None
 
 
+def _in_entry_package(name: str) -> bool:
+  return any(name == p or name.startswith(p + '.') for p in ENTRY_PACKAGES)
+
+
 def _is_entry(name: str) -> bool:
-  return name in ENTRIES
+  return name in ENTRIES or _in_entry_package(name)
 
 
 def violations(graph: Dict[str, Set[str]], modules) -> Dict[str, List[str]]:
   found = {'cycles': [' -> '.join(c) for c in _cycles(graph)], 'upward': [], 'shared': [],
-           'tasks': []}
+           'tasks': [], 'entry_packages': []}
   for name, targets in sorted(graph.items()):
     ancestors = {'.'.join(name.split('.')[:i]) for i in range(1, len(name.split('.')))}
     if _is_package(modules, name):
@@ -147,6 +157,8 @@ def violations(graph: Dict[str, Set[str]], modules) -> Dict[str, List[str]]:
         found['shared'].append(f'{name} (shared) imports {target}')
       if source_task and target_task and source_task != target_task:
         found['tasks'].append(f'{name} ({source_task}) imports {target} ({target_task})')
+      if _in_entry_package(name) and target_task:
+        found['entry_packages'].append(f'{name} (entry package) imports {target} ({target_task})')
   return found
 
 
@@ -169,6 +181,14 @@ def test_no_task_imports_another():
     assert f'{PACKAGE}.{task}' in graph
 
 
+def test_entry_packages_reach_tasks_only_through_the_registry():
+  graph = import_graph()
+  assert violations(graph, _modules(ROOT))['entry_packages'] == []
+  for package in ENTRY_PACKAGES:  # the rule has something to check
+    assert 'sdd_jax.tasks' in set().union(*(t for n, t in graph.items()
+                                            if n == package or n.startswith(package + '.')))
+
+
 def test_the_top_level_is_short():
   top = sorted(p.name for p in (ROOT / PACKAGE).glob('*.py'))
   assert len(top) <= MAX_TOP_LEVEL, top
@@ -186,9 +206,16 @@ def test_the_checks_see_a_forbidden_import(tmp_path):
   step.write_text(step.read_text() + '\nfrom sdd_jax.classification import step as _s\n')
   keys = copy / 'train' / 'keys.py'
   keys.write_text(keys.read_text() + '\nfrom sdd_jax.translation import step as _t\n')
+  chips = copy / 'aot' / 'chips.py'
+  chips.write_text(chips.read_text() + '\nfrom sdd_jax.classification import step as _c\n')
+  optim = copy / 'train' / 'optim.py'
+  optim.write_text(optim.read_text() + '\nfrom sdd_jax.aot import report as _r\n')
   found = violations(import_graph(tmp_path), _modules(tmp_path))
   assert 'sdd_jax.translation.step (translation) imports sdd_jax.classification.step ' \
          '(classification)' in found['tasks']
   assert 'sdd_jax.train.keys (shared) imports sdd_jax.translation.step' in found['shared']
   assert any('sdd_jax.train.keys' in c and 'sdd_jax.translation.step' in c
              for c in found['cycles'])
+  assert found['entry_packages'] == ['sdd_jax.aot.chips (entry package) imports '
+                                     'sdd_jax.classification.step (classification)']
+  assert 'sdd_jax.train.optim (shared) imports sdd_jax.aot.report' in found['shared']

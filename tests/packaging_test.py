@@ -48,23 +48,28 @@ def test_dependencies_equal_the_requirements_files():
   assert sorted(extras['torch']) == _requirements('requirements-torch.txt')
   assert sorted(extras['tfds']) == _requirements('requirements-tfds.txt')
   assert sorted(extras['detection']) == _requirements('requirements-detection.txt')
+  assert sorted(extras['tpu']) == _requirements('requirements-tpu.txt')
+  assert extras['tpu'] == [f'jax[tpu]=={importlib.metadata.version("jax")}']  # the core's jax
   assert {'pytest', 'pytest-xdist', 'ruff'} <= {_distribution(r) for r in extras['test']}
   runtime = {_distribution(r) for r in project['dependencies']}
   assert not runtime & {'pytest', 'pytest-xdist', 'ruff', 'torch', 'tensorflow-cpu'}
 
 
 DETECTION = os.path.join(ROOT, 'sdd_jax', 'detection')  # the optional extra's package
+AOT = os.path.join(ROOT, 'sdd_jax', 'aot')  # the compile check: the tpu extra's libtpu
+EXTRA_PACKAGES = {'detection': DETECTION, 'tpu': AOT}
 
 
 def _third_party_imports(extra=None):
-  """{top-level module: first file importing it} over the package (without sdd_jax/detection),
-  the configs and the two entry points; with extra='detection', over sdd_jax/detection alone.
-  The standard library and our own packages left out."""
-  if extra == 'detection':
-    files = glob.glob(os.path.join(DETECTION, '**', '*.py'), recursive=True)
+  """{top-level module: first file importing it} over the package (without the extras'
+  packages sdd_jax/detection and sdd_jax/aot), the configs and the two entry points; with
+  extra='detection' or 'tpu', over that extra's package alone. The standard library and our own
+  packages left out."""
+  if extra:
+    files = glob.glob(os.path.join(EXTRA_PACKAGES[extra], '**', '*.py'), recursive=True)
   else:
     files = ([f for f in glob.glob(os.path.join(ROOT, 'sdd_jax', '**', '*.py'), recursive=True)
-              if not f.startswith(DETECTION + os.sep)]
+              if not any(f.startswith(p + os.sep) for p in EXTRA_PACKAGES.values())]
              + glob.glob(os.path.join(ROOT, 'configs', '*.py'))
              + [os.path.join(ROOT, 'train.py'), os.path.join(ROOT, 'evaluate.py')])
   found = {}
@@ -106,6 +111,18 @@ def test_the_detection_package_imports_only_what_its_extra_declares():
   extra = _project()['optional-dependencies']['detection']
   undeclared = _undeclared(imports, _project()['dependencies'] + extra)
   assert not undeclared, f'imported but not in dependencies or the detection extra: {undeclared}'
+
+
+def test_the_compile_check_imports_only_what_the_tpu_extra_declares():
+  imports = _third_party_imports('tpu')
+  assert {'jax', 'libtpu'} <= set(imports)
+  extra = _project()['optional-dependencies']['tpu']
+  # jax[tpu] declares libtpu: the requirements of jax's own 'tpu' extra count as declared
+  pulled = [r.split(';')[0] for r in importlib.metadata.requires('jax') or []
+            if re.search(r'extra\s*==\s*"tpu"', r)]
+  assert 'libtpu' in {_distribution(r) for r in pulled}
+  undeclared = _undeclared(imports, _project()['dependencies'] + extra + pulled)
+  assert not undeclared, f'imported but not in dependencies or the tpu extra: {undeclared}'
 
 
 def test_a_config_without_the_configs_package_says_how_to_install(monkeypatch):
