@@ -9,8 +9,9 @@
   that `from_stage` stays consistent).
 
 BatchNorm as PyTorch: momentum 0.1 (flax momentum 0.9), epsilon 1e-5, statistics of the whole
-batch or of blocks of `bn_group` rows (`BatchNorm.group_size`; no `axis_name`), and the running variance averages the *unbiased* batch variance
-(n / (n - 1) times the biased one that normalises, n = batch x H x W), as `nn.BatchNorm2d`;
+batch or of blocks of `bn_group` rows (`BatchNorm.group_size`; no `axis_name`), and the running
+variance averages the *unbiased* batch variance (n / (n - 1) times the biased one that
+normalises, n = batch x H x W), as `nn.BatchNorm2d`;
 flax's own keeps the biased one, which on small maps (8x8 digits: n = 64 at stage 4) made
 evaluation ~1 point more confident than PyTorch's (benchmarks/torch_reference). Conv kernels
 He-normal fan-out without bias (torchvision).
