@@ -139,7 +139,7 @@ def _validate_model(model) -> None:
 def _validate_bn_group(model, batch_size: int) -> None:
   """`model.bn_group` (absent in older config.json: 0) divides the global batch, and is 0 for a
   model without BatchNorm. Dividing the rows per device is not required (groups that span
-  devices give the same numbers, with BN collectives); docs/training.md says when it pays."""
+  devices give the same numbers, with BN collectives); docs/pods.md says when it pays."""
   group = model.get('bn_group', 0)
   if group and batch_size % group:
     raise ConfigError(f'config.model.bn_group: {group} does not divide batch_size={batch_size}; '
