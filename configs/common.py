@@ -74,6 +74,9 @@ def recipe() -> ml_collections.ConfigDict:
       head_hidden=(),
       dtype='float32',  # compute dtype: bfloat16 on accelerators; parameters stay float32
       kwargs={},  # extra constructor options (e.g. width for tiny models)
+      # Examples per BatchNorm statistics group in training: 0 = the whole (global) batch; G > 0
+      # = ghost BN over consecutive blocks of G rows (docs/training.md, "BatchNorm groups").
+      bn_group=0,
       # Start from weights in torchvision's layout ('' = off; sdd_jax/classification/init_from.py).
       init_from='',
       init_from_skip_head=False,

@@ -44,8 +44,9 @@ no loss of accuracy), and its numbers are expected near, not equal to, the paper
 Devices: 2048 splits over every power-of-two device count from 8 to 2048 (tested, with 4 or 8
 devices per process): 256 images per device on 8 accelerators (e.g. 8x H100), 128 on a TPU
 v4-32 (16 chips), 8 on 256, 1 on 2048. BatchNorm statistics are over the global batch whatever
-the split. Raise the batch (`--config.batch_size=4096`, ..., up to 8192 as in Goyal et al.) for
-more than 2048 devices (the training batch must divide over them), or when fewer than about 32
+the split (`model.bn_group = 0`; groups of G examples: docs/pods.md, "BatchNorm groups").
+Raise the batch (`--config.batch_size=4096`, ..., up to 8192 as in Goyal et al.) for more than
+2048 devices (the training batch must divide over them), or when fewer than about 32
 images per device leave the accelerators under-used and throughput matters more than keeping
 the 2048 recipe. The eval batch never needs to divide: it is padded with masked rows.
 

@@ -36,6 +36,8 @@ STATIC: Tuple[Field, ...] = (
     Field('model.head_hidden', 'tuple', item='int', low=1,
           allowed='a tuple of positive layer widths, e.g. (512,)'),
     Field('model.kwargs', 'any'),
+    _int('model.bn_group', 0, allowed='an integer >= 0 (0: the whole batch; G: BatchNorm '
+                                      'statistics per block of G examples)'),
     Field('model.init_from', 'str'), Field('model.init_from_skip_head', 'bool'),
     Field('data.source', 'str', choices=data_lib.SOURCES.names),
     Field('data.name', 'str'), Field('data.data_dir', 'str', optional=True),
@@ -119,7 +121,8 @@ def evaluator_fields(name: str, section_key: str = '') -> List[Field]:
   return out
 
 
-MODEL_ARGUMENTS_SET_ELSEWHERE = ('num_classes', 'head_hidden', 'dtype', 'parent', 'name')
+MODEL_ARGUMENTS_SET_ELSEWHERE = ('num_classes', 'head_hidden', 'dtype', 'bn_group', 'parent',
+                                 'name')
 
 
 def model_kwarg_fields(model_name: str) -> List[Field]:

@@ -58,6 +58,7 @@ def validate(config) -> None:
     if _present(config, field.path):
       schema.check(field, schema.get(config, field.path))
   _validate_model(config.model)
+  _validate_bn_group(config.model, config.batch_size)
   _validate_data(config.data)
   _validate_optim(config.optim, config.num_epochs)
   try:
@@ -133,6 +134,21 @@ def _validate_model(model) -> None:
     models_lib.check_options(model.name, dict(kwargs))
   except ValueError as e:
     raise ConfigError(f'config.model.kwargs: {e}') from None
+
+
+def _validate_bn_group(model, batch_size: int) -> None:
+  """`model.bn_group` (absent in older config.json: 0) divides the global batch, and is 0 for a
+  model without BatchNorm. Dividing the rows per device is not required (groups that span
+  devices give the same numbers, with BN collectives); docs/pods.md says when it pays."""
+  group = model.get('bn_group', 0)
+  if group and batch_size % group:
+    raise ConfigError(f'config.model.bn_group: {group} does not divide batch_size={batch_size}; '
+                      'use a divisor of the batch, or 0 for the whole batch '
+                      '(set --config.model.bn_group=...)')
+  if group and not models_lib.model_class(model.name).batch_norm:
+    raise ConfigError(f'config.model.bn_group: {model.name} has no BatchNorm (LayerNorm only), '
+                      f'so a group of {group} would change nothing; set '
+                      '--config.model.bn_group=0')
 
 
 def _validate_data(data) -> None:

@@ -58,8 +58,12 @@ def resolve_config(config: Dict[str, Any]) -> Dict[str, Any]:
   """The config dict `config` (its JSON form) with each registered method's section resolved:
   the method's config defaults (`defaults(name)`) under the fields the config sets, i.e. every
   hyper-parameter `create_methods` builds it with. `config.json` records this form, so
-  `{'sd_dropout': {}}` and `{'sd_dropout': defaults('sd_dropout')}` are one config. Other
-  sections and unregistered names stay as they are."""
+  `{'sd_dropout': {}}` and `{'sd_dropout': defaults('sd_dropout')}` are one config. A `model`
+  section without `bn_group` (a config.json written before the field existed) gets its default,
+  0, so such a run still resumes. Other sections and unregistered names stay as they are."""
+  model = config.get('model')
+  if isinstance(model, dict) and 'bn_group' not in model:
+    config = {**config, 'model': {**model, 'bn_group': 0}}
   sections = config.get('methods')
   if not isinstance(sections, dict):
     return config

@@ -35,13 +35,19 @@ class StagedNetwork(nn.Module):
     num_classes: number of output logits.
     head_hidden: hidden widths of the head (see `heads.Head`); `(512,)` for Table 13.
     dtype: compute dtype (bfloat16 on accelerators); parameters stay float32.
+    bn_group: examples per BatchNorm statistics group in training (config.model.bn_group):
+      0 = the whole batch, G > 0 = consecutive blocks of G rows (`resnet.BatchNorm.group_size`).
+      Models without BatchNorm (the ViT) do not read it.
+    batch_norm: (class attribute) whether the network has BatchNorm layers (False: the ViT).
     stage_outputs: (class attribute) 'feature_maps' ([batch, H, W, C]) or 'tokens'
       ([batch, tokens, D]); methods that need convolutional maps (BYOT) check it.
   """
   num_classes: int = 1000
   head_hidden: Sequence[int] = ()
   dtype: Any = jnp.float32
+  bn_group: int = 0
   stage_outputs: ClassVar[str] = 'feature_maps'
+  batch_norm: ClassVar[bool] = True
 
   @classmethod
   def check_options(cls, options: Mapping[str, Any]) -> None:

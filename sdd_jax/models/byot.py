@@ -30,12 +30,13 @@ class AuxiliaryHead(nn.Module):
   bottleneck: int
   stride: int
   dtype: Any = jnp.float32
+  bn_group: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> Tuple[jax.Array, jax.Array]:
     def norm(y, name):
       return nn.relu(resnet.BatchNorm(use_running_average=not train, dtype=self.dtype,
-                                      name=name)(y))
+                                      group_size=self.bn_group, name=name)(y))
 
     x = norm(resnet.conv(self.bottleneck, 1, 1, self.dtype, 'reduce_conv')(x), 'reduce_bn')
     x = nn.Conv(self.bottleneck, (self.stride, self.stride), (self.stride, self.stride),
@@ -54,12 +55,13 @@ class AuxiliaryHeads(nn.Module):
   bottleneck: int
   strides: Sequence[int]
   dtype: Any = jnp.float32
+  bn_group: int = 0
 
   @nn.compact
   def __call__(self, stage_outputs: Sequence[jax.Array],
                train: bool) -> List[Tuple[jax.Array, jax.Array]]:
     return [AuxiliaryHead(self.num_classes, self.features, self.bottleneck, stride, self.dtype,
-                          name=f'head{i + 1}')(x, train)
+                          self.bn_group, name=f'head{i + 1}')(x, train)
             for i, (x, stride) in enumerate(zip(stage_outputs, self.strides))]
 
 
@@ -86,4 +88,4 @@ def create_auxiliary_heads(model, stage_outputs: Sequence[jax.Array], feature_wi
                        'size that halves evenly (e.g. 32 or 224)')
     strides.append(x.shape[1] // last)
   return AuxiliaryHeads(model.num_classes, feature_width, bottleneck or max(1, feature_width // 4),
-                        tuple(strides), model.dtype)
+                        tuple(strides), model.dtype, model.bn_group)

@@ -36,10 +36,12 @@ class DenseLayer(nn.Module):
   growth_rate: int
   bn_size: int = 4
   dtype: Any = jnp.float32
+  bn_group: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype)
+    norm = functools.partial(BatchNorm, use_running_average=not train, dtype=self.dtype,
+                             group_size=self.bn_group)
     y = nn.relu(norm(name='norm1')(x))
     y = _conv(self.bn_size * self.growth_rate, 1, 1, self.dtype, 'conv1')(y)
     y = nn.relu(norm(name='norm2')(y))
@@ -54,12 +56,15 @@ class DenseStage(nn.Module):
   bn_size: int = 4
   transition: bool = True
   dtype: Any = jnp.float32
+  bn_group: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for i in range(self.num_layers):
-      x = DenseLayer(self.growth_rate, self.bn_size, self.dtype, name=f'layer{i}')(x, train)
-    x = BatchNorm(use_running_average=not train, dtype=self.dtype, name='norm')(x)
+      x = DenseLayer(self.growth_rate, self.bn_size, self.dtype, self.bn_group,
+                     name=f'layer{i}')(x, train)
+    x = BatchNorm(use_running_average=not train, dtype=self.dtype, group_size=self.bn_group,
+                  name='norm')(x)
     x = nn.relu(x)
     if self.transition:
       x = _conv(x.shape[-1] // 2, 1, 1, self.dtype, 'transition_conv')(x)
@@ -95,13 +100,13 @@ class DenseNet(base.StagedNetwork):
     self._check_own_options()
     if self.stem == 'imagenet':
       self.stem_conv = _conv(self.num_init_features, 7, 2, self.dtype, None)
-      self.stem_bn = BatchNorm(dtype=self.dtype)
+      self.stem_bn = BatchNorm(dtype=self.dtype, group_size=self.bn_group)
     else:
       self.stem_conv = _conv(self.num_init_features, 3, 1, self.dtype, None)
     last = len(self.stage_sizes) - 1
     self.layers = [
         DenseStage(num_layers, self.growth_rate, self.bn_size, transition=i != last,
-                   dtype=self.dtype)
+                   dtype=self.dtype, bn_group=self.bn_group)
         for i, num_layers in enumerate(self.stage_sizes)]
     self.classifier = self._make_head()
 

@@ -157,6 +157,7 @@ class ViT(base.StagedNetwork):
   dropout: float = 0.0
   drop_path: float = 0.1
   stage_outputs: ClassVar[str] = 'tokens'
+  batch_norm: ClassVar[bool] = False  # LayerNorm only: `bn_group` changes nothing
 
   @classmethod
   def check_options(cls, options):

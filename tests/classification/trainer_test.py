@@ -20,10 +20,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _config(**overrides):
-  """Smoke SD-Dropout: 64 synthetic examples, batch 16 (4 steps/epoch), 2 epochs."""
+  """Smoke SD-Dropout: 64 synthetic examples, batch 16 (4 steps/epoch), 2 epochs, BatchNorm
+  groups of 4 examples (so the bitwise resume covers ghost BN too; whole-batch BN resumes in
+  ps_kd_test and the object-store tests)."""
   config = common.recipe()
   config.methods.sd_dropout = dict(common.SD_DROPOUT)
   common.smoke(config)
+  config.model.bn_group = 4
   config.data.synthetic_shape = (16, 16, 3)
   config.data.image_size = 16
   config.data.crop_padding = 2

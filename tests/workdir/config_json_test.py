@@ -1,6 +1,6 @@
 """`config.json` holds the resolved method fields (each method's defaults filled in), and a
 workdir whose config.json holds the form written before (a methods section as the config wrote
-it) still resumes; another config is still refused."""
+it, and no model.bn_group) still resumes; another config is still refused."""
 import json
 import os
 
@@ -35,9 +35,11 @@ def test_config_json_holds_resolved_fields_and_an_unresolved_one_still_resumes(t
   trainer.train_and_evaluate(_config({'rate': 0.3}), workdir, stop_after_step=1)
   assert _saved(workdir)['methods'] == {'feature_dropout': RESOLVED}
 
-  # The same run as an older version wrote it: the section as the config had it.
+  # The same run as an older version wrote it: the section as the config had it, and no
+  # model.bn_group (the field came later; absent means 0, the whole batch).
   old = _saved(workdir)
   old['methods'] = {'feature_dropout': {'rate': 0.3}}
+  assert old['model'].pop('bn_group') == 0
   path = os.path.join(workdir, 'config.json')
   with open(path, 'w', encoding='utf-8') as f:
     json.dump(old, f, indent=2, sort_keys=True)
@@ -54,6 +56,10 @@ def test_config_json_holds_resolved_fields_and_an_unresolved_one_still_resumes(t
     trainer.train_and_evaluate(_config({'rate': 0.4}), workdir)
   with pytest.raises(trainer.WorkdirError, match=r'methods.feature_dropout.samples: 1 -> 2'):
     trainer.train_and_evaluate(_config({'rate': 0.3, 'samples': 2}), workdir)
+  grouped = _config(dict(RESOLVED))
+  grouped.model.bn_group = 4
+  with pytest.raises(trainer.WorkdirError, match=r'model.bn_group: 0 -> 4'):
+    trainer.train_and_evaluate(grouped, workdir)
 
 
 def test_the_report_groups_an_unresolved_config_json_with_the_resolved_one():
