@@ -170,7 +170,7 @@ def test_installed_package_loads_a_config_by_absolute_path_from_another_folder(i
   elsewhere = root / 'elsewhere'
   elsewhere.mkdir()
   code = ('import json, sys, sdd_jax, configs\n'
-          'from sdd_jax import config_cli\n'
+          'from sdd_jax.config import cli as config_cli\n'
           f'config = config_cli.load(["x", "--config", {CONFIG + ":smoke"!r}, '
           '"--config.seed=7"])\n'
           'print(json.dumps(dict(sdd_jax=sdd_jax.__file__, configs=configs.__file__, '
