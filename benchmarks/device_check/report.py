@@ -19,7 +19,9 @@ def markdown(result: dict) -> str:
            f'{env["device_count"]} x {env["device_kind"]} ({env["backend"]}), '
            f'{env["host_cores"]} host cores, Python {env["python"]}; '
            + ', '.join(f'{k} {v}' for k, v in env['versions'].items()) + '.',
-           f'Device memory: {env["memory"] or "not reported by this backend"}.',
+           f'Device memory (allocator, bytes) at the start: '
+           f'{env["memory"] or "not reported by this backend"}; at the end: '
+           f'{env.get("memory_after") or "not reported by this backend"}.',
            f'MFU peak: {result["peak"]["source"]}.', '']
   step = result.get('classification')
   if step:
@@ -28,13 +30,14 @@ def markdown(result: dict) -> str:
               f'{step["steps_per_round"]} steps; compiled {step["compile_threads"]} at a time, '
               f'{step["compile_wall_s"]:.0f} s in all)', '',
               '| variant | images/s | step ms (min-max) | x CE | compile s | TFLOP/step | '
-              'TFLOP/s | MFU |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+              'TFLOP/s | MFU | temp MiB |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for name, row in step['variants'].items():
       lines.append(
           f'| {name} | {row["per_sec"]:,.0f} | {row["step_ms"]:.2f} ({row["step_ms_min"]:.2f}-'
           f'{row["step_ms_max"]:.2f}) | {row["step_time_vs_ce"]:.2f} | {row["compile_s"]:.1f} | '
           f'{_num(row["flops_per_step"] and row["flops_per_step"] / 1e12, 3)} | '
-          f'{_num(row["tflops_per_sec"])} | {_pct(row["mfu"])} |')
+          f'{_num(row["tflops_per_sec"])} | {_pct(row["mfu"])} | '
+          f'{_num(row["memory"].get("temp_bytes", 0) / 2**20)} |')
     lines.append('')
   pipe = result.get('pipeline')
   if pipe:

@@ -48,6 +48,19 @@ def _host_batch(settings, rng) -> Dict[str, np.ndarray]:
           'second_view': pixels[:, :, ::-1].copy(), 'pair_images': np.roll(pixels, 1, axis=0)}
 
 
+def compiled_memory(compiled) -> dict:
+  """Bytes of the compiled step's arguments, outputs and temporaries (XLA's memory analysis;
+  {} where the backend gives none)."""
+  try:
+    analysis = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except  # backends without it
+    return {}
+  fields = {'argument_bytes': 'argument_size_in_bytes', 'output_bytes': 'output_size_in_bytes',
+            'temp_bytes': 'temp_size_in_bytes', 'alias_bytes': 'alias_size_in_bytes'}
+  return {k: int(getattr(analysis, v)) for k, v in fields.items()
+          if analysis is not None and hasattr(analysis, v)}
+
+
 def _timed_compile(fn, *args) -> tuple:
   start = time.time()
   compiled = fn.lower(*args).compile()
@@ -93,7 +106,8 @@ def _interleave(runners: Dict[str, dict], batch_fn: Callable, steps: int, rounds
 def _row(runner: dict, step_seconds: list, per_step: float, peak_flops) -> dict:
   median = float(np.median(step_seconds))
   flops = runner['flops']
-  row = {'compile_s': runner['compile_s'], 'step_ms': 1000 * median,
+  row = {'compile_s': runner['compile_s'], 'memory': compiled_memory(runner['step']),
+         'step_ms': 1000 * median,
          'step_ms_min': 1000 * min(step_seconds), 'step_ms_max': 1000 * max(step_seconds),
          'per_sec': per_step / median, 'flops_per_step': flops, 'tflops_per_sec': None,
          'mfu': None}

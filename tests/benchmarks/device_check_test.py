@@ -46,6 +46,7 @@ def test_smoke_writes_every_section_with_consistent_figures(tmp_path, capsys):
     assert row['per_sec'] == pytest.approx(step['batch'] / (row['step_ms'] / 1000))
     assert row['mfu'] == pytest.approx(row['flops_per_step'] / (row['step_ms'] / 1000) / peak)
     assert 0 < row['mfu'] <= 1
+    assert row['memory']['argument_bytes'] > 0 and row['memory']['temp_bytes'] > 0
   assert step['variants']['ce']['step_time_vs_ce'] == 1.0
   pipe = result['pipeline']
   assert pipe['images_per_sec'] > 0 and pipe['train_examples'] == 8 * CLASSES
