@@ -2,6 +2,9 @@
 # On the lent accelerator, from the repository root, after `python -m benchmarks.device_check.bundle`
 # here and with benchmarks/device_check/{data,wheels} carried:
 #   bash benchmarks/device_check/run.sh --out "$OUT"        (any further flags go to the check)
+# Through this workplace's device tool (a call sends the session's checkout, so the ignored bundle
+# must be named in carry): run(command='bash benchmarks/device_check/run.sh --out "$OUT"',
+# carry=['benchmarks/device_check/data', 'benchmarks/device_check/wheels'], timeout_s=600).
 # Installs the bundled wheels into /tmp/device_check_site (no index, no dependencies: the device
 # image has the rest), puts it and the repository on PYTHONPATH, and runs the check.
 set -euo pipefail
