@@ -197,7 +197,7 @@ def test_ctrl_c_asks_for_a_stop_and_a_second_one_is_the_default_action(monkeypat
 
 def test_a_second_ctrl_c_ends_the_process_at_once_without_a_traceback():
   script = ('import os, signal, time\n'
-            'from sdd_jax import preemption\n'
+            'from sdd_jax.train import preemption\n'
             'with preemption.watch(0) as requested:\n'
             '  os.kill(os.getpid(), signal.SIGINT)\n'
             '  assert requested(1)\n'
