@@ -8,6 +8,13 @@ varies slowest), in `DIR/<key>=<value>,<key>=<value>` (characters other than let
 type (`0.3`, `both`, `(512,)`). Commas inside brackets or quotes do not split a list:
 `--sweep "model.head_hidden=(),(512,)"` is two values.
 
+The key `arg` sweeps the config file's `:ARG` tokens: `--sweep "arg=ce,"` is two points, one
+with the token `ce` and one with no extra token (an empty item), each added to the tokens the
+`--config` gives (`configs/demo.py:smoke` and `ce` -> `configs/demo.py:smoke,ce`). An item is
+one token. So cross-entropy and SD-Dropout over seeds go into one root in one command:
+`--config configs/demo.py --sweep "arg=ce," --sweep "seed=0,1"` runs `arg=ce,seed=0`,
+`arg=ce,seed=1`, `arg=,seed=0` and `arg=,seed=1`.
+
 Before anything runs or prints, the base config and every point of the grid are loaded and
 validated here (`config_cli.load` + `tasks.validate`): a missing config file, a
 misspelt key or a bad value is one line `error: ...` and exit status 1, not N failing runs.
@@ -18,6 +25,9 @@ store does not answer (`workdir_path.check_store`).
 Without `--print_only` the runs go one after another here (re-running resumes each from its
 newest checkpoint); a failed run does not stop the others, and the failures are listed at the end
 with exit status 1. `--print_only` prints one shell command per line, for a cluster scheduler.
+Before running, a workdir of the grid that already holds a run of a different config (a second
+sweep of another config or `:ARG` into the same root) is one line `error: ...` naming it, and
+nothing runs (`claim.check_config`, what train.py would refuse at the start of that run).
 """
 import argparse
 import itertools
@@ -26,11 +36,13 @@ import re
 import shlex
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sdd_jax.config import cli as config_cli
 from sdd_jax.config import validation as config_validation
+from sdd_jax import methods
 from sdd_jax import tasks
+from sdd_jax.workdir import claim as workdir_claim
 from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.errors import UserError
 
@@ -56,6 +68,9 @@ def split_values(text: str) -> List[str]:
   return values
 
 
+ARG = 'arg'  # the swept key of the config file's :ARG tokens (not a config field)
+
+
 def parse_sweep(text: str) -> Tuple[str, List[str]]:
   """'methods.sd_dropout.rate=0.1,0.3' -> ('methods.sd_dropout.rate', ['0.1', '0.3'])."""
   key, sep, values = text.partition('=')
@@ -66,6 +81,11 @@ def parse_sweep(text: str) -> Tuple[str, List[str]]:
     raise ValueError(f'--sweep {text!r}: expected KEY=V1,V2,... with KEY a config field such '
                      f'as seed or methods.sd_dropout.rate')
   values = split_values(values)
+  if key == ARG:
+    if any(',' in v for v in values):
+      raise ValueError(f'--sweep {text!r}: an arg item is one :ARG token; write arg=T1,T2 '
+                       '(an empty item: no extra token)')
+    return key, values
   if any(v == '' for v in values):
     raise ValueError(f'--sweep {text!r}: an empty value; write KEY=V1,V2 without empty items')
   return key, values
@@ -85,11 +105,26 @@ def run_name(overrides: Dict[str, str]) -> str:
   return re.sub(r'[^A-Za-z0-9._=,+-]', '_', name)
 
 
+def config_spec(config: str, overrides: Dict[str, str]) -> str:
+  """`--config` of one point: `config` with the point's `arg` token added to its own `:ARG`
+  tokens ('configs/x.py:smoke' + 'ce' -> 'configs/x.py:smoke,ce'; an empty token adds none)."""
+  token = overrides.get(ARG, '')
+  if not token:
+    return config
+  path, colon, arg = config.partition(':')
+  return f'{path}:{arg},{token}' if colon and arg else f'{path}:{token}'
+
+
+def config_overrides(overrides: Dict[str, str]) -> List[str]:
+  """The `--config.k=v` arguments of one point (its `arg` is in `config_spec`)."""
+  return [f'--config.{k}={v}' for k, v in overrides.items() if k != ARG]
+
+
 def command(config: str, workdir: str, overrides: Dict[str, str], *, python: str = 'python',
             train_py: str = 'train.py') -> List[str]:
-  """The argv of one run: `python train.py --config C --workdir W --config.k=v ...`."""
-  return [python, train_py, '--config', config, '--workdir', workdir,
-          *(f'--config.{k}={v}' for k, v in overrides.items())]
+  """The argv of one run: `python train.py --config C[:ARG] --workdir W --config.k=v ...`."""
+  return [python, train_py, '--config', config_spec(config, overrides), '--workdir', workdir,
+          *config_overrides(overrides)]
 
 
 def plan(config: str, workdir_root: str, sweeps, **kwargs) -> List[List[str]]:
@@ -98,16 +133,35 @@ def plan(config: str, workdir_root: str, sweeps, **kwargs) -> List[List[str]]:
           for o in expand(sweeps)]
 
 
-def check_grid(config: str, grid: Sequence[Dict[str, str]]) -> None:
-  """Loads and validates the config of every point of `grid` as train.py will; raises a
-  UserError (one line, naming the point) at the first bad one."""
+def check_grid(config: str, grid: Sequence[Dict[str, str]]) -> List[Any]:
+  """Loads and validates the config of every point of `grid` as train.py will; -> the configs.
+  Raises a UserError (one line, naming the point) at the first bad one."""
+  loaded = []
   for overrides in grid:
-    argv = ['train.py', '--config', config, *(f'--config.{k}={v}' for k, v in overrides.items())]
+    argv = ['train.py', '--config', config_spec(config, overrides), *config_overrides(overrides)]
     try:
-      tasks.validate(config_cli.load(argv))  # config.task's validation
+      loaded.append(config_cli.load(argv))
+      tasks.validate(loaded[-1])  # config.task's validation
     except UserError as e:
       where = f'--sweep point {run_name(overrides)}: ' if overrides else ''
       raise config_validation.ConfigError(f'{where}{e}') from None
+  return loaded
+
+
+def check_workdirs(workdir_root: str, grid: Sequence[Dict[str, str]],
+                   configs: Sequence[Any]) -> None:
+  """WorkdirError (one line) for the first point whose workdir holds a run of a different
+  config: what train.py's claim would refuse at the start of that run (reads only)."""
+  for overrides, config in zip(grid, configs):
+    workdir = workdir_path.join(workdir_root, run_name(overrides))
+    image = tasks.task_of(config) is tasks.TASKS.get(tasks.DEFAULT)
+    try:  # an image run's claim compares the resolved method sections
+      workdir_claim.check_config(workdir, config, **(
+          {'resolve': methods.resolve_config} if image else {}))
+    except UserError as e:
+      raise workdir_claim.WorkdirError(
+          f'{e}; to sweep several configs or :ARG tokens into one root, give them as one '
+          'sweep (--sweep "arg=T1,T2") or use another --workdir_root') from None
 
 
 def run_all(commands: Sequence[Sequence[str]], out=sys.stdout) -> List[Tuple[str, str]]:
@@ -143,9 +197,10 @@ def main(argv: Optional[Sequence[str]] = None, out=sys.stdout) -> int:
     return 2
   try:
     workdir_path.check_supported(args.workdir_root, '--workdir_root')
-    check_grid(args.config, expand(sweeps))
+    configs = check_grid(args.config, expand(sweeps))
     if not args.print_only:  # a scheduler's machine may not reach the store: its runs will
       workdir_path.check_store(args.workdir_root, '--workdir_root')
+      check_workdirs(args.workdir_root, expand(sweeps), configs)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
