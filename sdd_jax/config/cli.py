@@ -122,6 +122,11 @@ def load_file(spec: str) -> ml_collections.ConfigDict:
   return config
 
 
+def _methods_dict(known: Sequence[str], added: str) -> str:
+  """The dict form's example: the config's methods with their defaults, plus `added`."""
+  return '{' + ', '.join([f"'{m}': {{}}" for m in known] + [f"'{added}': {{'weight': 0.1}}"]) + '}'
+
+
 def check_path(config, path: str, name: str = 'config') -> None:
   """ConfigError naming the first part of dotted `path` that `config` does not have, with the
   nearest known names."""
@@ -135,7 +140,11 @@ def check_path(config, path: str, name: str = 'config') -> None:
       section = where[len(name) + 1:]  # '' at the top, then 'optim', 'methods', ...
       registered = _registered(section)
       hint = _nearest(part, set(known) | set(registered))
-      if part in registered:
+      if part in registered and section == 'methods':  # the dict form adds a method
+        hint = (f'this config does not set methods.{part}; add it with the dict form, which '
+                f'replaces the whole methods section: --config.methods="{_methods_dict(known, part)}" '
+                '(fields not given take the method\'s defaults), or set it in a config file. ')
+      elif part in registered:
         hint = (f'this config does not set {section}.{part} and an override cannot add it: '
                 'set it in a config file. ')
       raise ConfigError(f'--{name}.{path}: no such field ({part!r}); {hint}known here: '

@@ -153,13 +153,24 @@ def test_overrides_parse_like_config_flags():
 
 SECTION_CASES = [
     ('methods.sd_dropuot.rate', r"no such field \('sd_dropuot'\); did you mean sd_dropout\?"),
-    ('methods.cs_kd.weight', r'this config does not set methods.cs_kd and an override cannot '
-                             r'add it'),
+    ('methods.cs_kd.weight', r'this config does not set methods.cs_kd; add it with the dict '
+                             r'form, which replaces the whole methods section: '
+                             r'--config.methods="\{\'sd_dropout\': \{\}, \'cs_kd\': '
+                             r'\{\'weight\': 0.1\}\}"'),
     ('evals.accuracy.prefix', r'this config does not set evals.accuracy.prefix and an override '
                               r'cannot add it: set it in a config file'),
     ('evals.acuracy.every_epochs', r"no such field \('acuracy'\); did you mean accuracy\?"),
     ('optim.lr.value', r'config.optim.lr is a value \(0.1\), not a section'),
 ]
+
+
+def test_the_dict_form_the_error_names_adds_a_method_and_replaces_the_section(capsys):
+  line = _one_line_exit(capsys, config_cli.load, _train('--config.methods.cs_kd.weight=0.3'))
+  suggested = re.search(r'(--config.methods=)"([^"]*)"', line)  # as a shell passes it
+  config = config_cli.load(_train(suggested.group(1) + suggested.group(2)))
+  assert config.methods.to_dict() == {'sd_dropout': {}, 'cs_kd': {'weight': 0.1}}
+  config = config_cli.load(_train("--config.methods={'cs_kd': {'temperature': 4.0}}"))
+  assert config.methods.to_dict() == {'cs_kd': {'temperature': 4.0}}  # sd_dropout is gone
 
 
 @pytest.mark.parametrize('path,message', SECTION_CASES, ids=[c[0] for c in SECTION_CASES])
