@@ -3,6 +3,7 @@ method) and ablation sections (Tables 9-14: a pivot by the field that varies).""
 from typing import Callable, List, Sequence, Tuple
 
 from sdd_jax.metrics import corruption as corruption_metrics
+from sdd_jax.report import calibration as report_calibration
 from sdd_jax.report.runs import (FEATURE_DROPOUT, PLUS_SDD, Group, Run, at_reference, label,
                                  metric_keys, order_key)
 from sdd_jax.report.tables import base_vs_sdd, in_main_tables, pair_grid, pivot
@@ -62,12 +63,9 @@ def _pair_name(dataset: str, method: str) -> str:
 
 
 def evaluation_sections(groups: Sequence[Group], runs: Sequence[Run]) -> List[Tuple[str, str]]:
-  """[(heading, table)] for calibration, FGSM, corruption and ODIN/MSP, where present."""
-  sections = []
-  prefix = 'calibration' if metric_keys(runs, 'calibration/ece') else 'test'
-  calibration = base_vs_sdd(groups, [('ECE %', f'{prefix}/ece'), ('NLL', f'{prefix}/nll')])
-  if calibration:
-    sections.append((f'Calibration (Table 2; `{prefix}/ece`, `{prefix}/nll`)', calibration))
+  """[(heading, table)] for calibration (`calibration.py`), FGSM, corruption and ODIN/MSP,
+  where present."""
+  sections = report_calibration.sections(groups, runs)
   fgsm = [k for k in metric_keys(runs, 'fgsm/') if k not in ('fgsm/count', 'fgsm/nonfinite')]
   if fgsm:
     sections.append(('FGSM top-1 % (Table 5)',

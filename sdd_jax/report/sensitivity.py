@@ -6,8 +6,9 @@ data set and model: rows are the pooled dimension D (8 x width for the basic-blo
 32 x width for the bottleneck ones), columns CE and each SD-Dropout weight λ, one table each
 for the final test top-1, NLL, ECE and mean confidence (mean ± std over seeds,
 `cells.Cell`; bold: the best of each row, except for confidence, where higher is not
-better). The section shows when there are at least two columns or two rows
-(configs/cifar10_sensitivity.py makes such runs).
+better). The section shows only where the runs vary the study's fields: at least two values
+of D, or at least two SD-Dropout weights (configs/cifar10_sensitivity.py makes such runs); CE
+beside one weight at one D (a seed sweep of the two arms) is Table 1's comparison, not a study.
 
 Mean confidence (mean max-softmax, %) is `calibration/confidence` where the run has it; a run
 without it (older runs) gets it from the calibration evaluator's reliability bins in
@@ -83,7 +84,8 @@ def column(g: Group) -> Optional[Any]:
 
 def study(groups: Sequence[Group]) -> Dict[Tuple[str, str], Dict[Tuple[int, Any], Group]]:
   """{(data set, model name): {(D, column): group}} over the groups that belong to the study;
-  where two groups share a cell (e.g. differing in another field), the one with most seeds."""
+  where two groups share a cell (e.g. differing in another field), the one with most seeds;
+  only pairs with two values of D or two weights."""
   out: Dict[Tuple[str, str], Dict[Tuple[int, Any], Group]] = {}
   for g in groups:
     dim, col = pooled_dimension(g.runs[0]), column(g)
@@ -93,7 +95,7 @@ def study(groups: Sequence[Group]) -> Dict[Tuple[str, str], Dict[Tuple[int, Any]
     if (dim, col) not in cells or len(g.runs) > len(cells[(dim, col)].runs):
       cells[(dim, col)] = g
   return {k: v for k, v in out.items()
-          if len({d for d, _ in v}) > 1 or len({c for _, c in v}) > 1}
+          if len({d for d, _ in v}) > 1 or len({c for _, c in v if c != CE}) > 1}
 
 
 def _columns(cells) -> List[Any]:

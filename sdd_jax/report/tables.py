@@ -11,15 +11,26 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from sdd_jax.report.cells import Cell, embolden, lower_is_better, markdown, with_gain
 from sdd_jax.report.runs import (BASE, BASELINE_METHODS, PLUS_SDD, Group, at_reference, label,
-                                 order_key)
+                                 order_key, sdd_weight, weight_note)
 
 
-def cell(groups: Sequence[Group], key: str) -> Cell:
-  """The values of the first group (of the most runs) that has `key`."""
+def chosen(groups: Sequence[Group], key: str) -> Optional[Group]:
+  """The first group (of the most runs) that has `key`, or None."""
   with_key = [g for g in groups if g.values(key)]
-  if not with_key:
+  return max(with_key, key=lambda g: len(g.values(key))) if with_key else None
+
+
+def cell(groups: Sequence[Group], key: str, weighted: bool = False) -> Cell:
+  """The values of `chosen(groups, key)`; `weighted`: noted with its SD-Dropout weight."""
+  g = chosen(groups, key)
+  if g is None:
     return Cell(())
-  return Cell(tuple(max(with_key, key=lambda g: len(g.values(key))).values(key)))
+  return Cell(tuple(g.values(key)), note=weight_note(g) if weighted else '')
+
+
+WEIGHT_NOTE = ('(λ=w): SD-Dropout\'s weight in the runs of that cell (`methods.sd_dropout.weight` '
+               'of their config.json); the paper uses 1 for SD-Dropout alone (row '
+               'Cross-Entropy) and 0.1 beside another method.')
 
 
 # --- tables -------------------------------------------------------------------------------
@@ -101,7 +112,8 @@ def table1(groups: Sequence[Group], metric: str = 'test/top1') -> str:
   datasets = sorted({d for _, d, _ in cells}, key=lambda d: order_key('dataset', d))
   columns = ['Method'] + [f'{label("dataset", d)} {s}' for d in datasets for s in (BASE, PLUS_SDD)]
   rows = [[label('method', m)] + [c for d in datasets for c in _pair(
-      cell(cells.get((m, d, BASE), []), metric), cell(cells.get((m, d, PLUS_SDD), []), metric),
+      cell(cells.get((m, d, BASE), []), metric), cell(cells.get((m, d, PLUS_SDD), []), metric,
+                                                        weighted=True),
       lower_is_better(metric))] for m in methods]
   return '\n'.join([markdown(columns, rows)] + _ambiguity(
       {(label('method', m), label('dataset', d), s): gs
@@ -120,7 +132,7 @@ def base_vs_sdd(groups: Sequence[Group], metrics: Sequence[Tuple[str, str]]) -> 
                                       for s in (BASE, PLUS_SDD)]
   rows = [[label('dataset', d), label('method', m)] + [
       c for _, key in metrics for c in _pair(cell(cells.get((d, m, BASE), []), key),
-                                             cell(cells.get((d, m, PLUS_SDD), []), key),
+                                             cell(cells.get((d, m, PLUS_SDD), []), key, True),
                                              lower_is_better(key))] for d, m in pairs]
   rows = [r for r in rows if any(c.values for c in r[2:])]
   return markdown(columns, rows) if rows else ''
@@ -138,7 +150,8 @@ def dml_table(groups: Sequence[Group]) -> str:
     if in_main_tables(g) and g.field('method') == 'dml' and g.values('dml/net1/top1'):
       cells[(g.field('dataset'), g.field('sd_dropout'))].append(g)
   keys = sorted(cells, key=lambda k: (order_key('dataset', k[0]), order_key('sd_dropout', k[1])))
-  rows = [[label('dataset', d), s] + [cell(cells[(d, s)], key) for _, key in DML_COLUMNS]
+  rows = [[label('dataset', d), f'{s} {weight_note(cells[(d, s)][0])}'.strip()] + [
+      cell(cells[(d, s)], key) for _, key in DML_COLUMNS]
           for d, s in keys]
   for r in range(len(rows)):
     embolden(rows, [(r, c) for c in range(2, 2 + len(DML_COLUMNS))])
@@ -179,7 +192,9 @@ def pair_grid(groups: Sequence[Group], dataset: str, method: str, row_title: str
                    lower_is_better(keys[0]))
     if any(c.values for c in row[1:]):
       table.append(row)
-  header = [row_title] + [f'{name} {s}' for name, _ in columns for s in (BASE, PLUS_SDD)]
+  weights = '/'.join(f'{w:g}' for w in sorted({sdd_weight(g) for g in by_sdd[PLUS_SDD]}))
+  plus = f'{PLUS_SDD} (λ={weights})' if weights else PLUS_SDD
+  header = [row_title] + [f'{name} {s}' for name, _ in columns for s in (BASE, plus)]
   return markdown(header, table) if table else ''
 
 
@@ -192,7 +207,8 @@ def table3(groups: Sequence[Group], dataset: str = 'imagenet2012') -> str:
       cells[(g.field('method'), g.field('sd_dropout'))].append(g)
   keys = sorted(cells, key=lambda k: (order_key('method', k[0]), order_key('sd_dropout', k[1])))
   names = {(m, s): label('method', m) + ('' if s == BASE else f' {s}') for m, s in keys}
-  names = {k: 'SD-Dropout' if k == ('ce', PLUS_SDD) else n for k, n in names.items()}
+  names = {k: ('SD-Dropout' if k == ('ce', PLUS_SDD) else n) + (
+      f' {weight_note(cells[k][0])}' if k[1] == PLUS_SDD else '') for k, n in names.items()}
   rows = [[names[k]] + [cell(cells[k], f'test/{m}') for m in ('top1', 'top5')] for k in keys]
   for c in (1, 2):
     embolden(rows, [(r, c) for r in range(len(rows))])
