@@ -20,6 +20,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                    description=DESCRIPTION)
   parser.add_argument('dirs', nargs='+', help='workdirs, or folders with workdirs below them')
   parser.add_argument('--out', default='report.md', help='the markdown file to write')
+  parser.add_argument('--per_seed', action='store_true',
+                      help='add a table of every run\'s values, seed by seed')
   args = parser.parse_args(argv)
   try:  # every path before any is read: a scheme we cannot use, a missing or silent store
     for directory in args.dirs:
@@ -47,7 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1
   out = workdir_path.path(args.out)  # a local file or a gs:// object
   out_dir = os.fspath(out.parent)
-  text = render(runs, out_dir, extra=detection.section(detection_runs))
+  text = render(runs, out_dir, extra=detection.section(detection_runs), per_seed=args.per_seed)
   try:
     with workdir_path.store_errors(args.out, '--out'):
       out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,13 +5,15 @@ import json
 from typing import Sequence
 
 from sdd_jax.workdir import paths as workdir_path
+from sdd_jax.report import configs as report_configs
+from sdd_jax.report import per_seed as report_per_seed
 from sdd_jax.report import probe as report_probe
 from sdd_jax.report import sensitivity as report_sensitivity
 from sdd_jax.report import translation as report_translation
-from sdd_jax.report.runs import REFERENCE, Group, Run, group_seeds, label
+from sdd_jax.report.runs import REFERENCE, Group, Run, group_seeds, label, metric_keys, weight_note
 from sdd_jax.report.sections import ablation_sections, evaluation_sections
 from sdd_jax.report.cells import STD_NOTE
-from sdd_jax.report.tables import dml_table, in_main_tables, table1, table3
+from sdd_jax.report.tables import WEIGHT_NOTE, dml_table, in_main_tables, table1, table3
 
 
 def _reference_text() -> str:
@@ -26,7 +28,7 @@ def _group_name(g: Group) -> str:
   if report_translation.is_translation(g.runs[0]):
     return report_translation.group_name(g)
   return (f'{label("dataset", g.field("dataset"))}, {label("method", g.field("method"))} '
-          f'{g.field("sd_dropout")}')
+          f'{g.field("sd_dropout")} {weight_note(g)}').strip()
 
 
 def reliability_links(groups: Sequence[Group], out_dir: str) -> str:
@@ -65,11 +67,13 @@ def runs_list(groups: Sequence[Group], out_dir: str) -> str:
   return '\n'.join(lines)
 
 
-def render(runs: Sequence[Run], out_dir: str = '.', extra: Sequence[str] = ()) -> str:
+def render(runs: Sequence[Run], out_dir: str = '.', extra: Sequence[str] = (),
+           per_seed: bool = False) -> str:
   """The whole report as markdown; links relative to `out_dir`. Translation runs
   (`translation.py`) have their own table and stay out of the image tables. `extra`: the lines
   of sections from workdirs that are not runs of ours (detection: `detection.section`), after
-  the tables of the runs (the image tables are left out when only such workdirs were found)."""
+  the tables of the runs (the image tables are left out when only such workdirs were found).
+  `per_seed`: a table of every run's values (`per_seed.py`) before the configurations."""
   if not runs:
     return '\n'.join(['# SD-Dropout results', '', *extra])
   translation_groups = group_seeds([r for r in runs if report_translation.is_translation(r)])
@@ -82,6 +86,9 @@ def render(runs: Sequence[Run], out_dir: str = '.', extra: Sequence[str] = ()) -
     parts += _image_sections(groups, image_runs, out_dir)
   parts += report_translation.section(translation_groups)
   parts += list(extra)
+  if per_seed:
+    parts += report_per_seed.section(groups + translation_groups, _group_name)
+  parts += report_configs.section(groups + translation_groups, _group_name)
   parts += ['## Runs', '', runs_list(groups + translation_groups, out_dir), '']
   return '\n'.join(parts)
 
@@ -91,6 +98,10 @@ def _image_sections(groups: Sequence[Group], runs: Sequence[Run], out_dir: str) 
   main = table1(groups) if any(in_main_tables(g) for g in groups) else (
       f'No run at the paper\'s settings ({_reference_text()}).')
   parts = ['## Table 1: top-1 accuracy % (`test/top1`)', '', main, '']
+  if any(in_main_tables(g) for g in groups):
+    if metric_keys(runs, 'test/top5'):
+      parts += ['## Table 1, top-5 accuracy % (`test/top5`)', '', table1(groups, 'test/top5'), '']
+    parts += [WEIGHT_NOTE, '']
   dml = dml_table(groups)
   if dml:
     parts += ['### DML: both networks and their ensemble, top-1 % (Table 1 shows network 0)', '',

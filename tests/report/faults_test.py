@@ -72,12 +72,12 @@ FILES = ('config.json', 'summary.json', 'evals/calibration/results.json', 'metri
 
 # --- the tables, by hand ----------------------------------------------------------------------
 # Table 1 (Cross-Entropy row). Both CE seeds: mean(70, 72) = 71, std sqrt(2) = 1.41; +SD-Dropout
-# 75 is bold with its gain. Without seed 1's top-1: 70, gain +5.
-TOP1_BOTH = '| Cross-Entropy | 71.00 ± 1.41 (n=2) | **75.00** (+4.00) (n=1) |'
-TOP1_S0 = '| Cross-Entropy | 70.00 (n=1) | **75.00** (+5.00) (n=1) |'
-# Calibration: ECE (lower is better) 10 and 12 -> 11 ± 1.41; +SD-Dropout 8 is bold; no NLL.
-ECE_BOTH = '| CIFAR-100 | Cross-Entropy | 11.00 ± 1.41 (n=2) | **8.00** (-3.00) (n=1) | – | – |'
-ECE_S0 = '| CIFAR-100 | Cross-Entropy | 10.00 (n=1) | **8.00** (-2.00) (n=1) | – | – |'
+# (λ=1, SD-Dropout alone) 75 with its gain, one seed: never bold. Without seed 1's top-1: 70, +5.
+TOP1_BOTH = '| Cross-Entropy | 71.00 ± 1.41 (n=2) | 75.00 (+4.00) (λ=1) (n=1) |'
+TOP1_S0 = '| Cross-Entropy | 70.00 (n=1) | 75.00 (+5.00) (λ=1) (n=1) |'
+# Calibration: ECE 10 and 12 -> 11 ± 1.41; +SD-Dropout 8 (one seed, not bold); no NLL.
+ECE_BOTH = '| CIFAR-100 | Cross-Entropy | 11.00 ± 1.41 (n=2) | 8.00 (-3.00) (λ=1) (n=1) | – | – |'
+ECE_S0 = '| CIFAR-100 | Cross-Entropy | 10.00 (n=1) | 8.00 (-2.00) (λ=1) (n=1) | – | – |'
 # Table 8: 10 steps = 2 epochs; epochs 0, 1, 2 -> steps 0, 5, 10 -> records 1, 5, 10. Two seeds:
 # means of PROBES[0] and PROBES[1], sample std |a - b| / sqrt(2) = 0.2 / 1.414 = 0.14.
 TABLE8_BOTH = [['0', '0.60 ± 0.14 (n=2)', '0.20 ± 0.14 (n=2)', '0.10 ± 0.14 (n=2)'],
@@ -147,7 +147,8 @@ def test_the_undamaged_runs_give_the_tables_by_hand(tmp_path, capsys):
 def _check(text, want):
   assert _rows(text, '| Cross-Entropy |') == [want['top1']]
   assert _rows(text, '| CIFAR-100 | Cross-Entropy |') == [want['ece']]
-  table8 = [line.split(' | ')[1:] for line in _rows(text, '| CIFAR-100, Cross-Entropy Base |')]
+  tables = text.split('## Configurations')[0]  # whose rows also start with the group's name
+  table8 = [line.split(' | ')[1:] for line in _rows(tables, '| CIFAR-100, Cross-Entropy Base |')]
   assert [row[:-1] + [row[-1].rstrip(' |')] for row in table8] == want['table8']
   assert _rows(text, '- CIFAR-100, Cross-Entropy Base') == [want['runs']]
   assert '](../runs/sdd/s0)' in text  # the other runs are all there

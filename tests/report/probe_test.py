@@ -38,7 +38,7 @@ def test_table8_in_the_paper_layout_and_figure4_is_drawn(tmp_path):
   out = str(tmp_path / 'out')
   os.makedirs(out)
   text = report.render(report.load_runs([root]), out)
-  section = text[text.index('## KL-direction analysis'):]
+  section = text[text.index('## KL-direction analysis'):].split('## Configurations')[0]
   assert '| run | epoch | P(Assumption 1) | mean |r| | r1 |' in section
   rows = [line.split(' | ')[1:] for line in section.splitlines()
           if line.startswith('| CIFAR-100')]

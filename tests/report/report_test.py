@@ -53,26 +53,27 @@ def fixture_root(tmp_path):
 # CE on CIFAR-100: mean(74, 75, 76.5) = 75.1667; squared deviations 1.3611 + 0.0278 + 1.7778
 # = 3.1667, / (3 - 1) = 1.5833, sqrt = 1.2583. SD-Dropout: 77.0, std sqrt(0.08 / 2) = 0.20.
 # CS-KD: 77.4, std sqrt(0.02 / 1) = 0.1414, two seeds. CUB: one seed.
-# The +SD-Dropout cell: 77.0 - 75.1667 = +1.83 and bold (the better of its pair); a lone number
-# (CUB, CS-KD) has nothing to beat and is not bold.
+# The +SD-Dropout cell (SD-Dropout alone: λ=1): 77.0 - 75.1667 = +1.83, not bold: Welch's t =
+# 1.83 / sqrt(1.5833/3 + 0.04/3) = 2.49 on 2.10 degrees of freedom, two-sided p = 0.12 > 0.05.
+# A lone number (CUB, CS-KD) has nothing to beat and is not bold.
 TABLE1 = """\
 | Method | CIFAR-100 Base | CIFAR-100 +SD-Dropout | CUB-200-2011 Base | CUB-200-2011 +SD-Dropout |
 |---|---|---|---|---|
-| Cross-Entropy | 75.17 ± 1.26 | **77.00 ± 0.20** (+1.83) | 53.80 (n=1) | – |
+| Cross-Entropy | 75.17 ± 1.26 | 77.00 ± 0.20 (+1.83) (λ=1) | 53.80 (n=1) | – |
 | CS-KD | 77.40 ± 0.14 (n=2) | – | – | – |"""
 
-# Lower is better for ECE and NLL: the +SD-Dropout cells are bold, gains 7.5 - 12 and 0.9 - 1.1.
+# Gains 7.5 - 12 and 0.9 - 1.1; one seed each: nothing is bold.
 CALIBRATION = """\
 | Data set | Method | ECE % Base | ECE % +SD-Dropout | NLL Base | NLL +SD-Dropout |
 |---|---|---|---|---|---|
-| CIFAR-100 | Cross-Entropy | 12.00 (n=1) | **7.50** (-4.50) (n=1) | 1.10 (n=1) | **0.90** (-0.20) (n=1) |"""
+| CIFAR-100 | Cross-Entropy | 12.00 (n=1) | 7.50 (-4.50) (λ=1) (n=1) | 1.10 (n=1) | 0.90 (-0.20) (λ=1) (n=1) |"""
 
 # Rows: weight λ; columns: rate β; the rate-0.5 cell is the 3-seed SD-Dropout group, marked
-# (n=3) because most cells of this table have one seed. Bold: the best of each row.
+# (n=3) because most cells of this table have one seed. No bold: one-seed cells.
 TABLE14 = """\
 | methods.sd_dropout.weight | 0.1 | 0.3 | 0.5 |
 |---|---|---|---|
-| 1.0 | 76.30 (n=1) | 76.50 (n=1) | **77.00 ± 0.20** (n=3) |
+| 1.0 | 76.30 (n=1) | 76.50 (n=1) | 77.00 ± 0.20 (n=3) |
 | 2.0 | – | 76.79 (n=1) | – |"""
 
 # Base: the cross-entropy runs of each data set; the rate/weight ablations are not at the
@@ -80,7 +81,7 @@ TABLE14 = """\
 TABLE9 = """\
 | dataset | Base | Forward | Both Directions |
 |---|---|---|---|
-| CIFAR-100 | 75.17 ± 1.26 | 76.60 (n=1) | **77.00 ± 0.20** |
+| CIFAR-100 | 75.17 ± 1.26 | 76.60 (n=1) | 77.00 ± 0.20 |
 | CUB-200-2011 | 53.80 (n=1) | – | – |"""
 
 
@@ -111,12 +112,12 @@ def test_report_file_has_the_tables_and_links(root, tmp_path):
   assert ('### Table 14: weight λ (rows) × rate β (columns): `test/top1`\n\n' + TABLE14 + '\n'
           in text)
   assert TABLE9 in text
-  assert '- [CIFAR-100, Cross-Entropy +SD-Dropout, seed 0](../runs/sdd/s0/evals/calibration/' \
+  assert '- [CIFAR-100, Cross-Entropy +SD-Dropout (λ=1), seed 0](../runs/sdd/s0/evals/calibration/' \
       'reliability.png)' in text
   assert 'Table 12' not in text and 'Table 13' not in text  # nothing varies there
   assert 'FGSM' not in text
-  assert ('- CIFAR-100, Cross-Entropy +SD-Dropout (methods.sd_dropout.direction="forward", '
-          'methods.sd_dropout.rate=0.5, methods.sd_dropout.weight=1.0), n=1: '
+  assert ('- CIFAR-100, Cross-Entropy +SD-Dropout (λ=1) (methods.sd_dropout.direction="forward", '
+          'methods.sd_dropout.rate=0.5), n=1: '
           '[seed 0](../runs/abl/fwd)\n') in text
 
 
@@ -131,32 +132,33 @@ def test_pivot_is_generic_and_flags_ambiguous_cells(root):
   table = report.pivot(groups, 'method', 'sd_dropout', 'test/top1')
   lines = table.splitlines()
   assert lines[0] == '| method | Base | +SD-Dropout |'
-  assert lines[2].startswith('| Cross-Entropy | 75.17 ± 1.26 | **77.00 ± 0.20** |')
+  assert lines[2].startswith('| Cross-Entropy | 75.17 ± 1.26 | 77.00 ± 0.20 |')
   # Ablation runs and CUB share a cell with the main groups: a footnote names them.
   assert any(line.startswith('- Cross-Entropy / +SD-Dropout: 5 configurations') for line in lines)
 
 
 # Table 11 over one seed each: standard dropout (K=1 mask), the equal-steps variant (K=2), and
-# SD-Dropout; a rate-0.3 dropout run is not at the paper's settings and stays out.
+# SD-Dropout; a rate-0.3 dropout run is not at the paper's settings and stays out. One seed:
+# no bold.
 TABLE11 = """\
 | dataset | Base | +Dropout (standard) | +Dropout (standard†) | +SD-Dropout |
 |---|---|---|---|---|
-| CIFAR-100 | 74.80 (n=1) | 75.40 (n=1) | 73.50 (n=1) | **77.00** (n=1) |
-| CUB-200-2011 | 53.80 (n=1) | 64.60 (n=1) | – | **66.60** (n=1) |"""
+| CIFAR-100 | 74.80 (n=1) | 75.40 (n=1) | 73.50 (n=1) | 77.00 (n=1) |
+| CUB-200-2011 | 53.80 (n=1) | 64.60 (n=1) | – | 66.60 (n=1) |"""
 
-# DML's second network and ensemble; a tie at the printed precision bolds both cells.
+# DML's second network and ensemble; SD-Dropout beside DML at its weight 0.1; one seed: no bold.
 DML = """\
 | Data set | DML | Network 0 | Network 1 | Ensemble |
 |---|---|---|---|---|
-| CIFAR-100 | Base | 78.90 (n=1) | 78.50 (n=1) | **80.10** (n=1) |
-| CIFAR-100 | +SD-Dropout | 79.00 (n=1) | **80.10** (n=1) | **80.10** (n=1) |"""
+| CIFAR-100 | Base | 78.90 (n=1) | 78.50 (n=1) | 80.10 (n=1) |
+| CIFAR-100 | +SD-Dropout (λ=0.1) | 79.00 (n=1) | 80.10 (n=1) | 80.10 (n=1) |"""
 
 # Table 1 keeps the self-KD methods only: the dropout baselines are in Table 11.
 TABLE1_WITH_DML = """\
 | Method | CIFAR-100 Base | CIFAR-100 +SD-Dropout | CUB-200-2011 Base | CUB-200-2011 +SD-Dropout |
 |---|---|---|---|---|
-| Cross-Entropy | 74.80 (n=1) | **77.00** (+2.20) (n=1) | 53.80 (n=1) | **66.60** (+12.80) (n=1) |
-| DML | 78.90 (n=1) | **79.00** (+0.10) (n=1) | – | – |"""
+| Cross-Entropy | 74.80 (n=1) | 77.00 (+2.20) (λ=1) (n=1) | 53.80 (n=1) | 66.60 (+12.80) (λ=1) (n=1) |
+| DML | 78.90 (n=1) | 79.00 (+0.10) (λ=0.1) (n=1) | – | – |"""
 
 
 def test_table11_dml_and_table1_without_the_baselines(tmp_path):
@@ -189,20 +191,22 @@ def _evals(root, name, evaluator, values):
 
 
 # Two seeds each; sample std of two values a, b is |a - b| / sqrt(2). Rows without a number
-# (the other corruptions, mCA-19) are dropped; lower is better for FPR95 and an AUROC tie at
-# the printed precision bolds both cells.
+# (the other corruptions, mCA-19) are dropped; lower is better for FPR95. Bold only where
+# Welch's two-sided p < 0.05: lsun FPR95, 71 ± 1.41 vs 61 ± 1.41: t = 10 / sqrt(2/2 + 2/2) =
+# 7.07 on 2 degrees of freedom, p = 0.019. Not: the clean accuracy, 75.5 ± 0.71 vs 77 ± 0
+# (t = 1.5 / 0.5 = 3 on 1 degree of freedom, p = 0.20), nor the others (p >= 0.09).
 TABLE6 = """\
-| Corruption | top-1 % Base | top-1 % +SD-Dropout |
+| Corruption | top-1 % Base | top-1 % +SD-Dropout (λ=1) |
 |---|---|---|
-| Noise: Gauss. | **21.00 ± 1.41** (n=2) | 20.00 ± 1.41 (-1.00) (n=2) |
-| mCA-15 | 47.50 ± 0.71 (n=2) | **48.50 ± 0.71** (+1.00) (n=2) |
-| Clean | 75.50 ± 0.71 (n=2) | **77.00 ± 0.00** (+1.50) (n=2) |"""
+| Noise: Gauss. | 21.00 ± 1.41 (n=2) | 20.00 ± 1.41 (-1.00) (n=2) |
+| mCA-15 | 47.50 ± 0.71 (n=2) | 48.50 ± 0.71 (+1.00) (n=2) |
+| Clean | 75.50 ± 0.71 (n=2) | 77.00 ± 0.00 (+1.50) (n=2) |"""
 TABLE7 = """\
-| OOD set | FPR95 ↓ Base | FPR95 ↓ +SD-Dropout | Detection error ↓ Base | Detection error ↓ +SD-Dropout | AUROC ↑ Base | AUROC ↑ +SD-Dropout | AUPR in ↑ Base | AUPR in ↑ +SD-Dropout | AUPR out ↑ Base | AUPR out ↑ +SD-Dropout |
+| OOD set | FPR95 ↓ Base | FPR95 ↓ +SD-Dropout (λ=1) | Detection error ↓ Base | Detection error ↓ +SD-Dropout (λ=1) | AUROC ↑ Base | AUROC ↑ +SD-Dropout (λ=1) | AUPR in ↑ Base | AUPR in ↑ +SD-Dropout (λ=1) | AUPR out ↑ Base | AUPR out ↑ +SD-Dropout (λ=1) |
 |---|---|---|---|---|---|---|---|---|---|---|
-| lsun | 71.00 ± 1.41 (n=2) | **61.00 ± 1.41** (-10.00) (n=2) | – | – | 81.00 ± 1.41 (n=2) | **85.00 ± 0.00** (+4.00) (n=2) | – | – | – | – |
-| svhn | 82.00 ± 2.83 (n=2) | **76.00 ± 0.00** (-6.00) (n=2) | – | – | **78.00 ± 0.00** (n=2) | **78.00 ± 1.41** (+0.00) (n=2) | – | – | – | – |
-| Average | 76.50 ± 2.12 (n=2) | **68.50 ± 0.71** (-8.00) (n=2) | – | – | 79.50 ± 0.71 (n=2) | **81.50 ± 0.71** (+2.00) (n=2) | – | – | – | – |"""
+| lsun | 71.00 ± 1.41 (n=2) | **61.00 ± 1.41** (-10.00) (n=2) | – | – | 81.00 ± 1.41 (n=2) | 85.00 ± 0.00 (+4.00) (n=2) | – | – | – | – |
+| svhn | 82.00 ± 2.83 (n=2) | 76.00 ± 0.00 (-6.00) (n=2) | – | – | 78.00 ± 0.00 (n=2) | 78.00 ± 1.41 (+0.00) (n=2) | – | – | – | – |
+| Average | 76.50 ± 2.12 (n=2) | 68.50 ± 0.71 (-8.00) (n=2) | – | – | 79.50 ± 0.71 (n=2) | 81.50 ± 0.71 (+2.00) (n=2) | – | – | – | – |"""
 
 
 def test_tables_6_and_7_in_the_paper_layout(tmp_path):
@@ -240,8 +244,8 @@ def test_table5_columns_are_attacks_not_counts(tmp_path):
   table = text[text.index('### FGSM top-1 % (Table 5)'):].split('\n\n')[1].splitlines()
   assert table[0] == ('| Data set | Method | clean Base | clean +SD-Dropout | paper_0.2 Base | '
                       'paper_0.2 +SD-Dropout |')
-  assert table[2] == ('| CIFAR-100 | Cross-Entropy | 70.00 (n=1) | **72.00** (+2.00) (n=1) | '
-                      '30.00 (n=1) | **36.00** (+6.00) (n=1) |')
+  assert table[2] == ('| CIFAR-100 | Cross-Entropy | 70.00 (n=1) | 72.00 (+2.00) (λ=1) (n=1) | '
+                      '30.00 (n=1) | 36.00 (+6.00) (λ=1) (n=1) |')
 
 
 # Acc@1 and Acc@5 per method on ImageNet; the CIFAR run is not in it.
@@ -249,7 +253,7 @@ TABLE3 = """\
 | Method | Acc@1 | Acc@5 |
 |---|---|---|
 | Cross-Entropy | 74.80 (n=1) | 92.50 (n=1) |
-| SD-Dropout | **75.50** (n=1) | **92.70** (n=1) |"""
+| SD-Dropout (λ=1) | 75.50 (n=1) | 92.70 (n=1) |"""
 
 
 def test_table3_imagenet(tmp_path):
@@ -275,7 +279,7 @@ def test_table10_names_the_backbones_as_the_paper():
     groups.append(report_tables.Group((report.Run(root, config, {'test/top1': top1}, {}),)))
   lines = report.ablation_sections(groups)[0][1].splitlines()
   assert lines[0] == '| model.name | Base | +SD-Dropout |'
-  assert lines[2:] == ['| ResNet-18 | 74.80 (n=1) | **77.00** (n=1) |',
+  assert lines[2:] == ['| ResNet-18 | 74.80 (n=1) | 77.00 (n=1) |',
                        '| DenseNet-121 | 77.30 (n=1) | – |']
 
 
@@ -286,9 +290,10 @@ def test_cells():
   assert cell((1.0, 2.0, 3.0, 4.0)).text(3) == '2.50 ± 1.29 (n=4)'
   assert cell((5.0,)).text(1) == '5.00 (n=1)'
   assert cell((1.0, 2.0, 3.0), bold=True, gain=-0.5).text(3) == '**2.00 ± 1.00** (-0.50)'
+  assert cell((1.0,), note='(λ=1)', gain=0.5).text(3) == '1.00 (+0.50) (λ=1) (n=1)'
   rows = [['a', cell((0.5,)), cell((0.504,)), cell((0.6,)), cell(())]]
   report_tables.embolden(rows, [(0, 1), (0, 2), (0, 3), (0, 4)], lower=True)
-  assert [c.bold for c in rows[0][1:]] == [True, True, False, False]  # 0.50 = 0.50 printed
+  assert [c.bold for c in rows[0][1:]] == [False] * 4  # one seed each: never bold
 
 
 def test_no_workdir_is_an_error(tmp_path, capsys):
