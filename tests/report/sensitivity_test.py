@@ -161,3 +161,23 @@ def test_no_section_without_a_study(tmp_path):
   groups = report_runs.group_seeds(report_runs.load_runs([root]))
   assert report_sensitivity.section(groups, str(tmp_path)) == []
   assert not os.path.exists(tmp_path / 'sensitivity.png')
+
+
+def test_no_section_for_a_seed_sweep_of_the_two_arms(tmp_path):
+  """CE and SD-Dropout at one weight and one D over seeds (`--sweep "arg=ce,"`) compare two
+  arms, which Table 1 shows; the study needs two D or two weights."""
+  root = str(tmp_path / 'runs')
+  sdd = lambda weight: {'sd_dropout': dict(SDD, weight=weight)}
+  for seed in (0, 1):
+    write_run(root, f'ce/s{seed}', seed=seed, width=8, summary=numbers(50, 1, 1))
+    write_run(root, f'sdd/s{seed}', seed=seed, width=8, summary=numbers(51, 1, 1),
+              methods=sdd(1.0))
+  groups = report_runs.group_seeds(report_runs.load_runs([root]))
+  assert report_sensitivity.study(groups) == {}
+  write_run(root, 'sdd01', seed=0, width=8, summary=numbers(52, 1, 1), methods=sdd(0.1))
+  groups = report_runs.group_seeds(report_runs.load_runs([root]))
+  assert list(report_sensitivity.study(groups)) == [('npz:cifar10_5k', 'resnet18_cifar')]
+  write_run(root, 'ce16', seed=0, width=16, summary=numbers(52, 1, 1))  # a second D, no λ
+  groups = [g for g in report_runs.group_seeds(report_runs.load_runs([root]))
+            if g.runs[0].workdir.rsplit('/', 1)[-1] != 'sdd01']
+  assert list(report_sensitivity.study(groups)) == [('npz:cifar10_5k', 'resnet18_cifar')]
