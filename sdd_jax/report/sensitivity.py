@@ -5,8 +5,8 @@ position: `report_runs.at_reference`) whose model sets `model.kwargs.width` are 
 data set and model: rows are the pooled dimension D (8 x width for the basic-block ResNets,
 32 x width for the bottleneck ones), columns CE and each SD-Dropout weight λ, one table each
 for the final test top-1, NLL, ECE and mean confidence (mean ± std over seeds,
-`cells.Cell`; bold: the best of each row, except for confidence, where higher is not
-better). The section shows only where the runs vary the study's fields: at least two values
+`cells.Cell`; bold: the best of each row where Welch's test finds a difference
+(`cells.embolden`), except for confidence, where higher is not better). The section shows only where the runs vary the study's fields: at least two values
 of D, or at least two SD-Dropout weights (configs/cifar10_sensitivity.py makes such runs); CE
 beside one weight at one D (a seed sweep of the two arms) is Table 1's comparison, not a study.
 

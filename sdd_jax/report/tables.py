@@ -1,9 +1,9 @@
 """The paper-style markdown tables of the report (cells: `cells.py`; runs and groups:
-`runs.py`). Rows and columns follow the paper's order where it has one. As in the paper, the
-best cell of each comparison is bold (ties at the printed precision: all of them): of each Base
-/ +SD-Dropout pair in Tables 1-7, of each row of a many-column ablation, of the column of a
-one-column one. A +SD-Dropout cell of Tables 1-7 also carries its gain over Base, `(+x.xx)`,
-the difference of the means.
+`runs.py`). Rows and columns follow the paper's order where it has one. The comparisons whose
+best cell may be bold (`cells.embolden`: only where Welch's t-test finds it better than each
+other cell, p < 0.05): each Base / +SD-Dropout pair in Tables 1-7, each row of a many-column
+ablation, the column of a one-column one. A +SD-Dropout cell of Tables 1-7 also carries its gain
+over Base, `(+x.xx)`, the difference of the means, and SD-Dropout's weight in its runs, `(λ=w)`.
 """
 import collections
 import json

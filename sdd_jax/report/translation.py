@@ -8,7 +8,8 @@ Rows are the method sets (`LS baseline` = label smoothing alone; PS-KD on label 
 PS-KD alone; anything else by its method names), columns per direction
 (`data.source_lang` -> `data.target_lang`, de->en and en->de first): sacreBLEU, tokenised
 BLEU, and the paper's figure. Cells are the report's (`cells.py`: mean ± sample std over
-seeds, `(n=k)` where unusual, the best of each column bold); a cell with several
+seeds, `(n=k)` where unusual, the best of each column bold where Welch's test finds a
+difference: `cells.embolden`); a cell with several
 configurations shows the one with most seeds and gets a footnote.
 
 The paper's figures: PS-KD 36.2 (de->en) and 30.0 (en->de), from the abstract of seed 003, the
