@@ -10,10 +10,11 @@ from sdd_jax.report import per_seed as report_per_seed
 from sdd_jax.report import probe as report_probe
 from sdd_jax.report import sensitivity as report_sensitivity
 from sdd_jax.report import translation as report_translation
-from sdd_jax.report.runs import REFERENCE, Group, Run, group_seeds, label, metric_keys, weight_note
+from sdd_jax.report.runs import REFERENCE, Group, Run, group_seeds, label, metric_keys
 from sdd_jax.report.sections import ablation_sections, evaluation_sections
 from sdd_jax.report.cells import STD_NOTE
-from sdd_jax.report.tables import WEIGHT_NOTE, dml_table, in_main_tables, table1, table3
+from sdd_jax.report.tables import (WEIGHT_NOTE, dml_table, in_main_tables, table1, table3,
+                                   weight_note)
 
 
 def _reference_text() -> str:

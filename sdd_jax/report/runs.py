@@ -116,21 +116,6 @@ def _dropout_variant(methods: Dict[str, Any]) -> Optional[str]:
   return None
 
 
-def sdd_weight(g: 'Group') -> Optional[float]:
-  """SD-Dropout's weight λ in the group's runs (`methods.sd_dropout.weight`; a config.json that
-  does not set it had the method's default), None without SD-Dropout."""
-  if g.field('sd_dropout') != PLUS_SDD:
-    return None
-  weight = g.field(f'methods.{SDD}.weight')
-  return float(methods.defaults(SDD)['weight'] if weight is None else weight)
-
-
-def weight_note(g: Optional['Group']) -> str:
-  """'(λ=0.1)' for a group with SD-Dropout, '' otherwise."""
-  weight = None if g is None else sdd_weight(g)
-  return '' if weight is None else f'(λ={weight:g})'
-
-
 def dataset_name(config: Dict[str, Any]) -> str:
   """`data.name` for tfds (and the built-in digits); `source:path` for local sources."""
   data = config.get('data') or {}

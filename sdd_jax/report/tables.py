@@ -9,9 +9,25 @@ import collections
 import json
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from sdd_jax import methods as methods_lib
 from sdd_jax.report.cells import Cell, embolden, lower_is_better, markdown, with_gain
-from sdd_jax.report.runs import (BASE, BASELINE_METHODS, PLUS_SDD, Group, at_reference, label,
-                                 order_key, sdd_weight, weight_note)
+from sdd_jax.report.runs import (BASE, BASELINE_METHODS, PLUS_SDD, SDD, Group, at_reference,
+                                 label, order_key)
+
+
+def sdd_weight(g: Group) -> Optional[float]:
+  """SD-Dropout's weight λ in the group's runs (`methods.sd_dropout.weight`; a config.json that
+  does not set it had the method's default), None without SD-Dropout."""
+  if g.field('sd_dropout') != PLUS_SDD:
+    return None
+  weight = g.field(f'methods.{SDD}.weight')
+  return float(methods_lib.defaults(SDD)['weight'] if weight is None else weight)
+
+
+def weight_note(g: Optional[Group]) -> str:
+  """'(λ=0.1)' for a group with SD-Dropout, '' otherwise."""
+  weight = None if g is None else sdd_weight(g)
+  return '' if weight is None else f'(λ={weight:g})'
 
 
 def chosen(groups: Sequence[Group], key: str) -> Optional[Group]:
