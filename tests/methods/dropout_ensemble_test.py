@@ -93,6 +93,16 @@ def test_an_examples_prediction_ignores_its_batch_and_row():
   np.testing.assert_allclose(_predict(images[2:3]), whole[2:3], rtol=1e-5, atol=1e-6)
 
 
+def test_beside_dml_it_runs_on_network_0():
+  """A method that does not own the forward gets the plain network's variables (DML: net0's)
+  from the whole tree."""
+  model, variables, images, _ = _setup()
+  fn = methods.eval_logits(methods.create_methods({'dml': {}, 'sd_dropout': {}}))[PREFIX]
+  tree = {c: {'net0': v, 'net1': jax.tree.map(jnp.zeros_like, v)} for c, v in variables.items()}
+  np.testing.assert_allclose(jax.jit(lambda v, x: fn(model, v, x))(tree, images),
+                             _predict(images), rtol=1e-6, atol=1e-6)
+
+
 def _ops(fn, *args):
   """Every primitive name in the jaxpr of `fn(*args)`, sub-jaxprs included."""
   names = []
