@@ -16,6 +16,7 @@ from sdd_jax import methods
 from sdd_jax import parallel
 from sdd_jax.classification import trainer
 from sdd_jax.config import validation
+from sdd_jax.evaluators import runner
 from tests import workdirs
 from tests.methods import tiny_net
 
@@ -186,7 +187,11 @@ def test_a_config_evaluates_with_it_and_reproduces(tmp_path):
   assert first['ens/count'] == first['test/count'] == 64
   assert {'ens_cal/ece', 'ens_fgsm/pix_0.2'} <= set(first)
   assert first['ens/nll'] != first['test/nll']  # the sections ran the predictor, not the network
-  assert not [k for k in first if k.startswith(PREFIX)]  # on request only: no derived run
+  # On request only: beside a plain accuracy section, no derived run (DML's predictors get one).
+  alone = _config()
+  alone.evals = {'accuracy': {}}
+  assert list(runner.Runner(alone, model, mesh, str(tmp_path), configured,
+                            sources={'test': source}).runs) == ['accuracy']
   assert evaluate(24, tmp_path / 'b') == first
   other = evaluate(40, tmp_path / 'c')
   assert other.keys() == first.keys()
