@@ -17,11 +17,11 @@ Cost: one backbone pass and K head passes (`jax.vmap` over the masks), never K b
 
 Masks: fixed and shared by every example. Mask k is drawn from `mask_key(k)` =
 `fold_in(stream_key(key(0), 'sd_dropout/dropout_ensemble'), k)`, independent of the run's seed,
-the step and the data. An example's prediction therefore depends on that example (and the
-variables) alone, not on its batch, its row, the padding or the device count, and two
-evaluations of one checkpoint give the same numbers; the first K masks of a larger K are the
-same masks. The ensemble so has K fixed members (K thinned heads); training draws fresh masks
-per example and step, which gives each example the same distribution of masks.
+the step and the data. The masks an example sees therefore do not depend on its batch, its row,
+the padding or the device count, two evaluations of one checkpoint give the same numbers, and
+the first K masks of a larger K are the same masks. The ensemble so has K fixed members (K
+thinned heads); training draws fresh masks per example and step. Either way, each example's K
+masks are K independent draws of the same inverted-dropout distribution.
 """
 from typing import Callable
 
