@@ -103,6 +103,9 @@ CASES = [
     ('method_name', {'methods.sd_dropuot': {}}, r"config.methods: must be a section per method"),
     ('method_value', {'methods.sd_dropout': {'rate': 1.0}},
      r'config.methods.sd_dropout.rate: must be in \[0, 1\)'),
+    ('method_eval_masks', {'methods.sd_dropout': {'eval_masks': 0}},
+     r'config.methods.sd_dropout.eval_masks: the number of dropout masks the dropout_ensemble '
+     r'predictor averages, an integer >= 1, got 0'),
     ('method_field', {'methods.sd_dropout': {'beta': 0.5}},
      r"config.methods.sd_dropout: unknown field\(s\) \['beta'\]"),
     ('evaluator', {'evals.acc': {}}, r'config.evals: must be a section per evaluator'),

@@ -5,7 +5,8 @@ evaluate.py (`evaluation.evaluate_workdir`) run.
    for each accuracy section on the plain network, one per extra predictor of the methods
    (`methods.eval_logits`: DML's network 1 and ensemble), keyed `<key>_<pred>`, with metrics
    under the predictor's prefix (`dml/net1/top1`, as training always reported them), unless a
-   section already runs accuracy with that predictor on that split;
+   section already runs accuracy with that predictor on that split or the method lists it in
+   `on_request` (SD-Dropout's `dropout_ensemble`: it runs only where a section names it);
 2. one `Predictors` per predictor (jitted over the mesh; the plain network sees
    `methods.inference_variables`, a method's predictor the whole variable tree) and one
    `EvalContext` per split whose cache the evaluators of one evaluation share: accuracy,
@@ -145,7 +146,9 @@ class Runner:
     for prefix, fn in methods_lib.eval_logits(self.methods).items():
       apply_fns[sections.predictor_name(prefix)] = fn
       prefixes[sections.predictor_name(prefix)] = prefix
-    self.runs = plan(config.evals, prefixes, config.data.eval_split)
+    on_request = methods_lib.on_request(self.methods)  # only where a section names them
+    self.runs = plan(config.evals, {n: p for n, p in prefixes.items() if p not in on_request},
+                     config.data.eval_split)
     self._logits = {name: predict.make_logits_fn(model, mesh, fn)
                     for name, fn in apply_fns.items()}
     self._grads = {name: predict.make_input_grad_fn(model, mesh, fn)

@@ -37,6 +37,7 @@ eval_logits = hooks.eval_logits
 inference_variables = hooks.inference_variables
 init_states = hooks.init_states
 init_variables = hooks.init_variables
+on_request = hooks.on_request
 prepare = hooks.prepare
 state_partitions = hooks.state_partitions
 update_states = hooks.update_states

@@ -126,6 +126,9 @@ class Method:
   owns_forward: ClassVar[bool] = False  # implements `forward` (and may `init_network`)
   sets_targets: ClassVar[bool] = False  # implements `targets`
   keeps_state: ClassVar[bool] = False  # implements `init_state` (and `update_state`)
+  # `eval_logits` prefixes that run only where a config.evals section names them (`pred`),
+  # not beside every accuracy section (SD-Dropout's dropout ensemble: a backbone pass more).
+  on_request: ClassVar[Tuple[str, ...]] = ()
 
   def validate(self) -> None:
     """Raises ValueError('<field>: <what is allowed>, got <value>') on a bad value."""
@@ -165,7 +168,9 @@ class Method:
 
   def eval_logits(self) -> Dict[str, Callable]:
     """{metric prefix: fn(model, variables, images) -> logits} evaluated besides the plain
-    network (with the `accuracy` evaluator); `variables` is the whole tree."""
+    network (with the `accuracy` evaluator, unless listed in `on_request`); `variables` is the
+    whole tree for the forward owner's predictors, the plain network's
+    (`hooks.inference_variables`) for any other method's."""
     return {}
 
   def targets(self, ctx: StepContext, key: jax.Array) -> jax.Array:

@@ -87,12 +87,26 @@ def inference_variables(methods: Sequence[Method], variables):
   return network if owner is None else owner.inference_variables(network)
 
 
+def _on_network(fn: Callable, methods: Sequence[Method]) -> Callable:
+  """`fn(model, variables, images)` given the plain network's variables of the whole tree."""
+  return lambda model, variables, images: fn(model, inference_variables(methods, variables),
+                                             images)
+
+
 def eval_logits(methods: Sequence[Method]) -> Dict[str, Callable]:
-  """{metric prefix: fn(model, variables, images) -> logits} of every method."""
+  """{metric prefix: fn(model, variables, images) -> logits} of every method, each called with
+  the whole variable tree: the forward owner's as it is (it knows its layout: DML's net0 /
+  net1), any other method's on the plain network's variables (`inference_variables`)."""
   fns = {}
   for method in methods:
-    fns.update(method.eval_logits())
+    for prefix, fn in method.eval_logits().items():
+      fns[prefix] = fn if method.owns_forward else _on_network(fn, methods)
   return fns
+
+
+def on_request(methods: Sequence[Method]) -> Tuple[str, ...]:
+  """The `eval_logits` prefixes that run only where a config.evals section names them."""
+  return tuple(sorted({prefix for m in methods for prefix in m.on_request}))
 
 
 def prepare(methods: Sequence[Method], model, variables, batch, *, key: jax.Array, step=0,

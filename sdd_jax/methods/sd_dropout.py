@@ -10,15 +10,23 @@ on each masked copy (paper Table 12), their dropout drawing from `base.model_rng
 `num_samples=K > 2` averages the term over the K(K-1)/2 pairs of masks (beyond the paper;
 K = 2 is exactly the paper's). Combined with another self-KD method, the paper weighs the term
 by 0.1 (`combined_defaults`).
+
+Evaluation: the predictor `dropout_ensemble` (`eval_logits`, metric prefix
+`sd_dropout/dropout_ensemble`) averages the softmax of `eval_masks` = K dropout masks at `rate`
+on the pooled features of one evaluation-mode forward (`dropout_ensemble.py`: fixed masks, so
+results reproduce). It runs where a `config.evals` section names it (`pred='dropout_ensemble'`),
+not with every accuracy section (`on_request`): it costs one more backbone pass per batch.
 """
 import dataclasses
 from typing import ClassVar
 
 from sdd_jax import losses
 from sdd_jax.methods import base
+from sdd_jax.methods import dropout_ensemble
 from sdd_jax.methods import forwards
 
 DIRECTIONS = ('both', 'forward', 'reverse')
+PREDICTOR = 'dropout_ensemble'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,12 +37,14 @@ class SDDropout(base.Method):
   direction: str = 'both'
   num_samples: int = 2
   position: int = 4
+  eval_masks: int = 8  # K of the `dropout_ensemble` predictor (beyond the paper)
 
   name: ClassVar[str] = 'sd_dropout'
   label: ClassVar[str] = 'SD-Dropout'
   # The one place of the rule: beside another self-KD method the authors weigh SD-Dropout by
   # 0.1 (paper §4.1.2; configs read it through `methods.defaults(name, combined=True)`).
   combined_defaults: ClassVar[dict] = {'weight': 0.1}
+  on_request: ClassVar[tuple] = (f'sd_dropout/{PREDICTOR}',)
 
   def validate(self):
     super().validate()
@@ -47,6 +57,22 @@ class SDDropout(base.Method):
     if self.position not in (1, 2, 3, 4):
       raise ValueError(f'position: must be 1, 2, 3 or 4 (stage after which the masks act), '
                        f'got {self.position}')
+    if (isinstance(self.eval_masks, bool) or not isinstance(self.eval_masks, int)
+        or self.eval_masks < 1):
+      raise ValueError(f'eval_masks: the number of dropout masks the {PREDICTOR} predictor '
+                       f'averages, an integer >= 1, got {self.eval_masks!r}')
+
+  def check_config(self, config):
+    for key in config.get('evals') or {}:
+      section = config.evals[key]
+      if self.position != 4 and hasattr(section, 'get') and section.get('pred') == PREDICTOR:
+        raise ValueError(f"config.evals.{key}.pred='{PREDICTOR}' masks the pooled features, "
+                         f"but position={self.position} trains the masks on stage "
+                         f"{self.position}'s output; use position 4 or another pred")
+
+  def eval_logits(self):
+    return {f'sd_dropout/{PREDICTOR}': dropout_ensemble.make_apply_fn(self.rate,
+                                                                       self.eval_masks)}
 
   def loss(self, ctx, key):
     if self.position == 4:

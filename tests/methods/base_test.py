@@ -111,7 +111,8 @@ def test_an_undeclared_sub_term_is_refused_by_name():
 def test_method_facts_come_from_the_method_classes():
   """The paper's values (SD-Dropout §4.1.1-4.1.2, Table 1's columns), written out here."""
   assert methods.defaults('sd_dropout') == dict(weight=1.0, temperature=3.0, rate=0.5,
-                                                direction='both', num_samples=2, position=4)
+                                                direction='both', num_samples=2, position=4,
+                                                eval_masks=8)
   assert methods.defaults('sd_dropout', combined=True)['weight'] == 0.1
   assert methods.defaults('cs_kd') == dict(weight=1.0, temperature=4.0)
   assert methods.defaults('ps_kd') == dict(alpha=0.8)  # no term: no weight / temperature
