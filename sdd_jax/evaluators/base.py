@@ -11,7 +11,9 @@ import dataclasses
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import jax
+import numpy as np
 from etils import epath
+from jax.experimental import multihost_utils
 
 from sdd_jax import data as data_lib
 from sdd_jax import parallel
@@ -75,6 +77,16 @@ class EvalContext:
     if jax.process_index() == 0:
       path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def host_rows(values: Any, mask: jax.Array) -> Any:
+  """The masked rows of global `[batch]` arrays (one array or a pytree of them), on the host as
+  NumPy, in batch order: every process gets every row."""
+  if jax.process_count() > 1:
+    values, mask = multihost_utils.process_allgather((values, mask), tiled=True)
+  values, mask = jax.device_get((values, mask))  # explicit: the training loop's transfer guard
+  keep = np.asarray(mask, bool)
+  return jax.tree.map(lambda x: np.asarray(x)[keep], values)
 
 
 class Evaluator:
