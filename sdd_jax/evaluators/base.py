@@ -114,5 +114,10 @@ class Evaluator:
   def every_epochs(self) -> int:
     return int(self.section['every_epochs'])
 
+  def prepare(self, ctx: EvalContext, predict: Predictors) -> None:
+    """Called by the runner for every run of one evaluation before any runs: a chance to ask
+    what a shared pass over `ctx`'s split computes (`ctx.cache`). Default: nothing."""
+    del ctx, predict
+
   def __call__(self, ctx: EvalContext, predict: Predictors) -> Dict[str, float]:
     raise NotImplementedError

@@ -52,8 +52,11 @@ class Calibration(base.Evaluator):
   name = 'calibration'
   defaults = {'every_epochs': 1}
 
+  def prepare(self, ctx, predict):
+    accuracy.request_calibration(ctx, predict)
+
   def __call__(self, ctx, predict):
-    total = accuracy.accumulate_sums(ctx, predict)
+    total = accuracy.accumulate_sums(ctx, predict, calibration=True)
     count = float(total['count'])
     ece, table = metrics.ece_from_bin_stats(total['bins'])
     rows = total['rows']
