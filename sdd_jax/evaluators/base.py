@@ -4,8 +4,10 @@ An evaluator is built by name from its config section (`config.evals.<key>`, of 
 `sections.py`) and called with an `EvalContext` (padded + masked global eval batches of any
 source) and named predict functions (`Predictors`), never the parameter tree. Counts reduce to
 sums on the device; metrics that need every score are gathered to the host and use
-`metrics.py`. Artefacts go to `<workdir>/evals/<key>/`. Every section has `every_epochs` (0:
-only after training). `runner.py` runs the sections, for training and for evaluate.py.
+`metrics.py`. Artefacts go to `<workdir>/evals/<key>/`. `prepare(ctx, predict)`, called by the
+runner for every run before any runs, lets an evaluator ask a pass shared through `ctx.cache`
+for more (calibration's per-example rows). Every section has `every_epochs` (0: only after
+training). `runner.py` runs the sections, for training and for evaluate.py.
 """
 import dataclasses
 from typing import Any, Callable, Dict, Iterator, Optional
