@@ -42,6 +42,11 @@ LABEL = ('Expected calibration error of the raw model (no temperature scaling): 
          'ranking x1000 (ties averaged, discrete optimal AURC; Geifman et al. 2019, as PS-KD). '
          'Non-finite logits: wrong, confidence 1, Brier 2, ranked most confident.')
 
+SCORES = (('ece', 'ECE, 10 equal-width bins (%)'), ('ece_adaptive', 'ECE, 10 equal-mass bins (%)'),
+          ('ece_classwise', 'class-wise ECE (%)'), ('brier', 'Brier score (0 to 2)'),
+          ('aurc', 'AURC (x1000)'), ('eaurc', 'E-AURC (x1000)'), ('top1', 'top-1 (%)'),
+          ('confidence', 'mean confidence (%)'), ('nll', 'NLL (nats)'))
+
 
 def _rows(table):
   return [(f'({row["lower"]:.1f}, {row["upper"]:.1f}]', row['count'], 100 * row['acc'],
@@ -88,7 +93,9 @@ class Calibration(base.Evaluator):
                  'ece_adaptive': adaptive, 'adaptive_bins': adaptive_table,
                  'ece_classwise': classwise, 'ece_per_class': per_class.tolist(),
                  'brier': out['calibration/brier'], 'aurc': selection},
-        tables=[results_lib.table('Non-empty bins', columns, _rows(table)),
+        tables=[results_lib.table('Scores', ('metric', 'value'), [
+                    (name, out[f'calibration/{key}']) for key, name in SCORES]),
+                results_lib.table('Non-empty bins', columns, _rows(table)),
                 results_lib.table('Equal-mass bins (confidence range)', columns, adaptive_rows)],
         plots=[PLOT])
     return out

@@ -107,3 +107,7 @@ def test_e1_selective_and_proper_scores_end_to_end(fake, tmp_path, batch_size, n
   record = json.loads((tmp_path / 'evals/calibration/results.json').read_text())
   assert [row['count'] for row in record['details']['adaptive_bins']] == [1] * 10
   assert record['details']['aurc']['optimal_aurc'] == pytest.approx(optimal)
+  scores = dict(record['tables'][0]['rows'])
+  assert record['tables'][0]['title'] == 'Scores'
+  assert scores['AURC (x1000)'] == pytest.approx(out['calibration/aurc'])
+  assert scores['Brier score (0 to 2)'] == pytest.approx(out['calibration/brier'])
