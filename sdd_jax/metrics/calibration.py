@@ -100,8 +100,9 @@ def classwise_ece_from_bin_stats(stats: Mapping[str, np.ndarray]) -> Tuple[float
 def adaptive_ece(confidences: np.ndarray, correct: np.ndarray,
                  nonfinite: Optional[np.ndarray] = None,
                  num_bins: int = 10) -> Tuple[float, List[dict]]:
-  """Equal-mass (adaptive) top-label ECE (Nixon et al. 2019, §2.4): Σ_m |B_m|/N · |acc − conf|
-  over `num_bins` bins of equal counts in increasing confidence.
+  """Equal-mass (adaptive) top-label ECE (§2.4): Σ_m |B_m|/N · |acc − conf| over `num_bins` bins
+  of equal counts in increasing confidence: Nixon et al.'s (2019) adaptive binning applied to the
+  max-softmax confidence (Roelofs et al. 2022's ECE_EM; Nixon et al.'s ACE bins every class).
 
   The N examples are sorted by confidence and cut into M runs of consecutive ranks; when M does
   not divide N, the first N mod M bins (the least confident) hold one example more
