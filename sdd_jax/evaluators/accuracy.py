@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sdd_jax.metrics import calibration as calibration_metrics
 from sdd_jax.metrics import classification as metrics
 from sdd_jax.evaluators import base
 
@@ -34,22 +35,56 @@ def batch_sums(logits, labels, mask):
   }
 
 
-def accumulate_sums(ctx, predict, source=None):
+@jax.jit
+def batch_calibration(logits, labels, mask):
+  """What the calibration evaluator adds to the eval split's one pass: sums over the masked rows
+  (Brier, class-wise ECE bins) and per-example rows to gather (confidence, correct, nonfinite)."""
+  keep = mask.astype(bool)
+  confidences, correct = metrics.confidence_and_correct(logits, labels)
+  sums = {'brier': jnp.sum(jnp.where(keep, calibration_metrics.brier(logits, labels), 0.0)),
+          'classwise': calibration_metrics.classwise_bin_stats(logits, labels, mask)}
+  rows = {'confidence': confidences, 'correct': correct,
+          'nonfinite': ~metrics.finite_rows(logits)}
+  return sums, rows
+
+
+def request_calibration(ctx, predict) -> None:
+  """Asks the shared pass of `predict` over the context's split to compute `batch_calibration`
+  too (the runner calls it, through `Calibration.prepare`, before any evaluator runs, so that an
+  accuracy section that runs first predicts once for both)."""
+  if ctx.cache is not None:
+    ctx.cache[('calibration', predict.logits_fn)] = True
+
+
+def accumulate_sums(ctx, predict, source=None, calibration=False):
   """Sums of `batch_sums` over every batch of `source`, float64 on the host.
 
-  Over the context's own split (`source` None), one pass per predictor is shared through
-  `ctx.cache` by every evaluator of one evaluation (accuracy, calibration, corruption's clean
-  accuracy); the result is then shared: do not modify it."""
+  With `calibration` (or `request_calibration` made), the pass over the context's own split
+  (`source` None) also sums `batch_calibration` and gathers its per-example rows to the host
+  (`'rows'`: `[N]` arrays of the real examples); accuracy alone skips that cost. Over the split,
+  one pass per predictor is shared through `ctx.cache` by every evaluator of one evaluation
+  (accuracy, calibration, corruption's clean accuracy); the result is then shared: do not
+  modify it."""
   if source is None and ctx.cache is not None:
     key = ('accumulate_sums', predict.logits_fn)
-    if key not in ctx.cache:
-      ctx.cache[key] = accumulate_sums(dataclasses.replace(ctx, cache=None), predict)
+    calibration = calibration or ctx.cache.get(('calibration', predict.logits_fn), False)
+    if key not in ctx.cache or (calibration and 'rows' not in ctx.cache[key]):
+      ctx.cache[key] = accumulate_sums(dataclasses.replace(ctx, cache=None), predict,
+                                       calibration=calibration)
     return ctx.cache[key]
-  total = None
+  calibration = calibration and source is None
+  total, rows = None, []
   for batch in ctx.batches(source):
-    sums = batch_sums(predict.logits_fn(batch['images']), batch['labels'], batch['mask'])
+    logits = predict.logits_fn(batch['images'])
+    sums = batch_sums(logits, batch['labels'], batch['mask'])
+    if calibration:
+      extra, per_example = batch_calibration(logits, batch['labels'], batch['mask'])
+      sums = {**sums, **extra}
+      rows.append(base.host_rows(per_example, batch['mask']))
     sums = jax.tree.map(lambda x: np.asarray(x, np.float64), jax.device_get(sums))
     total = sums if total is None else jax.tree.map(np.add, total, sums)
+  if calibration and total is not None:
+    total['rows'] = jax.tree.map(lambda *x: np.concatenate(x), *rows)
   return total
 
 

@@ -4,14 +4,18 @@ An evaluator is built by name from its config section (`config.evals.<key>`, of 
 `sections.py`) and called with an `EvalContext` (padded + masked global eval batches of any
 source) and named predict functions (`Predictors`), never the parameter tree. Counts reduce to
 sums on the device; metrics that need every score are gathered to the host and use
-`metrics.py`. Artefacts go to `<workdir>/evals/<key>/`. Every section has `every_epochs` (0:
-only after training). `runner.py` runs the sections, for training and for evaluate.py.
+`metrics.py`. Artefacts go to `<workdir>/evals/<key>/`. `prepare(ctx, predict)`, called by the
+runner for every run before any runs, lets an evaluator ask a pass shared through `ctx.cache`
+for more (calibration's per-example rows). Every section has `every_epochs` (0: only after
+training). `runner.py` runs the sections, for training and for evaluate.py.
 """
 import dataclasses
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import jax
+import numpy as np
 from etils import epath
+from jax.experimental import multihost_utils
 
 from sdd_jax import data as data_lib
 from sdd_jax import parallel
@@ -77,6 +81,16 @@ class EvalContext:
     return path
 
 
+def host_rows(values: Any, mask: jax.Array) -> Any:
+  """The masked rows of global `[batch]` arrays (one array or a pytree of them), on the host as
+  NumPy, in batch order: every process gets every row."""
+  if jax.process_count() > 1:
+    values, mask = multihost_utils.process_allgather((values, mask), tiled=True)
+  values, mask = jax.device_get((values, mask))  # explicit: the training loop's transfer guard
+  keep = np.asarray(mask, bool)
+  return jax.tree.map(lambda x: np.asarray(x)[keep], values)
+
+
 class Evaluator:
   """Base class: `__call__(ctx, predict) -> {'<section>/<name>': float}`. `key`: the config
   section's key, where its artefacts go (default: the evaluator's name)."""
@@ -101,6 +115,11 @@ class Evaluator:
   @property
   def every_epochs(self) -> int:
     return int(self.section['every_epochs'])
+
+  def prepare(self, ctx: EvalContext, predict: Predictors) -> None:
+    """Called by the runner for every run of one evaluation before any runs: a chance to ask
+    what a shared pass over `ctx`'s split computes (`ctx.cache`). Default: nothing."""
+    del ctx, predict
 
   def __call__(self, ctx: EvalContext, predict: Predictors) -> Dict[str, float]:
     raise NotImplementedError

@@ -34,7 +34,6 @@ from typing import Dict, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
 from sdd_jax.metrics import classification as metrics
 from sdd_jax.metrics import ood as ood_metrics
@@ -93,14 +92,6 @@ def batch_scores(predict, images: jax.Array, std: Sequence[float], temperature: 
   return {'odin': odin, 'msp': msp}
 
 
-def _host_rows(x: jax.Array, mask: jax.Array) -> np.ndarray:
-  """The masked rows of a global `[batch]` array, on the host, in batch order."""
-  if jax.process_count() > 1:
-    x, mask = (multihost_utils.process_allgather(v, tiled=True) for v in (x, mask))
-  x, mask = jax.device_get((x, mask))  # explicit: the training loop's transfer guard
-  return np.asarray(x)[np.asarray(mask, bool)]
-
-
 def source_scores(ctx, predict, source, temperature: float,
                   epsilon: float) -> Dict[str, np.ndarray]:
   """ODIN and MSP scores of every example of `source`, in its order: {'odin', 'msp'} `[n]`."""
@@ -108,7 +99,7 @@ def source_scores(ctx, predict, source, temperature: float,
   for batch in ctx.batches(source):
     scores = batch_scores(predict, batch['images'], ctx.data_config.std, temperature, epsilon)
     for key, value in scores.items():
-      parts[key].append(_host_rows(value, batch['mask']))
+      parts[key].append(base.host_rows(value, batch['mask']))
   return {key: np.concatenate(value) for key, value in parts.items()}
 
 

@@ -98,6 +98,8 @@ def run(runs: Sequence[Run], contexts: Mapping[str, base.EvalContext],
   results.json. The contexts get a fresh shared cache (one prediction pass per predictor and
   split, for this call only: the variables change between calls)."""
   contexts = {split: dataclasses.replace(ctx, cache={}) for split, ctx in contexts.items()}
+  for r in runs:  # e.g. calibration asks the shared pass for its per-example rows
+    r.evaluator.prepare(contexts[r.split], predictors[r.pred])
   metrics, skipped = {}, {}
   for r in runs:
     ctx = contexts[r.split]

@@ -1,2 +1,2 @@
-"""Pure metric functions (classification, OOD, corruption, diagnostics) and
-plotting."""
+"""Pure metric functions (classification, calibration, selective prediction, OOD,
+corruption, diagnostics) and plotting."""

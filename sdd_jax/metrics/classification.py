@@ -11,7 +11,8 @@ Two kinds live here:
 Non-finite logits are never scored: an example whose logits hold any NaN or ±inf
 (`nonfinite_rows`) is wrong for top-k, has NLL +inf (no probability on its label), confidence
 1.0 and correct 0 for ECE (the largest calibration gap), and OOD score NaN, which
-`ood_metrics.worst_case_scores` ranks on the losing side. Evaluators count such examples in
+`ood_metrics.worst_case_scores` ranks on the losing side (Brier 2, class-wise ECE and AURC:
+`metrics/calibration.py`, `metrics/selective.py`). Evaluators count such examples in
 `<section>/nonfinite`.
 """
 from typing import Dict, List, Mapping, Optional, Tuple

@@ -75,3 +75,39 @@ def test_e3_edge_conventions_give_20_00(fake, tmp_path):
 def test_defaults_run_every_epoch():
   assert calibration.Calibration().every_epochs == 1
   assert calibration.Calibration({'every_epochs': 0}).every_epochs == 0
+
+
+@pytest.mark.parametrize('batch_size, num_devices', [(8, 8), (3, 1)])
+def test_e1_selective_and_proper_scores_end_to_end(fake, tmp_path, batch_size, num_devices):
+  """The new keys on E1 (padded batches of 8 over 8 devices, and of 3 on 1), by hand: AURC from
+  the ranked correctness [1, 1, 1, 0, 1, 0, 1, 0, 0, 1]; equal-mass ECE with 10 bins of one is
+  mean |a - c|; Brier and class-wise ECE from the probabilities in NumPy."""
+  config, source, predict = _e1(fake)
+  ctx = fake.ctx(tmp_path, source, config, batch_size, jax.devices()[:num_devices])
+  out = calibration.Calibration()(ctx, predict)
+  risks = [0, 0, 0, 1 / 4, 1 / 5, 2 / 6, 2 / 7, 3 / 8, 4 / 9, 4 / 10]
+  optimal = (1 / 7 + 2 / 8 + 3 / 9 + 4 / 10) / 10  # 4 wrong of 10: PS-KD's discrete sum
+  assert out['calibration/aurc'] == pytest.approx(1000 * np.mean(risks), abs=1e-4)
+  assert out['calibration/eaurc'] == pytest.approx(1000 * (np.mean(risks) - optimal), abs=1e-4)
+  assert out['calibration/ece_adaptive'] == pytest.approx(40.2, abs=1e-4)
+  conf = np.asarray(E1_CONF)
+  classes = np.arange(10) % 4
+  probs = np.repeat(((1 - conf) / 3)[:, None], 4, axis=1)
+  probs[np.arange(10), classes] = conf
+  labels = np.where(np.asarray(E1_CORRECT) == 1, classes, (classes + 1) % 4)
+  targets = np.eye(4)[labels]
+  assert out['calibration/brier'] == pytest.approx(np.mean(np.sum((probs - targets) ** 2, 1)),
+                                                   abs=1e-6)
+  per_class = []
+  for k in range(4):  # every p_k here is off the bin edges: ceil(10 p) - 1 is safe
+    bins = np.ceil(probs[:, k] * 10).astype(int) - 1
+    per_class.append(sum(abs(targets[bins == m, k].sum() - probs[bins == m, k].sum())
+                         for m in set(bins)) / 10)
+  assert out['calibration/ece_classwise'] == pytest.approx(100 * np.mean(per_class), abs=1e-4)
+  record = json.loads((tmp_path / 'evals/calibration/results.json').read_text())
+  assert [row['count'] for row in record['details']['adaptive_bins']] == [1] * 10
+  assert record['details']['aurc']['optimal_aurc'] == pytest.approx(optimal)
+  scores = dict(record['tables'][0]['rows'])
+  assert record['tables'][0]['title'] == 'Scores'
+  assert scores['AURC (x1000)'] == pytest.approx(out['calibration/aurc'])
+  assert scores['Brier score (0 to 2)'] == pytest.approx(out['calibration/brier'])

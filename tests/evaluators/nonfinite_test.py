@@ -75,6 +75,24 @@ def test_calibration_and_its_strict_results_json(fake, tmp_path):
   assert last['count'] == 11 and last['acc'] == pytest.approx(5 / 11)
 
 
+def test_calibration_new_scores_charge_nonfinite_rows_the_worst(fake, tmp_path):
+  """By hand on CODES: 6 non-finite rows (Brier 2, all mass on class 1, ranked first and wrong),
+  5 right at C0, 2 right and uniform (0.1)."""
+  out = calibration.Calibration()(_ctx(fake, tmp_path, CODES, LABELS), fake.fixed_logits(TABLE))
+  brier0 = (1 - C0) ** 2 * (1 + 1 / 9)  # C0 on the label, (1 - C0)/9 on each other class
+  assert out['calibration/brier'] == pytest.approx((5 * brier0 + 2 * 0.9 + 6 * 2) / 13, rel=1e-5)
+  aurc = (6 + sum(6 / i for i in range(7, 14))) / 13  # risk 1 for the first 6, then 6/i
+  optimal = sum(j / (7 + j) for j in range(1, 7)) / 13
+  assert out['calibration/aurc'] == pytest.approx(1000 * aurc, rel=1e-6)
+  assert out['calibration/eaurc'] == pytest.approx(1000 * (aurc - optimal), rel=1e-6)
+  # Equal-mass bins of 2, 2, 2, 1 x 7 (ascending): {.1 .1}, {C0 C0} x 2, C0, then 6 x (1, wrong).
+  assert out['calibration/ece_adaptive'] == pytest.approx(100 * (1.8 + 5 * (1 - C0) + 6) / 13,
+                                                          rel=1e-5)
+  other = 5 * (1 - C0) / 9 + 0.2  # p_k of the finite rows for k != 0, all in bin 0, y_k = 0
+  per_class = [(5 * (1 - C0) + (8 - 0.2)) / 13, (other + 6) / 13] + [other / 13] * 8
+  assert out['calibration/ece_classwise'] == pytest.approx(100 * np.mean(per_class), rel=1e-5)
+
+
 def test_fgsm_counts_clean_and_attacked_nonfinite_logits(fake, tmp_path):
   """Pixel (0, 0, 1) >= 250 makes the logits NaN; the input gradient is all ones, so FGSM-pix
   at ε = 10/255 adds 10 to every pixel: 245 becomes 255 (NaN after the attack only)."""

@@ -16,6 +16,7 @@ from sdd_jax.evaluators import predict as step_lib
 from sdd_jax.data import sources
 from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base
+from sdd_jax.evaluators import calibration
 from sdd_jax.evaluators import fgsm
 from sdd_jax.evaluators import odin
 
@@ -107,6 +108,36 @@ def test_accuracy_nll_ece_equal_numpy_on_the_real_rows(setup, tmp_path):
   assert out['test/top5'] == pytest.approx(100 * top5.mean(), abs=1e-9)
   assert out['test/nll'] == pytest.approx(nll.mean(), rel=1e-5)
   assert out['test/ece'] == pytest.approx(100 * ece, abs=1e-4)
+
+
+def test_calibration_scores_equal_numpy_on_the_real_rows(setup, tmp_path):
+  """Brier, class-wise and equal-mass ECE and AURC: a padded (NaN) row that were scored would
+  count as non-finite and move every one of them."""
+  out = calibration.Calibration()(_ctx(tmp_path, setup['source']), setup['predict'])
+  p = _softmax(_logits(setup['x'], setup['kernel'], setup['bias']))
+  labels, targets = setup['labels'], np.eye(CLASSES)[setup['labels']]
+  confidence, correct = p.max(-1), (p.argmax(-1) == labels).astype(float)
+  order = np.argsort(-confidence)
+  wrong = np.cumsum(1 - correct[order])
+  n_wrong = int(wrong[-1])
+  optimal = sum(j / (N - n_wrong + j) for j in range(1, n_wrong + 1)) / N
+  rank = np.argsort(confidence)  # equal-mass: 45 = 10 bins of 5 and 5 of 4 (+1 remainder each)
+  sizes = [5] * 5 + [4] * 5
+  edges = np.cumsum([0] + sizes)
+  adaptive = sum(abs(correct[rank[a:b]].mean() - confidence[rank[a:b]].mean()) * (b - a)
+                 for a, b in zip(edges[:-1], edges[1:])) / N
+  bins = np.ceil(p * 10).astype(int) - 1  # random logits: no p_k on an edge
+  classwise = np.mean([sum(abs(targets[bins[:, k] == m, k].sum() - p[bins[:, k] == m, k].sum())
+                           for m in range(10)) / N for k in range(CLASSES)])
+  assert out['calibration/count'] == N and out['calibration/nonfinite'] == 0
+  assert out['calibration/brier'] == pytest.approx(np.mean(np.sum((p - targets) ** 2, -1)),
+                                                   rel=1e-5)
+  assert out['calibration/aurc'] == pytest.approx(1000 * np.mean(wrong / np.arange(1, N + 1)),
+                                                  abs=1e-6)
+  assert out['calibration/eaurc'] == pytest.approx(
+      1000 * (np.mean(wrong / np.arange(1, N + 1)) - optimal), abs=1e-6)
+  assert out['calibration/ece_adaptive'] == pytest.approx(100 * adaptive, abs=1e-4)
+  assert out['calibration/ece_classwise'] == pytest.approx(100 * classwise, abs=1e-4)
 
 
 def test_fgsm_equals_numpy_on_the_real_rows(setup, tmp_path):

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base
 from sdd_jax.evaluators import runner
 
@@ -74,6 +75,22 @@ def test_accuracy_and_calibration_on_one_split_predict_it_once(setup, tmp_path):
   # A second evaluation (new variables) predicts again: the cache lives for one call.
   runner.run([runs['accuracy'], runs['calibration']], contexts, predictors)
   assert len(calls['']) == 5 + 3
+
+
+def test_only_calibration_pays_for_its_per_example_rows(setup, tmp_path, monkeypatch):
+  """Accuracy alone skips `batch_calibration`; beside calibration (which runs after it), the one
+  pass computes it for both."""
+  _, _, _, contexts, predictors, calls = setup
+  extras, original = [], accuracy.batch_calibration
+  monkeypatch.setattr(accuracy, 'batch_calibration', lambda *a: extras.append(1) or original(*a))
+  runner.run(list(runner.plan({'accuracy': {}}, {}, 'test').values()), contexts, predictors)
+  assert extras == [] and len(calls['']) == 3
+  runs = runner.plan({'accuracy': {}, 'calibration': {}}, {}, 'test')
+  assert list(runs) == ['accuracy', 'calibration']
+  outcome = runner.run(list(runs.values()), contexts, predictors)
+  assert len(extras) == 3 and len(calls['']) == 3 + 3
+  assert outcome.metrics['calibration/count'] == N_EVAL
+  assert 0 <= outcome.metrics['calibration/brier'] <= 2
 
 
 def test_a_methods_predictor_gets_accuracy_under_its_prefix(setup, tmp_path):
