@@ -59,9 +59,7 @@ class _Follower:
     self.runner = runner_lib.Runner(config, self.model, self.mesh, workdir,
                                     methods_lib.create_methods(config.methods),
                                     sources={config.data.eval_split: eval_source})
-    tensorboard = (metric_writers.TensorBoardWriter if workdir_path.is_local(workdir) else
-                   metric_writers.UploadingTensorBoardWriter)
-    self.writer = tensorboard(followed.tensorboard_dir(workdir))
+    self.writer = None  # TensorBoard, opened at the first step evaluated
 
   def evaluate(self, step: int) -> Dict[str, Any]:
     """The record entry of checkpoint `step`, its results written."""
@@ -80,6 +78,10 @@ class _Follower:
                              self.runner.predictors(variables))
     report_lib.write_report(target, {'checkpoint step': step, 'model': self.config.model.name,
                                      'evaluators': ', '.join(self.runner.runs)})
+    if self.writer is None:
+      tensorboard = (metric_writers.TensorBoardWriter if workdir_path.is_local(self.workdir)
+                     else metric_writers.UploadingTensorBoardWriter)
+      self.writer = tensorboard(followed.tensorboard_dir(self.workdir))
     self.writer.write_scalars(step, metric_writers.scalars_of(outcome.metrics))
     self.writer.flush()
     return {'metrics': outcome.metrics, 'skipped': outcome.skipped, 'note': ''}
@@ -107,7 +109,8 @@ class _Follower:
                                            'model': self.config.model.name})
 
   def close(self) -> None:
-    self.writer.close()
+    if self.writer is not None:
+      self.writer.close()
 
 
 def follow(workdir: str, config, overrides: Optional[Dict[str, Any]] = None,
