@@ -17,7 +17,8 @@ training's chips:
    copied from the last step into the workdir's own `evals/`, and `evals/report.md` is
    rewritten, so `python -m sdd_jax.report` tabulates them as if training had run them.
 
-Read-only towards the training: no lock or lease is taken, no checkpoint is created, moved
+One process (evaluate.py is never distributed), on any number of its devices. Read-only
+towards the training: no lock or lease is taken, no checkpoint is created, moved
 or removed (the restore is `read_only`); a checkpoint that `max_to_keep` removes between the
 listing and the read is recorded as skipped with a note. A run that writes no checkpoint and
 no summary for `idle_s` seconds stops the follower with one line.
@@ -97,16 +98,22 @@ class _Follower:
     the workdir's `evals/` and rewrites `evals/report.md`."""
     source = workdir_path.path(followed.step_workdir(self.workdir, step)) / 'evals'
     evals = workdir_path.path(self.workdir) / 'evals'
-    for key in self.runner.runs:
-      section = self.run_evals.get(key)
-      if (section is not None and sections_lib.in_training(section)) or not (
-          source / key).is_dir():
+    for key, run in self.runner.runs.items():
+      if self._ran_in_training(key, run) or not (source / key).is_dir():
         continue
       (evals / key).mkdir(parents=True, exist_ok=True)
       for name in sorted(p.name for p in (source / key).iterdir()):
         workdir_path.write_bytes(evals / key / name, (source / key / name).read_bytes())
     report_lib.write_report(self.workdir, {'checkpoint step': step,
                                            'model': self.config.model.name})
+
+  def _ran_in_training(self, key: str, run: runner_lib.Run) -> bool:
+    """Whether the training's runner ran section `key` (or, for a method's derived accuracy
+    run `<parent>_<pred>`, its parent) at the end."""
+    section = self.run_evals.get(key)
+    if section is None and run.pred and key.endswith(f'_{run.pred}'):
+      section = self.run_evals.get(key[:-len(run.pred) - 1])
+    return section is not None and sections_lib.in_training(section)
 
   def close(self) -> None:
     if self.writer is not None:

@@ -15,6 +15,7 @@ tried again. The training's files are only read: no lock, lease or checkpoint is
 """
 from typing import Any, Dict, Optional
 
+from sdd_jax.errors import UserError
 from sdd_jax.workdir import jsonio
 from sdd_jax.workdir import paths as workdir_path
 
@@ -22,7 +23,7 @@ FOLDER = 'follow'
 RECORD_FILE = 'record.json'
 
 
-class RecordError(ValueError):
+class RecordError(UserError):
   """`follow/record.json` cannot be read."""
 
 

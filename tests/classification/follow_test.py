@@ -159,6 +159,13 @@ def test_bad_follow_inputs_are_one_line_and_write_nothing(run, tmp_path):
   with pytest.raises(evaluation.EvaluationError, match='--follow_idle: must be > 0'):
     evaluation.follow_workdir(workdir, interval_s=1, idle_s=0)
   assert not os.listdir(tmp_path)
+  broken = str(tmp_path / 'broken')
+  shutil.copytree(workdir, broken)
+  with open(os.path.join(broken, 'follow', 'record.json'), 'w', encoding='utf-8') as f:
+    f.write('{"steps": ')  # cut short
+  with pytest.raises(followed.RecordError, match=r'follow/record.json cannot be read '
+                     r'\(JSONDecodeError\); move it away to evaluate every checkpoint again'):
+    evaluation.follow_workdir(broken, None, NAMES, interval_s=0.05, idle_s=60)
   # A run that stopped writing: no summary, nothing new for idle_s seconds.
   copy = str(tmp_path / 'stalled')
   shutil.copytree(workdir, copy)
