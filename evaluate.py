@@ -99,13 +99,9 @@ def follow() -> int:
   """--follow: evaluation.follow_workdir, one line per checkpoint (sdd_jax/classification/
   follow.py)."""
   given = [f'--{f.name}' for f in (_STEP, _INIT_FROM, _EXPERIMENT) if f.present]
-  if given:
-    raise evaluation.EvaluationError(f'--follow: evaluates the checkpoints of a training as '
-                                     f'they come; leave out {" and ".join(given)}')
   steps = evaluation.follow_workdir(_WORKDIR.value, overrides(), _EVALS.value,
-                                    interval_s=_FOLLOW_INTERVAL.value,
-                                    idle_s=_FOLLOW_IDLE.value, out=lambda line: print(line,
-                                                                                   flush=True))
+                                    interval_s=_FOLLOW_INTERVAL.value, idle_s=_FOLLOW_IDLE.value,
+                                    out=lambda line: print(line, flush=True), given=given)
   print(f'followed {_WORKDIR.value} to its end: {len(steps)} checkpoint(s) evaluated here')
   return 0
 

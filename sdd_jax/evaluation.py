@@ -105,11 +105,15 @@ def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
 
 def follow_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
                    names: Optional[Sequence[str]] = None, *, interval_s: float,
-                   idle_s: float, out=print) -> List[int]:
+                   idle_s: float, out=print, given: Sequence[str] = ()) -> List[int]:
   """Evaluates each checkpoint of `workdir` once as its training writes them, until its
   `summary.json` appears and the last one is done (the task's follower: classification's
   `classification/follow.py`); returns the steps this call evaluated. Read-only towards the
-  training: results go to `<workdir>/follow/`."""
+  training: results go to `<workdir>/follow/`. `given`: the flags of evaluate.py given beside
+  --follow that it cannot take (--step, --init_from, --experiment): refused."""
+  if given:
+    raise EvaluationError(f'--follow: evaluates the checkpoints of a training as they come; '
+                          f'leave out {" and ".join(given)}')
   if not 0 < interval_s <= MAX_INTERVAL_S:
     raise EvaluationError(f'--follow_interval: must be in (0, {MAX_INTERVAL_S:g}] seconds, got '
                           f'{interval_s:g}')

@@ -159,6 +159,9 @@ def test_bad_follow_inputs_are_one_line_and_write_nothing(run, tmp_path):
   with pytest.raises(evaluation.EvaluationError, match='--follow_idle: must be > 0'):
     evaluation.follow_workdir(workdir, interval_s=1, idle_s=0)
   assert not os.listdir(tmp_path)
+  with pytest.raises(evaluation.EvaluationError, match=r'^--follow: evaluates the checkpoints '
+                     r'of a training as they come; leave out --step and --init_from$'):
+    evaluation.follow_workdir(workdir, interval_s=1, idle_s=1, given=('--step', '--init_from'))
   broken = str(tmp_path / 'broken')
   shutil.copytree(workdir, broken)
   with open(os.path.join(broken, 'follow', 'record.json'), 'w', encoding='utf-8') as f:
