@@ -29,6 +29,13 @@ scored on the splits `--evals` names (default `valid,test`): sacreBLEU, tokenise
 per split, hypotheses in `DIR/evals/translation/<split>.hyp`, figures and the sacreBLEU
 signature in `DIR/evals/translation/results.json`.
 
+`--step N` evaluates checkpoint N instead of the newest. `--follow` runs beside a training
+on the same DIR (local or gs://; a job of its own, never taking the training's lock or lease):
+it evaluates each checkpoint once as it is written, into `DIR/follow/<step>/evals/` and
+`DIR/follow/tensorboard`, records each done step in `DIR/follow/record.json` (so, killed and
+started again, it skips them), and stops once `DIR/summary.json` has appeared and the last
+checkpoint is done (docs/evaluating.md#following-a-running-training).
+
 Classification writes `DIR/evals/<key>/results.json` (+ plots) and `DIR/evals/report.md`,
 prints every metric, then one `skipped <key>: <reason>` line per skipped section (a status,
 also in its results.json and report.md, never a metric). Exit code: 0 all ran, 3 something
@@ -63,6 +70,14 @@ _INIT_FROM = flags.DEFINE_string('init_from', None, 'Evaluate this safetensors f
                                  'layout) instead of the workdir\'s checkpoint.')
 _EXPERIMENT = flags.DEFINE_string('experiment', None, 'configs/<file>.py[:arg]: the config of a '
                                   'workdir that has none yet (with --init_from).')
+_STEP = flags.DEFINE_integer('step', None, 'Evaluate checkpoint STEP (one whose save finished) '
+                             'instead of the newest.')
+_FOLLOW = flags.DEFINE_bool('follow', False, 'Follow a running training: evaluate each new '
+                            'checkpoint once, into DIR/follow/, until DIR/summary.json appears.')
+_FOLLOW_INTERVAL = flags.DEFINE_float('follow_interval', 30.0, 'With --follow: seconds between '
+                                      'two looks at DIR/checkpoints (at most 600).')
+_FOLLOW_IDLE = flags.DEFINE_float('follow_idle', 7200.0, 'With --follow: stop (exit 1) after '
+                                  'this many seconds without a new checkpoint or summary.json.')
 flags.mark_flags_as_required(['workdir'])
 
 EXIT_SKIPPED = 3
@@ -80,6 +95,17 @@ def overrides() -> dict:
   return out
 
 
+def follow() -> int:
+  """--follow: evaluation.follow_workdir, one line per checkpoint (sdd_jax/classification/
+  follow.py)."""
+  given = [f'--{f.name}' for f in (_STEP, _INIT_FROM, _EXPERIMENT) if f.present]
+  steps = evaluation.follow_workdir(_WORKDIR.value, overrides(), _EVALS.value,
+                                    interval_s=_FOLLOW_INTERVAL.value, idle_s=_FOLLOW_IDLE.value,
+                                    out=lambda line: print(line, flush=True), given=given)
+  print(f'followed {_WORKDIR.value} to its end: {len(steps)} checkpoint(s) evaluated here')
+  return 0
+
+
 def main(argv):
   del argv
   logging.getLogger('absl').setLevel(logging.WARNING)
@@ -87,9 +113,11 @@ def main(argv):
   # ~1e-3 relative error would reorder ODIN's T = 1000 scores, spaced ~1e-6 apart).
   jax.config.update('jax_default_matmul_precision', 'float32')
   try:
+    if _FOLLOW.value:
+      return follow()
     outcome = evaluation.evaluate_workdir(_WORKDIR.value, overrides(), _EVALS.value,
                                           init_from=_INIT_FROM.value,
-                                          experiment=_EXPERIMENT.value)
+                                          experiment=_EXPERIMENT.value, step=_STEP.value)
   except errors.UserError as e:  # one line; anything else is a bug
     print(f'error: {e}', file=sys.stderr)
     return 1

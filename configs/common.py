@@ -101,7 +101,8 @@ def recipe() -> ml_collections.ConfigDict:
   # data.train_split), `every_epochs` the cadence during training (0: only at the end). E.g.
   # `config.evals.acc_train = {'type': 'accuracy', 'split': 'train'}` adds train accuracy as
   # `acc_train/top1`. FGSM, CIFAR-100-C and ODIN need their data sets: run them with evaluate.py
-  # (`--config.evals.fgsm.every_epochs=0` etc. adds them to training).
+  # (a section here adds them to training; with `'in_training': False` training skips it and
+  # `evaluate.py --follow` runs it beside the training: docs/evaluating.md).
   config.evals = ml_collections.ConfigDict({'accuracy': {'every_epochs': 1},
                                             'calibration': {'every_epochs': 0}})
   # The KL-direction probe (paper §3.3, Table 8, Figure 4): every N steps (0: off), the

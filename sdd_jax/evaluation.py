@@ -5,7 +5,7 @@
 (the workdir's config, its checkpoint's variables, `EvaluationError`, `Outcome`) are in
 `workdir/restore.py`.
 """
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import ml_collections
 
@@ -18,6 +18,8 @@ from sdd_jax.workdir import claim as workdir_lib
 from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.workdir import restore as restore_lib
 from sdd_jax.workdir.restore import EvaluationError, Outcome, load_config
+
+MAX_INTERVAL_S = 600.0  # the longest poll interval of --follow
 
 
 def evals_template() -> ml_collections.ConfigDict:
@@ -65,7 +67,7 @@ def _check_has_checkpoint(workdir: str, experiment: str) -> None:
 
 def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
                      names: Optional[Sequence[str]] = None, *, init_from: Optional[str] = None,
-                     experiment: Optional[str] = None) -> Outcome:
+                     experiment: Optional[str] = None, step: Optional[int] = None) -> Outcome:
   """Evaluates `workdir` with its task's evaluation (`tasks.TASKS`, by the workdir's
   `config.task`; absent = classification: `sdd_jax.classification.evaluation.evaluate`;
   'translation': `sdd_jax.translation.evaluation.evaluate`).
@@ -76,8 +78,12 @@ def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
   (`configs/<file>.py[:arg]`) gives the config of a workdir that has none yet, recorded as its
   config.json (e.g. torchvision's ImageNet weights evaluated with
   `configs/imagenet_resnet152_sdd.py:ce`'s data and evaluators) once every check has passed:
-  a refused evaluation creates and changes nothing.
+  a refused evaluation creates and changes nothing. `step` (classification, not with
+  `init_from`): evaluate that checkpoint instead of the newest.
   """
+  if step is not None and init_from:
+    raise EvaluationError('--step: evaluates a checkpoint of the workdir; leave it out with '
+                          '--init_from')
   if experiment:
     config = _experiment_config(workdir, experiment, init_from)
     if not init_from:
@@ -88,7 +94,35 @@ def evaluate_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
   task = tasks.task_of(config)
   if task is tasks.TASKS.get(tasks.DEFAULT):
     return task.evaluate(workdir, config, overrides, names, init_from=init_from,
-                         record=config if experiment else None)
+                         record=config if experiment else None, step=step)
+  if step is not None:
+    raise EvaluationError(f'--step: {workdir} is a {config.task} run, evaluated at its newest '
+                          'checkpoint only; leave --step out')
   if experiment:
     restore_lib.record_config(workdir, config)
   return task.evaluate(workdir, config, overrides, names)
+
+
+def follow_workdir(workdir: str, overrides: Optional[Dict[str, Any]] = None,
+                   names: Optional[Sequence[str]] = None, *, interval_s: float,
+                   idle_s: float, out=print, given: Sequence[str] = ()) -> List[int]:
+  """Evaluates each checkpoint of `workdir` once as its training writes them, until its
+  `summary.json` appears and the last one is done (the task's follower: classification's
+  `classification/follow.py`); returns the steps this call evaluated. Read-only towards the
+  training: results go to `<workdir>/follow/`. `given`: the flags of evaluate.py given beside
+  --follow that it cannot take (--step, --init_from, --experiment): refused."""
+  if given:
+    raise EvaluationError(f'--follow: evaluates the checkpoints of a training as they come; '
+                          f'leave out {" and ".join(given)}')
+  if not 0 < interval_s <= MAX_INTERVAL_S:
+    raise EvaluationError(f'--follow_interval: must be in (0, {MAX_INTERVAL_S:g}] seconds, got '
+                          f'{interval_s:g}')
+  if not idle_s > 0:
+    raise EvaluationError(f'--follow_idle: must be > 0 seconds, got {idle_s:g}')
+  config = load_config(workdir)
+  task = tasks.task_of(config)
+  if not task.follower:
+    raise EvaluationError(f'--follow: {workdir} is a {config.task} run, which has no follower; '
+                          'evaluate it once training is done (leave --follow out)')
+  return task.follow(workdir, config, overrides, names, interval_s=interval_s, idle_s=idle_s,
+                     out=out)

@@ -31,6 +31,9 @@ class Task:
   # module with create_targets(config, mesh): the jitted train and eval steps with abstract
   # arguments (python -m sdd_jax.aot); '' = the task has none
   compile_targets: str = ''
+  # module with follow(workdir, config, overrides, names, *, interval_s, idle_s, out): the
+  # evaluation that follows a running training (evaluate.py --follow); '' = the task has none
+  follower: str = ''
 
   @property
   def train_and_evaluate(self) -> Callable:
@@ -45,6 +48,10 @@ class Task:
     return importlib.import_module(self.evaluation).evaluate
 
   @property
+  def follow(self) -> Callable:
+    return importlib.import_module(self.follower).follow
+
+  @property
   def create_compile_targets(self) -> Callable:
     return importlib.import_module(self.compile_targets).create_targets
 
@@ -53,7 +60,8 @@ TASKS = registry.Registry('task')
 TASKS.register('classification')(Task(
     'sdd_jax.classification.trainer', 'sdd_jax.config.validation',
     ('test/top1', 'test/top5', 'test/nll', 'test/ece', 'wall_seconds'),
-    'sdd_jax.classification.evaluation', 'sdd_jax.classification.compile_targets'))
+    'sdd_jax.classification.evaluation', 'sdd_jax.classification.compile_targets',
+    follower='sdd_jax.classification.follow'))
 TASKS.register('translation')(Task(
     'sdd_jax.translation.trainer', 'sdd_jax.translation.validation',
     ('valid/bleu', 'test/bleu', 'test/bleu_tok', 'test/nll', 'wall_seconds'),

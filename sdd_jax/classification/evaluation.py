@@ -75,13 +75,13 @@ def merge_evals(config: ml_collections.ConfigDict, overrides: Optional[Dict[str,
   return config
 
 
-def restore_checkpoint_variables(config, workdir: str, mesh, model=None):
+def restore_checkpoint_variables(config, workdir: str, mesh, model=None, step=None):
   """-> (the variables of the newest readable checkpoint, the whole tree (DML's two networks,
   BYOT's auxiliary heads), step), replicated over `mesh` (`workdir/restore.py`). `model`
   (classification's, of `config`): a checkpoint whose arrays differ from the ones it builds
-  is refused, naming the first difference."""
+  is refused, naming the first difference. `step`: that checkpoint instead of the newest."""
   expected = None if model is None else _abstract_variables(config, model)
-  return restore_lib.restore_checkpoint_variables(config, workdir, mesh, expected)
+  return restore_lib.restore_checkpoint_variables(config, workdir, mesh, expected, step)
 
 
 def _abstract_variables(config, model) -> Dict[str, Any]:
@@ -113,9 +113,11 @@ def _data_name(data_config) -> str:
 def evaluate(workdir: str, config: ml_collections.ConfigDict,
              overrides: Optional[Dict[str, Any]] = None,
              names: Optional[Sequence[str]] = None, init_from: Optional[str] = None,
-             record: Optional[ml_collections.ConfigDict] = None) -> Outcome:
+             record: Optional[ml_collections.ConfigDict] = None,
+             step: Optional[int] = None) -> Outcome:
   """Classification: runs the sections `names` (default: all) on the newest checkpoint of
-  `workdir`, whose config is `config` (or on the weights of the file `init_from`). `record`:
+  `workdir` (or checkpoint `step`), whose config is `config` (or on the weights of the file
+  `init_from`). `record`:
   a config to write as the workdir's config.json after every check (the sections, the data,
   the weights) has passed, before the first evaluator runs."""
   config = merge_evals(config, overrides, names)
@@ -131,7 +133,7 @@ def evaluate(workdir: str, config: ml_collections.ConfigDict,
     variables, step = parallel.replicate(variables, mesh), 0
     logging.info('evaluating %s with the weights of %s', workdir, init_from)
   else:
-    variables, step = restore_checkpoint_variables(config, workdir, mesh, model)
+    variables, step = restore_checkpoint_variables(config, workdir, mesh, model, step)
     logging.info('evaluating %s at step %d', workdir, step)
   if record is not None:
     restore_lib.record_config(workdir, record, resolve=methods_lib.resolve_config)

@@ -48,11 +48,12 @@ create_model = models_build.create_model  # where it lives: sdd_jax/models/build
 def make_evaluate(config, model, mesh, eval_source, workdir: str, methods=()):
   """Returns `evaluate(state, epoch) -> metrics`: the one evaluation runner
   (`evaluators/runner.py`) over the sections of `config.evals` due at `epoch` (all of them when
-  `epoch` is None, i.e. after training), DML's extra predictors included. A section whose data
+  `epoch` is None, i.e. after training; never those with `in_training=False`), DML's extra
+  predictors included. A section whose data
   is missing is skipped with one logged line; `evaluate.skipped` holds the last final
   evaluation's {key: reason} (a status for the summary, not a metric)."""
   runner = eval_runner.Runner(config, model, mesh, workdir, methods,
-                              sources={config.data.eval_split: eval_source})
+                              sources={config.data.eval_split: eval_source}, training=True)
   skipped: Dict[str, str] = {}
 
   def evaluate(state, epoch=None) -> Dict[str, float]:

@@ -97,12 +97,13 @@ def method_fields(name: str) -> List[Field]:
 
 def evaluator_fields(name: str, section_key: str = '') -> List[Field]:
   """One Field per key of evaluator `name`'s section `evals.<section_key>` (default: `name`),
-  typed by its default value, and the fields every section has (`type`, `pred`, `split`:
-  evaluators/sections.py). Tuple fields also take a comma-separated string (e.g. `sets`)."""
+  typed by its default value, and the fields every section has (`type`, `pred`, `split`,
+  `in_training`: evaluators/sections.py). Tuple fields also take a comma-separated string (e.g. `sets`)."""
   section_key = section_key or name
   out = [Field(f'evals.{section_key}.type', 'str',
                choices=lambda: ('',) + tuple(evaluators_lib.EVALUATORS.names())),
-         Field(f'evals.{section_key}.pred', 'str'), Field(f'evals.{section_key}.split', 'str')]
+         Field(f'evals.{section_key}.pred', 'str'), Field(f'evals.{section_key}.split', 'str'),
+         Field(f'evals.{section_key}.in_training', 'bool')]
   for key, default in evaluators_lib.EVALUATORS.get(name).defaults.items():
     path = f'evals.{section_key}.{key}'
     if key == 'every_epochs':

@@ -51,8 +51,11 @@ class Run:
     return self.key != self.kind and not sections.sets_prefix(self.section,
                                                               self.evaluator.defaults)
 
-  def due(self, epoch: Optional[int]) -> bool:
-    """After training (`epoch` None) always; else every `every_epochs` epochs (0: never)."""
+  def due(self, epoch: Optional[int], training: bool = False) -> bool:
+    """After training (`epoch` None) always; else every `every_epochs` epochs (0: never).
+    `training`: never when the section says `in_training=False` (`sections.in_training`)."""
+    if training and not sections.in_training(self.section):
+      return False
     every = self.evaluator.every_epochs
     return epoch is None or bool(every and epoch % every == 0)
 
@@ -141,8 +144,11 @@ class Runner:
   (all after training: None) on the train state's `variables` (the whole tree)."""
 
   def __init__(self, config, model, mesh, workdir: str, methods=(),
-               sources: Optional[Mapping[str, Any]] = None):
+               sources: Optional[Mapping[str, Any]] = None, training: bool = False):
+    """`training`: the runner of a training run, which leaves out the sections with
+    `in_training=False`."""
     self.methods = tuple(methods)
+    self.training = training
     apply_fns: Dict[str, Optional[Callable]] = {'': None}
     prefixes = {}
     for prefix, fn in methods_lib.eval_logits(self.methods).items():
@@ -175,7 +181,7 @@ class Runner:
     return out
 
   def __call__(self, variables, epoch: Optional[int] = None) -> Outcome:
-    due = [r for r in self.runs.values() if r.due(epoch)]
+    due = [r for r in self.runs.values() if r.due(epoch, self.training)]
     if not due:
       return Outcome(metrics={}, skipped={})
     return run(due, self.contexts, self.predictors(variables))

@@ -1,6 +1,7 @@
 """`config.evals.<key>`: big_vision-style evaluation sections, and their one-line checks.
 
-    config.evals.<key> = {'type': ..., 'pred': ..., 'split': ..., 'every_epochs': ..., ...}
+    config.evals.<key> = {'type': ..., 'pred': ..., 'split': ..., 'in_training': ...,
+                          'every_epochs': ..., ...}
 
 - `key`: a free name; the results land in `<workdir>/evals/<key>/`.
 - `type`: the registered evaluator to run; '' (or absent) means the key itself, so a section
@@ -11,6 +12,9 @@
   metric prefix: DML's 'net1' and 'ensemble').
 - `split`: the data split: '' = `config.data.eval_split`; else `config.data.train_split` or
   `config.data.eval_split` by name (both are opened, and checked, before a workdir is touched).
+- `in_training`: True (default) runs the section during training (every `every_epochs` epochs
+  and after the last step); False leaves it to `evaluate.py`, e.g. to `evaluate.py --follow`
+  beside the training, so FGSM, corruption or ODIN never pause the training's chips.
 - the evaluator's own fields (`every_epochs`, ...), with its defaults.
 
 One evaluator can so run on two splits or two predictors (two keys). Metric keys: a section
@@ -22,13 +26,20 @@ key `k` -> `<key>/k` (accuracy's `test/top1` -> `<key>/top1`), unless it sets ac
 import difflib
 from typing import Dict, Iterable, Mapping, Sequence
 
-COMMON = {'type': '', 'pred': '', 'split': ''}  # every section's fields; '': the default
+# every section's fields and their defaults ('': the default predictor, split, type)
+COMMON = {'type': '', 'pred': '', 'split': '', 'in_training': True}
 
 
 def section_type(key: str, section) -> str:
   """The evaluator a section runs: its `type`, else its key."""
   kind = section.get('type') if hasattr(section, 'get') else None
   return kind or key
+
+
+def in_training(section) -> bool:
+  """Whether training runs the section (`in_training`, default True)."""
+  value = section.get('in_training') if hasattr(section, 'get') else None
+  return COMMON['in_training'] if value is None else bool(value)
 
 
 def predictor_name(prefix: str) -> str:

@@ -138,7 +138,8 @@ class Checkpointer:
     return self._restore_newest(restore_args)
 
   def restore_variables(self, sharding: jax.sharding.Sharding, expected: Any = None,
-                        collections: Sequence[str] = ('params', 'batch_stats')
+                        collections: Sequence[str] = ('params', 'batch_stats'),
+                        step: Optional[int] = None
                         ) -> Tuple[Optional[Dict[str, Any]], Optional[int]]:
     """{collection: tree} of `collections` of the newest readable checkpoint, each array
     placed with `sharding` (e.g. replicated over this process's mesh), whatever mesh or device
@@ -147,7 +148,8 @@ class Checkpointer:
 
     `expected`: the {collection: tree of arrays or ShapeDtypeStructs} this config's model has;
     a checkpoint whose arrays differ from it in shape or path does not fit, and the
-    CheckpointError names the first difference. None: restored as stored.
+    CheckpointError names the first difference. None: restored as stored. `step`: that
+    checkpoint only (no fallback to an older one; (None, None) when it is not there).
     """
     def restore_args(step_dir):
       stored = checkpoint_shapes.item_metadata(step_dir)
@@ -160,12 +162,13 @@ class Checkpointer:
           target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
           partial_restore=True)
 
-    return self._restore_newest(restore_args)
+    return self._restore_newest(restore_args, step)
 
-  def _restore_newest(self, restore_args: Callable[[epath.Path], Tuple[Optional[str], Any]]):
-    """`restore`'s walk from the newest checkpoint down: `restore_args(step_dir)` ->
-    (why it does not fit or None, orbax's restore args)."""
-    steps = sorted(self._manager.all_steps(), reverse=True)
+  def _restore_newest(self, restore_args: Callable[[epath.Path], Tuple[Optional[str], Any]],
+                      only: Optional[int] = None):
+    """`restore`'s walk from the newest checkpoint down (or of step `only` alone):
+    `restore_args(step_dir)` -> (why it does not fit or None, orbax's restore args)."""
+    steps = sorted((s for s in self._manager.all_steps() if only in (None, s)), reverse=True)
     unreadable, misfit, reason = [], '', ''
     for step in steps:
       record = self._verify(step)

@@ -107,3 +107,16 @@ def verify(step_dir: str) -> Dict[str, Any]:
     if actual != expected:
       raise Unverifiable(f'{relative} differs from the sha256 recorded at save time')
   return record
+
+
+def recorded_steps(directory) -> list:
+  """The steps under `directory` (a workdir's `checkpoints/`) whose record is written, so
+  orbax has committed them and their save finished: what a reader beside a running training
+  may restore (a step folder without a record may still be written). Sorted; [] when
+  `directory` does not exist. A step that `max_to_keep` removes after this listing is gone
+  when read: readers must expect that."""
+  directory = epath.Path(directory)
+  if not directory.is_dir():
+    return []
+  steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
+  return sorted(s for s in steps if (directory / str(s) / RECORD_FILE).exists())

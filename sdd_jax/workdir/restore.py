@@ -14,6 +14,7 @@ from sdd_jax.errors import UserError
 from sdd_jax.workdir import checkpoint as checkpoint_lib
 from sdd_jax.workdir import claim as workdir_lib
 from sdd_jax.workdir import paths as workdir_path
+from sdd_jax.workdir import records as checkpoint_record
 
 
 class EvaluationError(UserError):
@@ -51,7 +52,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def restore_checkpoint_variables(config, workdir: str, mesh,
-                                 expected: Optional[Dict[str, Any]] = None):
+                                 expected: Optional[Dict[str, Any]] = None,
+                                 step: Optional[int] = None):
   """-> (the variables of the newest readable checkpoint, the whole tree (DML's two networks,
   BYOT's auxiliary heads), step), replicated over `mesh`.
 
@@ -60,16 +62,19 @@ def restore_checkpoint_variables(config, workdir: str, mesh,
   state (PS-KD's table, sized by the training set) and any device count evaluates a
   checkpoint written by any other. `expected` ({'params', 'batch_stats'} as shapes, e.g.
   classification's `_abstract_variables`): a checkpoint whose arrays differ is refused, naming
-  the first difference.
+  the first difference. `step`: that checkpoint (one whose save finished), not the newest.
   """
   directory = workdir_path.path(workdir) / 'checkpoints'
   if not directory.is_dir() or not any(directory.iterdir()):
     raise EvaluationError(f'no checkpoint in {directory}; train first (train.py --workdir '
                           f'{workdir})')
+  if step is not None and step not in checkpoint_record.recorded_steps(directory):
+    raise EvaluationError(f'--step {step}: no finished checkpoint {step} in {directory}; it '
+                          f'holds steps {checkpoint_record.recorded_steps(directory)}')
   checkpointer = checkpoint_lib.Checkpointer(workdir, config.max_to_keep, read_only=True)
   try:
     restored, step = checkpointer.restore_variables(parallel.replicated_sharding(mesh),
-                                                    expected)
+                                                    expected, step=step)
   finally:
     checkpointer.close()
   if restored is None:

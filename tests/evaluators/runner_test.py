@@ -146,3 +146,11 @@ def test_due_follows_every_epochs():
   assert [r.key for r in runs.values() if r.due(4)] == ['accuracy']
   assert [r.key for r in runs.values() if r.due(3)] == []
   assert [r.key for r in runs.values() if r.due(None)] == ['accuracy', 'calibration']
+
+
+def test_training_leaves_out_the_sections_not_in_training():
+  runs = runner.plan({'accuracy': {'every_epochs': 1},
+                      'calibration': {'every_epochs': 1, 'in_training': False}}, {}, 'test')
+  assert [r.key for r in runs.values() if r.due(1, training=True)] == ['accuracy']
+  assert [r.key for r in runs.values() if r.due(None, training=True)] == ['accuracy']
+  assert [r.key for r in runs.values() if r.due(None)] == ['accuracy', 'calibration']  # evaluate.py

@@ -3,7 +3,9 @@ import ml_collections
 import pytest
 
 from sdd_jax import evaluators
+from sdd_jax.config import validation
 from sdd_jax.evaluators import sections
+from tests import workdirs
 
 DATA = ml_collections.ConfigDict({'train_split': 'train', 'eval_split': 'test'})
 
@@ -23,8 +25,8 @@ def test_the_type_defaults_to_the_key():
                   r"'acuracy'; did you mean accuracy\? \(or give it a type"),
     ({'x': {'type': 'odn'}}, r"config.evals.x.type: must be one of .* got 'odn'; did you mean odin"),
     ({'x': {'type': 'fgsm', 'sets': ()}}, r"config.evals.x: unknown field\(s\) \['sets'\]; known: "
-                                          r'epsilons, every_epochs, norm_epsilons, paper_epsilons, '
-                                          r'pred, split, type'),
+                                          r'epsilons, every_epochs, in_training, norm_epsilons, '
+                                          r'paper_epsilons, pred, split, type'),
     ({'x': 3}, r'config.evals.x: must be a section of fields \(a dict\), got 3'),
 ])
 def test_names_and_fields_are_one_line(evals, message):
@@ -50,3 +52,15 @@ def test_rename_moves_the_keys_into_the_section_key():
       'odin_b/odin/lsun/auroc': 4.0, 'odin_b/msp/lsun/auroc': 5.0}
   assert sections.sets_prefix({'prefix': 'test'}, {'prefix': 'test'}) is False
   assert sections.sets_prefix({'prefix': 'train'}, {'prefix': 'test'}) is True
+
+
+def test_in_training_defaults_to_true_and_must_be_a_bool():
+  assert sections.in_training({}) and sections.in_training({'in_training': True})
+  assert not sections.in_training({'in_training': False})
+  config = workdirs.tiny_config()
+  config.evals.calibration = {'every_epochs': 0, 'in_training': False}
+  validation.validate(config)
+  config.evals.calibration = {'every_epochs': 0, 'in_training': 'no'}
+  with pytest.raises(ValueError, match=r"config.evals.calibration.in_training: must be True or "
+                                       r"False, got 'no'"):
+    validation.validate(config)
