@@ -1,0 +1,91 @@
+"""Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017, §4.2):
+one scalar T > 0 for all classes, p = softmax(z / T), fitted by minimising the mean NLL on
+examples the network never trained on (docs/evaluation.md, "Temperature scaling").
+
+Host-side NumPy/SciPy, float64. The fit sees only examples whose logits are all finite; the
+scoring of non-finite examples is the rule of `metrics/classification.py` (wrong, NLL +inf,
+confidence 1.0), which z / T keeps, since a NaN or ±inf logit stays non-finite.
+"""
+from typing import Dict, Tuple
+
+import numpy as np
+from scipy import optimize
+from scipy import special
+
+# The search interval of T and the tolerance on log T (Brent's bounded method). A T* at a bound
+# is reported as such (`at_bound`).
+BOUNDS = (1e-2, 1e2)
+XATOL = 1e-6
+OPTIMIZER = {'method': 'scipy.optimize.minimize_scalar(method="bounded") over log T',
+             'bounds_T': list(BOUNDS), 'xatol_log_T': XATOL}
+
+
+def scaled_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+  """Mean over examples of −log softmax(z_i / T)_{y_i}, float64. `logits` `[n, classes]` (all
+  finite), `labels` `[n]` ints."""
+  logits = np.asarray(logits, np.float64) / float(temperature)
+  log_probs = special.log_softmax(logits, axis=-1)
+  return float(-np.mean(log_probs[np.arange(len(logits)), np.asarray(labels, np.int64)]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+  """T* = argmin_T mean NLL(softmax(z / T), y) over the finite rows of `logits` `[n, classes]`.
+
+  The NLL is convex in 1/T (a log-sum-exp of functions linear in 1/T, minus a linear term), so
+  it is unimodal in log T and a bounded 1-D search finds its minimum: `minimize_scalar` with
+  `method='bounded'` on log T in [log 0.01, log 100], `xatol` 1e-6 (T* to a relative 1e-6).
+
+  Returns:
+    {'t': T*, 'nll': the mean NLL at T*, 'nll_t1': at T = 1, 'n': examples fitted on,
+     'iterations', 'at_bound': 1.0 when T* is within 1e-3 (in log T) of a bound, else 0.0}.
+    A fit set whose NLL vanishes (<= 1e-12: the network separates every example, and the NLL
+    keeps falling as T -> 0) gets the lower bound.
+  Raises:
+    ValueError: no example with finite logits.
+  """
+  logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.int64)
+  finite = np.all(np.isfinite(logits), axis=-1)
+  logits, labels = logits[finite], labels[finite]
+  if not len(logits):
+    raise ValueError('no example with finite logits to fit a temperature on')
+  low, high = np.log(BOUNDS)
+  result = optimize.minimize_scalar(lambda log_t: scaled_nll(logits, labels, np.exp(log_t)),
+                                    bounds=(low, high), method='bounded',
+                                    options={'xatol': XATOL})
+  log_t = result.x
+  if result.fun <= 1e-12:  # the NLL vanished: every example separated; it falls as T -> 0
+    log_t = low
+  at_bound = min(log_t - low, high - log_t) < 1e-3
+  return {'t': float(np.exp(log_t)), 'nll': scaled_nll(logits, labels, np.exp(log_t)),
+          'nll_t1': scaled_nll(logits, labels, 1.0), 'n': int(len(logits)),
+          'iterations': int(result.nfev), 'at_bound': float(at_bound)}
+
+
+def cross_fit_folds(index: np.ndarray) -> np.ndarray:
+  """The fold (0 or 1) of each example for two-fold cross-fitting: its source index mod 2.
+
+  Deterministic (no seed), disjoint, the same whatever the batch size or device count, and
+  balanced within any class-sorted run of examples."""
+  return np.asarray(index, np.int64) % 2
+
+
+def cross_fit(logits: np.ndarray, labels: np.ndarray,
+              index: np.ndarray) -> Tuple[np.ndarray, Dict[str, Dict[str, float]]]:
+  """Two-fold cross-fitting: T fitted on the even-index examples scores the odd ones, and the
+  other way round.
+
+  Returns:
+    (per-example temperatures `[n]`: each example's T is the one fitted on the other fold,
+     {'even': fit on fold 0, 'odd': fit on fold 1} as `fit_temperature` returns them).
+  Raises:
+    ValueError: a fold has no example with finite logits.
+  """
+  folds = cross_fit_folds(index)
+  fits = {}
+  for name, fold in (('even', 0), ('odd', 1)):
+    try:
+      fits[name] = fit_temperature(logits[folds == fold], labels[folds == fold])
+    except ValueError as e:
+      raise ValueError(f'cross-fitting: the {name}-index half: {e}') from None
+  temperatures = np.where(folds == 0, fits['odd']['t'], fits['even']['t'])
+  return temperatures, fits
