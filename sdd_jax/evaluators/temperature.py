@@ -29,7 +29,6 @@ import os
 from typing import Dict, Optional, Tuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -37,7 +36,6 @@ from sdd_jax import data as data_lib
 from sdd_jax.evaluators import accuracy
 from sdd_jax.evaluators import base
 from sdd_jax.evaluators import results as results_lib
-from sdd_jax.metrics import classification as metrics
 from sdd_jax.metrics import plotting
 from sdd_jax.metrics import temperature as temperature_lib
 
@@ -145,19 +143,6 @@ def host_logits(ctx, predict, source=None) -> Dict[str, np.ndarray]:
   return out
 
 
-def score(logits: np.ndarray, labels: np.ndarray, temperatures: np.ndarray) -> Dict[str, object]:
-  """ECE (fraction) and its bin table, mean NLL, top-1 (fractions) of softmax(z_i / T_i), each
-  example i with its own T_i (`[n]`), by the rules of `metrics/classification.py`."""
-  scaled = jnp.asarray(np.asarray(logits, np.float32) / np.float32(temperatures)[:, None])
-  labels = jnp.asarray(labels, jnp.int32)
-  confidences, correct = metrics.confidence_and_correct(scaled, labels)
-  ece, table = metrics.ece_from_bin_stats(
-      jax.device_get(metrics.calibration_bin_stats(confidences, correct, num_bins=10)))
-  return {'ece': ece, 'table': table,
-          'nll': float(np.mean(np.asarray(metrics.nll(scaled, labels), np.float64))),
-          'top1': float(np.mean(np.asarray(metrics.topk_correct(scaled, labels, 1))))}
-
-
 class Temperature(base.Evaluator):
   name = 'temperature'
   defaults = {'every_epochs': 0, 'fit_split': ''}
@@ -201,8 +186,8 @@ class Temperature(base.Evaluator):
         temperatures = np.full(len(logits), fit['t'])
     except ValueError as e:  # no finite logits to fit on
       raise base.Skipped(f'temperature scaling: {e}') from None
-    before, after = score(logits, labels, np.ones(len(logits))), score(logits, labels,
-                                                                       temperatures)
+    before = temperature_lib.score(logits, labels, np.ones(len(logits)))
+    after = temperature_lib.score(logits, labels, temperatures)
     count = len(logits)
     out = {'temperature/t_star': fit['t'],
            'temperature/ece_before': 100 * before['ece'], 'temperature/ece_after': 100 * after['ece'],

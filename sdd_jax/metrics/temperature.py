@@ -12,6 +12,8 @@ import numpy as np
 from scipy import optimize
 from scipy import special
 
+from sdd_jax.metrics import classification
+
 # The search interval of T and the tolerance on log T (Brent's bounded method). A T* at a bound
 # is reported as such (`at_bound`).
 BOUNDS = (1e-2, 1e2)
@@ -89,3 +91,33 @@ def cross_fit(logits: np.ndarray, labels: np.ndarray,
       raise ValueError(f'cross-fitting: the {name}-index half: {e}') from None
   temperatures = np.where(folds == 0, fits['odd']['t'], fits['even']['t'])
   return temperatures, fits
+
+
+def score(logits: np.ndarray, labels: np.ndarray, temperatures: np.ndarray) -> Dict[str, object]:
+  """10-bin ECE (a fraction) and its bin table, mean NLL and top-1 (a fraction) of
+  softmax(z_i / T_i), each example i with its own T_i, in NumPy (float64; the confidences are
+  binned in float32 as the calibration evaluator bins them, docs/evaluation.md §2).
+
+  The rules of `metrics/classification.py`: prediction = first maximal logit; an example with a
+  NaN or ±inf logit is wrong, with confidence 1.0 and NLL +inf (so the mean NLL is +inf).
+
+  Args:
+    logits: `[n, classes]`; labels: `[n]` ints; temperatures: `[n]` > 0.
+  Returns:
+    {'ece', 'table' (`ece_from_bin_stats`' non-empty bins), 'nll', 'top1'}.
+  """
+  logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.int64)
+  finite = np.all(np.isfinite(logits), axis=-1)
+  scaled = np.where(finite[:, None], logits, 0.0) / np.asarray(temperatures, np.float64)[:, None]
+  log_probs = special.log_softmax(scaled, axis=-1)
+  rows = np.arange(len(labels))
+  confidences = np.where(finite, np.exp(log_probs.max(axis=-1)), 1.0).astype(np.float32)
+  correct = ((np.argmax(scaled, axis=-1) == labels) & finite).astype(np.float64)
+  edges = np.arange(1, 11, dtype=np.float32) / np.float32(10)
+  index = np.clip(np.searchsorted(edges, confidences, side='left'), 0, 9)
+  ece, table = classification.ece_from_bin_stats({
+      'count': np.bincount(index, minlength=10),
+      'correct_sum': np.bincount(index, weights=correct, minlength=10),
+      'confidence_sum': np.bincount(index, weights=confidences.astype(np.float64), minlength=10)})
+  nll = np.where(finite, -log_probs[rows, labels], np.inf)
+  return {'ece': ece, 'table': table, 'nll': float(np.mean(nll)), 'top1': float(np.mean(correct))}

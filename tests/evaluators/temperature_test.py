@@ -13,6 +13,7 @@ from sdd_jax.data import sources
 from sdd_jax.evaluators import base
 from sdd_jax.evaluators import calibration
 from sdd_jax.evaluators import temperature
+from sdd_jax.metrics import temperature as temperature_lib
 
 CLASSES = 4
 
@@ -94,17 +95,24 @@ def test_cross_fit_end_to_end_against_numpy(fake, tmp_path, batch_size, num_devi
 
 
 def test_scaling_at_t_one_changes_nothing_and_no_t_changes_accuracy():
+  """T = 1 gives the raw model's numbers (those of the calibration evaluator's functions, and
+  by hand); any T keeps top-1; a non-finite row stays wrong with NLL +inf."""
   logits, labels = _table(50, seed=1)
-  logits[3] = np.nan  # the non-finite rule survives scaling
-  before = temperature.score(logits, labels, np.ones(50))
-  calibrated = calibration.metrics
-  conf, correct = calibrated.confidence_and_correct(logits, labels)
-  ece, table = calibrated.ece_from_bin_stats(
-      jax.device_get(calibrated.calibration_bin_stats(conf, correct)))
-  assert (before['ece'], before['table']) == (ece, table)
-  assert before['nll'] == np.inf
+  before = temperature_lib.score(logits, labels, np.ones(50))
+  raw = calibration.metrics
+  conf, correct = raw.confidence_and_correct(logits, labels)
+  ece, table = raw.ece_from_bin_stats(jax.device_get(raw.calibration_bin_stats(conf, correct)))
+  assert before['ece'] == pytest.approx(ece, abs=1e-6) and before['ece'] == pytest.approx(
+      _ece(logits, labels, 1.0), abs=1e-6)
+  assert [(r['bin'], r['count']) for r in before['table']] == [(r['bin'], r['count']) for r in table]
+  assert before['nll'] == pytest.approx(_nll(logits, labels).mean(), rel=1e-6)
+  assert before['top1'] == np.mean(logits.argmax(axis=1) == labels)
   for t in (0.05, 0.7, 3.0, 50.0):
-    assert temperature.score(logits, labels, np.full(50, t))['top1'] == before['top1']
+    assert temperature_lib.score(logits, labels, np.full(50, t))['top1'] == before['top1']
+  logits[3] = np.nan
+  broken = temperature_lib.score(logits, labels, np.full(50, 2.0))
+  assert broken['nll'] == np.inf
+  assert broken['top1'] == np.mean((logits.argmax(axis=1) == labels)[np.arange(50) != 3]) * 49 / 50
 
 
 def _npz(path, name, images, labels):
