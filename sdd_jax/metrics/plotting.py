@@ -108,17 +108,18 @@ def reliability_diagram(table: Sequence[Mapping], ece: float, n: int, path,
   return _save(fig, path, {'ece': float(ece), 'n': int(n), 'bins': bins})
 
 
-def reliability_panels(panels: Mapping[str, Tuple[Sequence[Mapping], float, int]], path,
+def reliability_panels(panels: Mapping[str, tuple], path,
                        curves: Optional[Mapping[str, Sequence[Mapping]]] = None
                        ) -> Tuple[epath.Path, epath.Path]:
-  """One reliability diagram per entry of `panels` ({title: (table, ece, n)}), side by side in
-  one PNG at `path`, and their numbers as `<stem>.json` ({title: {ece, n, bins}}). `curves`
-  ({label: table}): lines drawn on every panel (e.g. before and after temperature scaling)."""
+  """One reliability diagram per entry of `panels` ({title: (table, ece, n)}, or (table, ece,
+  n, that panel's curves)), side by side in one PNG at `path`, and their numbers as
+  `<stem>.json` ({title: {ece, n, bins}}). `curves` ({label: table}): lines drawn on every
+  panel without its own (e.g. before and after temperature scaling)."""
   fig = Figure(figsize=(4.5 * len(panels), 4.5), layout='constrained')
   axes = fig.subplots(1, len(panels), squeeze=False)[0]
   record = {}
-  for ax, (title, (table, ece, n)) in zip(axes, panels.items()):
-    _draw_reliability(ax, table, ece, n, title, curves)
+  for ax, (title, (table, ece, n, *own)) in zip(axes, panels.items()):
+    _draw_reliability(ax, table, ece, n, title, own[0] if own else curves)
     record[title] = {'ece': float(ece), 'n': int(n), 'bins': [
         {key: row[key] for key in _BIN_KEYS} for row in table if row['count'] > 0]}
   return _save(fig, path, record)

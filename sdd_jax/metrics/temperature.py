@@ -104,7 +104,8 @@ def score(logits: np.ndarray, labels: np.ndarray, temperatures: np.ndarray) -> D
   Args:
     logits: `[n, classes]`; labels: `[n]` ints; temperatures: `[n]` > 0.
   Returns:
-    {'ece', 'table' (`ece_from_bin_stats`' non-empty bins), 'nll', 'top1'}.
+    {'ece', 'table' (`ece_from_bin_stats`' non-empty bins), 'nll', 'top1', 'confidence' (the
+     mean max-softmax, a fraction)}.
   """
   logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.int64)
   finite = np.all(np.isfinite(logits), axis=-1)
@@ -120,4 +121,5 @@ def score(logits: np.ndarray, labels: np.ndarray, temperatures: np.ndarray) -> D
       'correct_sum': np.bincount(index, weights=correct, minlength=10),
       'confidence_sum': np.bincount(index, weights=confidences.astype(np.float64), minlength=10)})
   nll = np.where(finite, -log_probs[rows, labels], np.inf)
-  return {'ece': ece, 'table': table, 'nll': float(np.mean(nll)), 'top1': float(np.mean(correct))}
+  return {'ece': ece, 'table': table, 'nll': float(np.mean(nll)), 'top1': float(np.mean(correct)),
+          'confidence': float(np.mean(confidences, dtype=np.float64))}
