@@ -37,11 +37,15 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
   it is unimodal in log T and a bounded 1-D search finds its minimum: `minimize_scalar` with
   `method='bounded'` on log T in [log 0.01, log 100], `xatol` 1e-6 (T* to a relative 1e-6).
 
+  A fit set in which every example's label has the strictly largest logit does not identify T:
+  its NLL falls all the way as T -> 0 (d NLL / d(1/T) = mean(E_p[z] − z_y) < 0 everywhere), so
+  an unbounded fit runs off to T = 0 and the examples it then scores are charged for each error
+  at near-certain confidence. Such a fit set gets T = 1 (no scaling), flagged `separable`.
+
   Returns:
     {'t': T*, 'nll': the mean NLL at T*, 'nll_t1': at T = 1, 'n': examples fitted on,
-     'iterations', 'at_bound': 1.0 when T* is within 1e-3 (in log T) of a bound, else 0.0}.
-    A fit set whose NLL vanishes (<= 1e-12: the network separates every example, and the NLL
-    keeps falling as T -> 0) gets the lower bound.
+     'iterations', 'at_bound': 1.0 when T* is within 1e-3 (in log T) of a bound,
+     'separable': 1.0 for a fit set without an error (then T* = 1)}.
   Raises:
     ValueError: no example with finite logits.
   """
@@ -50,17 +54,20 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
   logits, labels = logits[finite], labels[finite]
   if not len(logits):
     raise ValueError('no example with finite logits to fit a temperature on')
+  rows = np.arange(len(labels))
+  label_logits = logits[rows, labels]
+  others = np.where(np.arange(logits.shape[1]) == labels[:, None], -np.inf, logits)
+  nll_t1 = scaled_nll(logits, labels, 1.0)
+  out = {'nll_t1': nll_t1, 'n': int(len(logits))}
+  if np.all(label_logits > others.max(axis=-1)):
+    return {'t': 1.0, 'nll': nll_t1, **out, 'iterations': 0, 'at_bound': 0.0, 'separable': 1.0}
   low, high = np.log(BOUNDS)
   result = optimize.minimize_scalar(lambda log_t: scaled_nll(logits, labels, np.exp(log_t)),
                                     bounds=(low, high), method='bounded',
                                     options={'xatol': XATOL})
-  log_t = result.x
-  if result.fun <= 1e-12:  # the NLL vanished: every example separated; it falls as T -> 0
-    log_t = low
-  at_bound = min(log_t - low, high - log_t) < 1e-3
-  return {'t': float(np.exp(log_t)), 'nll': scaled_nll(logits, labels, np.exp(log_t)),
-          'nll_t1': scaled_nll(logits, labels, 1.0), 'n': int(len(logits)),
-          'iterations': int(result.nfev), 'at_bound': float(at_bound)}
+  at_bound = min(result.x - low, high - result.x) < 1e-3
+  return {'t': float(np.exp(result.x)), 'nll': float(result.fun), **out,
+          'iterations': int(result.nfev), 'at_bound': float(at_bound), 'separable': 0.0}
 
 
 def cross_fit_folds(index: np.ndarray) -> np.ndarray:

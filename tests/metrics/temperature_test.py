@@ -58,10 +58,18 @@ def test_under_confident_logits_get_t_below_one_and_nonfinite_rows_are_left_out(
     temperature.fit_temperature(np.full((2, 3), np.nan), np.array([0, 1]))
 
 
-def test_a_separable_fit_set_ends_at_the_lower_bound():
-  logits = np.array([[5.0, 0.0], [0.0, 5.0]])
-  fit = temperature.fit_temperature(logits, np.array([0, 1]))
-  assert fit['at_bound'] == 1.0 and fit['t'] == pytest.approx(temperature.BOUNDS[0], rel=1e-2)
+def test_a_fit_set_without_an_error_gets_t_one():
+  """All labels have the largest logit: the NLL falls monotonically as T -> 0 (checked on a
+  grid by hand), T is not identified, and the fit returns T = 1, flagged."""
+  logits = np.array([[5.0, 0.0, 1.0], [0.0, 5.0, 4.0], [2.0, 1.0, 3.0]])
+  labels = np.array([0, 1, 2])
+  nlls = _grid_nll(logits, labels, np.geomspace(0.01, 100, 50))
+  assert np.all(np.diff(nlls) >= 0) and nlls[-1] > nlls[0]  # the infimum is at T -> 0
+  fit = temperature.fit_temperature(logits, labels)
+  assert (fit['t'], fit['separable'], fit['iterations']) == (1.0, 1.0, 0)
+  assert fit['nll'] == fit['nll_t1'] == pytest.approx(_grid_nll(logits, labels, [1.0])[0])
+  wrong = temperature.fit_temperature(logits, np.array([0, 1, 1]))  # one error: identified
+  assert wrong['separable'] == 0.0 and wrong['at_bound'] == 0.0
 
 
 def test_cross_fit_folds_are_parity_disjoint_and_each_scored_by_the_other():
