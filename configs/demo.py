@@ -29,8 +29,8 @@ validation split; same seeds, measured; T*, ECE %, NLL after TS):
   SD-Dropout  T* 0.44 ± 0.00   ECE 0.98 ± 0.25   NLL 0.06 ± 0.01
 Scaling removes SD-Dropout's under-confidence (T* < 1 sharpens it) but leaves it no better
 calibrated than CE + TS, and not better in NLL. (Seed 0's CE odd-index half had no error, so
-its T is 1, `separable`: docs/evaluation.md §10.) Both arms together took 58 s of CPU with the
-evaluator (54 s before it).
+its T is 1, `separable`: docs/evaluation.md §10.) With the evaluator, both arms took 58-60 s of
+CPU per seed here (user time, a shared 2-core machine; the 54 s above predates it).
 """
 from configs import common
 
