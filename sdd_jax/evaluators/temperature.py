@@ -190,7 +190,8 @@ class Temperature(base.Evaluator):
     after = temperature_lib.score(logits, labels, temperatures)
     count = len(logits)
     out = {'temperature/t_star': fit['t'],
-           'temperature/ece_before': 100 * before['ece'], 'temperature/ece_after': 100 * after['ece'],
+           'temperature/ece_before': 100 * before['ece'],
+           'temperature/ece_after': 100 * after['ece'],
            'temperature/nll_before': before['nll'], 'temperature/nll_after': after['nll'],
            'temperature/top1_before': 100 * before['top1'],
            'temperature/top1_after': 100 * after['top1'],
