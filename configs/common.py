@@ -103,8 +103,11 @@ def recipe() -> ml_collections.ConfigDict:
   # `acc_train/top1`. FGSM, CIFAR-100-C and ODIN need their data sets: run them with evaluate.py
   # (a section here adds them to training; with `'in_training': False` training skips it and
   # `evaluate.py --follow` runs it beside the training: docs/evaluating.md).
+  # `temperature`: temperature scaling after training (T* fitted on a validation split, else
+  # two-fold cross-fitting on the eval split; never on training data unless asked).
   config.evals = ml_collections.ConfigDict({'accuracy': {'every_epochs': 1},
-                                            'calibration': {'every_epochs': 0}})
+                                            'calibration': {'every_epochs': 0},
+                                            'temperature': {'every_epochs': 0}})
   # The KL-direction probe (paper §3.3, Table 8, Figure 4): every N steps (0: off), the
   # Assumption-1 statistics and the forward/reverse KL gradients w.r.t. the head weights.
   config.probe = ml_collections.ConfigDict({'every_steps': 0, 'rate': 0.5, 'temperature': 3.0})

@@ -308,6 +308,8 @@ EVAL_SECTIONS = [
     ('corruption', {'corruptions': ()}, r'config.evals.corruption.corruptions: unknown \(empty\)'),
     ('corruption', {'dataset': 'imagenet_c'}, r'config.evals.corruption.dataset: must be one of'),
     ('fgsm', {'paper_epsilons': (-0.1,)}, r'config.evals.fgsm: ε must be >= 0, got -0.1 \(paper\)'),
+    ('temperature', {'fit_split': 'test'},
+     r"config.evals.temperature.fit_split: must not read the eval split 'test'"),
     # A section's type, predictor and split (evaluators/sections.py).
     ('acc2', {'type': 'acuracy'}, r"config.evals.acc2.type: must be one of \[.*\] \(the evaluator "
                                   r"to run\), got 'acuracy'; did you mean accuracy\?"),

@@ -32,14 +32,19 @@ def test_arm_specs_add_tokens_to_the_config_argument():
 
 def test_table_by_hand():
   rows = [{'title': 'CE', 'test/top1': 98.6111, 'test/nll': 0.0512, 'calibration/ece': 1.004,
-           'calibration/confidence': 97.9},
+           'calibration/confidence': 97.9, 'temperature/t_star': 1.2345,
+           'temperature/ece_after': 0.5, 'temperature/nll_after': 0.04},
+          {'title': 'CE + TS', 'test/top1': 98.6111, 'test/nll': 0.04, 'calibration/ece': 0.5,
+           'calibration/confidence': 98.5, 'temperature/t_star': 1.2345,
+           'temperature/ece_after': None, 'temperature/nll_after': None},
           {'title': 'SD-Dropout', 'test/top1': 97.5, 'test/nll': None, 'calibration/ece': 18.7,
            'calibration/confidence': 80.125}]
   assert demo.table(rows) == (
-      '| method | top-1 % | NLL | ECE % | confidence % |\n'
-      '| --- | ---: | ---: | ---: | ---: |\n'
-      '| CE | 98.61 | 0.05 | 1.00 | 97.90 |\n'
-      '| SD-Dropout | 97.50 | n/a | 18.70 | 80.12 |')
+      '| method | top-1 % | NLL | ECE % | confidence % | T* | ECE % after TS | NLL after TS |\n'
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+      '| CE | 98.61 | 0.05 | 1.00 | 97.90 | 1.23 | 0.50 | 0.04 |\n'
+      '| CE + TS | 98.61 | 0.04 | 0.50 | 98.50 | 1.23 | n/a | n/a |\n'
+      '| SD-Dropout | 97.50 | n/a | 18.70 | 80.12 | n/a | n/a | n/a |')
 
 
 @pytest.fixture(scope='module')
@@ -71,7 +76,15 @@ def test_the_table_and_the_diagrams_are_each_arms_own_results(finished):
     summary = _summary(os.path.join(finished, name, 'summary.json'))
     cells = [f'{summary[key]:.2f}' for key in ('test/top1', 'test/nll', 'calibration/ece',
                                                'calibration/confidence')]
-    assert f'| {title} | ' + ' | '.join(cells) + ' |' in text
+    ts = [f'{summary[key]:.2f}' for key in ('temperature/t_star', 'temperature/ece_after',
+                                            'temperature/nll_after')]
+    assert f'| {title} | ' + ' | '.join(cells + ts) + ' |' in text
+  ce = _summary(os.path.join(finished, 'ce', 'summary.json'))
+  scaled = json.load(open(os.path.join(finished, 'ce', 'evals', 'temperature', 'results.json')))
+  cells = [ce['test/top1'], ce['temperature/nll_after'], ce['temperature/ece_after'],
+           100 * scaled['details']['confidence_after'], ce['temperature/t_star']]
+  assert ('| CE + TS | ' + ' | '.join(f'{c:.2f}' for c in cells) + ' | n/a | n/a |') in text
+  assert scaled['details']['fit'] == 'cross_fit'  # synthetic data: no validation split
   panels = json.load(open(os.path.join(finished, 'reliability.json')))
   assert list(panels) == ['CE', 'SD-Dropout']
   for title, name in (('CE', 'ce'), ('SD-Dropout', 'sd_dropout')):

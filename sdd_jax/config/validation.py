@@ -110,6 +110,7 @@ def _validate_eval_sections(config, methods) -> None:
       evaluator = evaluators_lib.EVALUATORS.get(evaluators_lib.sections.section_type(key,
                                                                                     evals[key]))
       evaluator.check_section({**evaluator.defaults, **evals[key]})
+      evaluator.check_data({**evaluator.defaults, **evals[key]}, config.data)
     evaluators_lib.sections.check_values(
         evals, [evaluators_lib.sections.predictor_name(p)
                 for p in methods_lib.eval_logits(methods)], config.data)

@@ -7,11 +7,12 @@ from sdd_jax.evaluators import corruption
 from sdd_jax.evaluators import fgsm
 from sdd_jax.evaluators import odin
 from sdd_jax.evaluators import sections
+from sdd_jax.evaluators import temperature
 from sdd_jax.registry import Registry
 
 EVALUATORS = Registry('evaluator')
 for _cls in (accuracy.Accuracy, calibration.Calibration, corruption.Corruption, fgsm.Fgsm,
-             odin.Odin):
+             odin.Odin, temperature.Temperature):
   EVALUATORS.register(_cls.name)(_cls)
 
 EvalContext = base.EvalContext

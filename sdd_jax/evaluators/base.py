@@ -112,6 +112,12 @@ class Evaluator:
     cannot run; called by config validation, before any workdir is touched."""
     del section
 
+  @classmethod
+  def check_data(cls, section: Dict[str, Any], data_config) -> None:
+    """Like `check_section`, for what a section asks of `config.data` (e.g. a split that must
+    not overlap the training split); from the strings alone, no data is opened."""
+    del section, data_config
+
   @property
   def every_epochs(self) -> int:
     return int(self.section['every_epochs'])

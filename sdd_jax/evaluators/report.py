@@ -18,7 +18,7 @@ from sdd_jax.workdir import paths as workdir_path
 from sdd_jax.evaluators import results as results_lib
 from sdd_jax.report import cells
 
-ORDER = ('accuracy', 'calibration', 'fgsm', 'corruption', 'odin')
+ORDER = ('accuracy', 'calibration', 'temperature', 'fgsm', 'corruption', 'odin')
 REPORT_FILE = 'report.md'
 
 

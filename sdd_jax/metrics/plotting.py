@@ -4,7 +4,7 @@ Figures are built as `matplotlib.figure.Figure` with the Agg canvas, so nothing 
 pyplot state (no backend switch, no open-figure registry) and plotting works headless.
 """
 import io
-from typing import Mapping, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,21 +29,41 @@ def _save(fig: Figure, path, record: dict) -> Tuple[epath.Path, epath.Path]:
   return path, json_path
 
 
-def _draw_reliability(ax, table: Sequence[Mapping], ece: float, n: int, title: str) -> None:
-  """Accuracy bars (the axes' first bar container), gap bars (the second), the diagonal and
-  the ECE in the legend, for the non-empty bins of `table`."""
+OVER, UNDER = 'over-confidence (conf > acc)', 'under-confidence (conf < acc)'
+
+
+def _draw_reliability(ax, table: Sequence[Mapping], ece: float, n: int, title: str,
+                      curves: Optional[Mapping[str, Sequence[Mapping]]] = None) -> None:
+  """For the non-empty bins of `table`: accuracy bars from 0 to acc (the axes' first bar
+  container, label 'accuracy'); the gap as its own segment between acc and conf, labelled by
+  its direction: `OVER` (conf > acc: hatched red, from acc up to conf, above the bar) and
+  `UNDER` (conf < acc: hatched green, from conf up to acc, the top of the bar); a black tick
+  at each bin's mean confidence; the diagonal; ECE and N in the legend. `curves`: {label:
+  table} drawn as lines through (conf, acc) of their non-empty bins (e.g. before and after
+  temperature scaling)."""
   rows = [row for row in table if row['count'] > 0]
   centres = [(row['lower'] + row['upper']) / 2 for row in rows]
   widths = [row['upper'] - row['lower'] for row in rows]
-  accs = [row['acc'] for row in rows]
-  gaps = [row['conf'] - row['acc'] for row in rows]
-  ax.bar(centres, accs, width=widths, color='tab:blue', edgecolor='black', label='accuracy')
-  ax.bar(centres, gaps, bottom=accs, width=widths, color='tab:red', alpha=0.3,
-         edgecolor='tab:red', hatch='//', label='gap (conf − acc)')
+  ax.bar(centres, [row['acc'] for row in rows], width=widths, color='tab:blue',
+         edgecolor='black', label='accuracy')
+  for label, sign, colour, hatch in ((OVER, 1, 'tab:red', '//'), (UNDER, -1, 'tab:green', '\\\\')):
+    picked = [(c, w, row) for c, w, row in zip(centres, widths, rows)
+              if sign * (row['conf'] - row['acc']) > 0]
+    ax.bar([c for c, _, _ in picked], [abs(row['conf'] - row['acc']) for _, _, row in picked],
+           bottom=[min(row['conf'], row['acc']) for _, _, row in picked],
+           width=[w for _, w, _ in picked], color=colour, alpha=0.45, edgecolor=colour,
+           hatch=hatch, label=label)
+  ax.hlines([row['conf'] for row in rows], [c - w / 2 for c, w in zip(centres, widths)],
+            [c + w / 2 for c, w in zip(centres, widths)], colors='black', linewidth=2,
+            label='mean confidence')
   ax.plot([0, 1], [0, 1], linestyle='--', color='gray', label='perfect calibration')
+  for (label, curve), colour in zip((curves or {}).items(), ('black', 'tab:purple', 'tab:orange')):
+    points = [row for row in curve if row['count'] > 0]
+    ax.plot([row['conf'] for row in points], [row['acc'] for row in points], marker='o',
+            markersize=3, color=colour, linewidth=1, label=f'curve: {label}')
   ax.plot([], [], linestyle='none', label=f'ECE = {100 * ece:.2f}%, N = {n}')
   ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence', ylabel='accuracy', title=title)
-  ax.legend(loc='upper left')
+  ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize='x-small')
 
 
 def create_reliability_figure(table: Sequence[Mapping], ece: float, n: int,
@@ -57,7 +77,8 @@ def create_reliability_figure(table: Sequence[Mapping], ece: float, n: int,
     n: number of examples, shown in the legend and used for the histogram |B_m| / N.
     histogram: add a second panel with the confidence histogram.
   Returns:
-    The figure: axes[0] holds the accuracy bars (first bar container) and the gap bars (second).
+    The figure: axes[0] holds the accuracy bars (first bar container), then the over- and the
+    under-confidence segments (containers labelled `OVER` and `UNDER`).
   """
   rows = [row for row in table if row['count'] > 0]
   centres = [(row['lower'] + row['upper']) / 2 for row in rows]
@@ -87,15 +108,18 @@ def reliability_diagram(table: Sequence[Mapping], ece: float, n: int, path,
   return _save(fig, path, {'ece': float(ece), 'n': int(n), 'bins': bins})
 
 
-def reliability_panels(panels: Mapping[str, Tuple[Sequence[Mapping], float, int]],
-                       path) -> Tuple[epath.Path, epath.Path]:
-  """One reliability diagram per entry of `panels` ({title: (table, ece, n)}), side by side in
-  one PNG at `path`, and their numbers as `<stem>.json` ({title: {ece, n, bins}})."""
+def reliability_panels(panels: Mapping[str, tuple], path,
+                       curves: Optional[Mapping[str, Sequence[Mapping]]] = None
+                       ) -> Tuple[epath.Path, epath.Path]:
+  """One reliability diagram per entry of `panels` ({title: (table, ece, n)}, or (table, ece,
+  n, that panel's curves)), side by side in one PNG at `path`, and their numbers as
+  `<stem>.json` ({title: {ece, n, bins}}). `curves` ({label: table}): lines drawn on every
+  panel without its own (e.g. before and after temperature scaling)."""
   fig = Figure(figsize=(4.5 * len(panels), 4.5), layout='constrained')
   axes = fig.subplots(1, len(panels), squeeze=False)[0]
   record = {}
-  for ax, (title, (table, ece, n)) in zip(axes, panels.items()):
-    _draw_reliability(ax, table, ece, n, title)
+  for ax, (title, (table, ece, n, *own)) in zip(axes, panels.items()):
+    _draw_reliability(ax, table, ece, n, title, own[0] if own else curves)
     record[title] = {'ece': float(ece), 'n': int(n), 'bins': [
         {key: row[key] for key in _BIN_KEYS} for row in table if row['count'] > 0]}
   return _save(fig, path, record)

@@ -90,8 +90,10 @@ def test_every_evaluator_on_a_smoke_checkpoint(trained, tmp_path):
               'odin/lsun/auroc', 'msp/lsun/fpr95'):
     assert 0 <= m[key] <= 100, key
   assert m['odin/lsun/n_in'] == m['odin/lsun/n_out'] == 24 - 8
+  assert m['temperature/ece_before'] == pytest.approx(m['calibration/ece'], abs=1e-4)
+  assert m['temperature/top1_after'] == pytest.approx(m['test/top1']) and m['temperature/t_star'] > 0
 
-  for name in ('accuracy', 'calibration', 'corruption', 'fgsm', 'odin'):
+  for name in ('accuracy', 'calibration', 'temperature', 'corruption', 'fgsm', 'odin'):
     with open(os.path.join(workdir, 'evals', name, 'results.json')) as f:
       record = json.load(f)
     assert record['skipped'] is None
@@ -103,7 +105,7 @@ def test_every_evaluator_on_a_smoke_checkpoint(trained, tmp_path):
   with open(os.path.join(workdir, 'evals', 'report.md')) as f:
     report = f.read()
   for text in ('# Evaluation report', '- checkpoint step: 8', 'mean (0.4914, 0.4822, 0.4465)',
-               '## accuracy', '## calibration', '## fgsm', '## corruption', '## odin',
+               '## accuracy', '## calibration', '## temperature', '## fgsm', '## corruption', '## odin',
                '| fgsm/paper_0.2 | paper | 0.2 |', 'mean (all: mCA-19)', '| lsun | ODIN | 1000 |',
                '![calibration: reliability.png](calibration/reliability.png)',
                '[odin/results.json](odin/results.json)'):

@@ -1,5 +1,5 @@
 """The training loop runs under `jax.transfer_guard('disallow')`: a smoke run with every evaluator
-inside the loop (accuracy, calibration, FGSM, ODIN, corruption, at an eval batch that the 8
+inside the loop (accuracy, calibration, temperature, FGSM, ODIN, corruption, at an eval batch that the 8
 devices do not divide) finishes, so every transfer on the loop's path is explicit; a host round
 trip slipped into the loop fails loudly.
 
@@ -34,6 +34,7 @@ def _config(root):
   # every_epochs 0: after the last step, still inside the loop (and its guard).
   config.evals = {
       'accuracy': {'every_epochs': 1}, 'calibration': {'every_epochs': 0},
+      'temperature': {'every_epochs': 0},
       'fgsm': {'every_epochs': 0, 'epsilons': (0.1,), 'norm_epsilons': (),
                'paper_epsilons': (0.2,)},
       'odin': {'every_epochs': 0, 'sets': ('lsun',), 'folder_root': str(root / 'odin'),
@@ -47,7 +48,7 @@ def test_every_evaluator_runs_inside_the_guarded_loop(tmp_path):
   summary = trainer.train_and_evaluate(_config(tmp_path), str(tmp_path / 'run'))
   assert summary['test/count'] == summary['fgsm/count'] == 64  # every eval example, once
   assert 0 <= summary['odin/lsun/auroc'] <= 100 and 'corruption/mca19' in summary
-  assert 'calibration/ece' in summary and not any(k.startswith('skipped') for k in summary)
+  assert 'calibration/ece' in summary and 'temperature/t_star' in summary and not any(k.startswith('skipped') for k in summary)
 
 
 def test_a_host_round_trip_in_the_loop_fails_loudly(tmp_path, monkeypatch):

@@ -48,20 +48,58 @@ def test_empty_bins_are_not_drawn():
                          'conf': 0.0}]
   fig = plotting.create_reliability_figure(with_empty, ece, 10)
   reliability, histogram = fig.axes
-  accuracy_bars, gap_bars = reliability.containers
-  assert len(accuracy_bars) == len(gap_bars) == 7  # Bins 0, 1 and 7 are empty.
+  accuracy_bars = reliability.containers[0]
+  assert len(accuracy_bars) == 7  # Bins 0, 1 and 7 are empty.
   centres = sorted(bar.get_x() + bar.get_width() / 2 for bar in accuracy_bars)
   np.testing.assert_allclose(centres, [0.25, 0.35, 0.45, 0.55, 0.65, 0.85, 0.95])
   np.testing.assert_allclose([bar.get_width() for bar in accuracy_bars], 0.1)
   np.testing.assert_allclose(sorted(bar.get_height() for bar in accuracy_bars),
                              sorted(row['acc'] for row in table))
-  for bar, row in zip(gap_bars, table):  # Gap bars span acc -> conf.
-    assert bar.get_y() == pytest.approx(row['acc'])
-    assert bar.get_y() + bar.get_height() == pytest.approx(row['conf'])
-  assert len(histogram.containers[0]) == 7
-  np.testing.assert_allclose(sum(bar.get_height() for bar in histogram.containers[0]), 1.0)
-  legend = [text.get_text() for text in reliability.get_legend().get_texts()]
-  assert 'ECE = 30.40%, N = 10' in legend
+
+
+def _segments(ax, label):
+  """{bin centre: (bottom, top)} of the bar container labelled `label`."""
+  container, = [c for c in ax.containers if c.get_label() == label]
+  return {round(bar.get_x() + bar.get_width() / 2, 6): (bar.get_y(), bar.get_y() + bar.get_height())
+          for bar in container}
+
+
+def test_gaps_read_in_both_directions():
+  """Each bin: an accuracy bar from 0 to acc; over-confidence (conf > acc) a segment from acc
+  up to conf above it; under-confidence (conf < acc) a segment from conf up to acc, never
+  reaching above the bar; heights positive. Checked against the bin table of E1 (both kinds)."""
+  ece, table = _e1_table()
+  ax = plotting.create_reliability_figure(table, ece, 10).axes[0]
+  centre = lambda row: round((row['lower'] + row['upper']) / 2, 6)
+  bars = {round(b.get_x() + b.get_width() / 2, 6): b for b in ax.containers[0]}
+  over, under = _segments(ax, plotting.OVER), _segments(ax, plotting.UNDER)
+  expect_over = {centre(r): (r['acc'], r['conf']) for r in table if r['conf'] > r['acc']}
+  expect_under = {centre(r): (r['conf'], r['acc']) for r in table if r['conf'] < r['acc']}
+  assert len(expect_over) == 4 and len(expect_under) == 3  # E1 has both directions
+  assert over.keys() == expect_over.keys() and under.keys() == expect_under.keys()
+  for got, want in ((over, expect_over), (under, expect_under)):
+    for key, (bottom, top) in want.items():
+      assert got[key] == pytest.approx((bottom, top), abs=1e-6)
+      assert top > bottom
+  for row in table:  # the bar's top is the accuracy, whatever the direction
+    bar = bars[centre(row)]
+    assert (bar.get_y(), bar.get_height()) == pytest.approx((0.0, row['acc']))
+  # The under-confident SD-Dropout panel of the demo (README): acc 0.99 at conf 0.75.
+  demo = [{'lower': 0.7, 'upper': 0.8, 'count': 300, 'acc': 0.99, 'conf': 0.75}]
+  ax = plotting.create_reliability_figure(demo, 0.24, 300, histogram=False).axes[0]
+  assert ax.containers[0][0].get_height() == pytest.approx(0.99)
+  assert _segments(ax, plotting.UNDER) == {0.75: pytest.approx((0.75, 0.99))}
+  assert _segments(ax, plotting.OVER) == {}
+
+
+def test_panels_carry_both_curves(tmp_path):
+  ece, table = _e1_table()
+  scaled = [{**row, 'conf': row['acc']} for row in table]
+  png, json_path = plotting.reliability_panels(
+      {'before': (table, ece, 10), 'after': (scaled, 0.0, 10)}, tmp_path / 'ts.png',
+      curves={'raw': table, 'scaled': scaled})
+  _check_png(png, 900, 450)
+  assert sorted(json.loads(json_path.read_text())) == ['after', 'before']
 
 
 def test_line_plot(tmp_path):
