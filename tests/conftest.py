@@ -24,16 +24,26 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 def straight_killable_run(tmp_path_factory):
   """tests/train/preemption_test.py's COMMAND (16 steps on 2 devices, a checkpoint every 4) run
   straight to its end on a local workdir: what the killed-and-resumed runs of preemption_test and
-  object_store_kill_test must equal, bit for bit. Made once per worker; both files are one unit
-  of work (SHARED below), so once in a suite."""
+  object_store_kill_test must equal, bit for bit. Made once in a session: under xdist in the
+  session's folder that all workers share, under a lock (the first to need it runs it, another
+  waits for it)."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   from tests.train import preemption_test  # pylint: disable=g-import-not-at-top
-  workdir = str(tmp_path_factory.mktemp('straight') / 'run')
-  result = subprocess.run(preemption_test.COMMAND + ['--workdir', workdir],
-                          cwd=preemption_test.ROOT, env=preemption_test.ENV, capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  return workdir
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):  # basetemp is <this session>/popen-gwN
+    shared = shared.parent
+  workdir = shared / 'straight_killable_run'
+  with open(shared / 'straight_killable_run.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (workdir / 'summary.json').exists():  # written last, by a run that ended
+      shutil.rmtree(workdir, ignore_errors=True)  # what a failed run left
+      result = subprocess.run(preemption_test.COMMAND + ['--workdir', str(workdir)],
+                              cwd=preemption_test.ROOT, env=preemption_test.ENV,
+                              capture_output=True, text=True, timeout=300)
+      assert result.returncode == 0, result.stderr[-2000:]
+  return str(workdir)
 
 
 @pytest.fixture
@@ -43,36 +53,30 @@ def gcs_root():
   return object_store.fresh_root()
 
 
-# Scheduling under `pytest -n N` (pytest.ini: --dist loadgroup --no-loadscope-reorder).
-# xdist's default `load` sends each worker runs of consecutive tests in collection order, so the
-# slowest files (tests/workdir/, last alphabetically) came last and one worker ran them while the
-# other had nothing left; a module's tests could also be split between workers, each paying its
-# module-scoped fixture (a training run). Here each file is one unit of work, sent whole to one
-# worker, slowest first (longest-processing-time-first); the independent smoke runs of
-# configs_test spread one by one. SLOW_FIRST: measured slowest, slowest first (seconds on 2
-# cores, warm cache); a file not listed keeps its place after them. Files that share one run
-# (SHARED) go to one worker together, so that the run is made once.
+# Scheduling under `pytest -n N` (pytest.ini: --dist loadfile --no-loadscope-reorder). xdist's
+# default `load` sends each worker runs of consecutive tests in collection order, so the slowest
+# files (tests/workdir/, last alphabetically) came last, where one worker ran them while the
+# other had nothing left, and a file's tests could be split between workers, each paying its
+# module-scoped fixture (a training run). With loadfile each file is one unit of work, sent
+# whole to one worker; here they are sent slowest first (longest-processing-time-first).
+# SLOW_FIRST: the files measured slowest, slowest first (seconds on 2 cores, warm cache); a file
+# not listed keeps its place after them. (`--dist loadgroup` would allow finer units, but
+# xdist 3.8 cannot add its group to a pytest 9 node id, so its groups are ignored.)
 SLOW_FIRST = (
+    'tests/configs_test.py',  # 23 smoke runs of 3-11 s
     'tests/classification/multiprocess_test.py',  # 78: 2 x 2 processes, 1 x 8 devices
-    'tests/workdir/faults_test.py',  # 65: the fault catalogue, 2 entries
     'tests/workdir/object_store_kill_test.py',  # 48: 3 killed runs on gs://, evaluate, report
-    'tests/train/preemption_test.py',  # 45: 4 killed/straight runs, Ctrl-C
-    'tests/configs_test.py',  # 8-11 a smoke run
+    'tests/train/preemption_test.py',  # 45: killed runs, Ctrl-C
     'tests/aot/compile_test.py',  # 20-46 cold: libtpu compiles, never cached
-    'tests/translation/trainer_test.py',
+    'tests/workdir/faults_test.py',  # the fault catalogue, 2 entries
     'tests/classification/evaluation_test.py',
+    'tests/translation/trainer_test.py',
     'tests/detection/finetune_test.py',
     'tests/benchmarks/device_check_test.py',  # 8.5 warm, 25-57 cold
 )
-ONE_BY_ONE = ('tests/configs_test.py::test_smoke_run[',)
-SHARED = {'tests/workdir/object_store_kill_test.py': 'tests/train/preemption_test.py'}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its own hook, not tryfirst)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
   rank = {path: i for i, path in enumerate(SLOW_FIRST)}
   items.sort(key=lambda item: rank.get(item.nodeid.split('::')[0], len(rank)))  # stable
-  for item in items:
-    if not item.nodeid.startswith(ONE_BY_ONE):
-      path = item.nodeid.split('::')[0]
-      item.add_marker(pytest.mark.xdist_group(SHARED.get(path, path)))
