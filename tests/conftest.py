@@ -56,12 +56,13 @@ def gcs_root():
 # Scheduling under `pytest -n N` (pytest.ini: --dist loadfile --no-loadscope-reorder). xdist's
 # default `load` sends each worker runs of consecutive tests in collection order, so the slowest
 # files (tests/workdir/, last alphabetically) came last, where one worker ran them while the
-# other had nothing left, and a file's tests could be split between workers, each paying its
+# other had little left, and a file's tests could be split between workers, each paying its
 # module-scoped fixture (a training run). With loadfile each file is one unit of work, sent
-# whole to one worker; here they are sent slowest first (longest-processing-time-first).
-# SLOW_FIRST: the files measured slowest, slowest first (seconds on 2 cores, warm cache); a file
-# not listed keeps its place after them. (`--dist loadgroup` would allow finer units, but
-# xdist 3.8 cannot add its group to a pytest 9 node id, so its groups are ignored.)
+# whole to one worker, and here the units go longest first (LPT scheduling): the files measured
+# slowest (SLOW_FIRST, slowest first; seconds on 2 cores, warm cache), then the others by their
+# number of tests, most first (a proxy for their time), so that the last units are small.
+# (`--dist loadgroup` would allow finer units, but xdist 3.8 cannot add its group to a pytest 9
+# node id, so its groups are ignored.) A new slow file belongs in SLOW_FIRST.
 SLOW_FIRST = (
     'tests/configs_test.py',  # 23 smoke runs of 3-11 s
     'tests/classification/multiprocess_test.py',  # 78: 2 x 2 processes, 1 x 8 devices
@@ -79,4 +80,9 @@ SLOW_FIRST = (
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
   rank = {path: i for i, path in enumerate(SLOW_FIRST)}
-  items.sort(key=lambda item: rank.get(item.nodeid.split('::')[0], len(rank)))  # stable
+  files = [item.nodeid.split('::')[0] for item in items]
+  counts = {path: files.count(path) for path in set(files)}
+  order = {path: (rank.get(path, len(rank)), 0 if path in rank else -counts[path], path)
+           for path in counts}
+  keys = {id(item): order[path] for item, path in zip(items, files)}
+  items.sort(key=lambda item: keys[id(item)])  # stable: a file's own order is kept
