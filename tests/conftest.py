@@ -2,6 +2,7 @@
 
 The flag must be set before JAX is imported anywhere; a caller's own XLA_FLAGS wins.
 """
+import collections
 import os
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
@@ -55,8 +56,8 @@ def gcs_root():
 
 # Scheduling under `pytest -n N` (pytest.ini: --dist loadfile --no-loadscope-reorder). xdist's
 # default `load` sends each worker runs of consecutive tests in collection order, so the slowest
-# files (tests/workdir/, last alphabetically) came last, where one worker ran them while the
-# other had little left, and a file's tests could be split between workers, each paying its
+# files (tests/workdir/, last alphabetically) could come last, where one worker runs them while
+# the other has little left, and a file's tests could be split between workers, each paying its
 # module-scoped fixture (a training run). With loadfile each file is one unit of work, sent
 # whole to one worker, and here the units go longest first (LPT scheduling): the files measured
 # slowest (SLOW_FIRST, slowest first; seconds on 2 cores, warm cache), then the others by their
@@ -81,7 +82,7 @@ SLOW_FIRST = (
 def pytest_collection_modifyitems(items):
   rank = {path: i for i, path in enumerate(SLOW_FIRST)}
   files = [item.nodeid.split('::')[0] for item in items]
-  counts = {path: files.count(path) for path in set(files)}
+  counts = collections.Counter(files)
   order = {path: (rank.get(path, len(rank)), 0 if path in rank else -counts[path], path)
            for path in counts}
   keys = {id(item): order[path] for item, path in zip(items, files)}
