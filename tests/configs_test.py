@@ -34,7 +34,14 @@ def test_full_config_validates_and_documents_its_command(path):
   assert f'python train.py --config {name}' in text, 'the docstring gives the exact command'
 
 
-@pytest.mark.parametrize('path', CONFIG_FILES, ids=os.path.basename)
+# A smoke run that would repeat another file's exactly: a run reads nothing but its config, and
+# this file's smoke config is that file's, field for field (test_a_smoke_config_equal_to_...).
+SAME_SMOKE_RUN = {'cifar100_ablations.py': 'cifar100_resnet18_sdd.py'}
+
+
+@pytest.mark.parametrize('path', [p for p in CONFIG_FILES
+                                  if os.path.basename(p) not in SAME_SMOKE_RUN],
+                         ids=os.path.basename)
 def test_smoke_run(path, tmp_path):
   config = load(path, 'smoke')
   task = tasks.task_of(config)
@@ -50,6 +57,14 @@ def test_smoke_run(path, tmp_path):
           f'train/share_{name}' for name in terms)
       assert abs(sum(r[f'train/share_{name}'] for name in terms) - 1) < 1e-4, r
       assert 0 < r['train/confidence'] <= 100 and 0 <= r['train/dead_features'] <= 1, r
+
+
+@pytest.mark.parametrize('name, same', SAME_SMOKE_RUN.items())
+def test_a_smoke_config_equal_to_another_files_is_run_as_that_one(name, same):
+  path = os.path.join(ROOT, 'configs', name)
+  assert path in CONFIG_FILES
+  assert load(path, 'smoke').to_dict() == load(os.path.join(ROOT, 'configs', same),
+                                               'smoke').to_dict()
 
 
 def test_demo_ce_is_the_baseline_without_methods():

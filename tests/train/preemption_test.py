@@ -45,11 +45,9 @@ def _kill_when(process, condition, timeout=180):
   process.wait()
 
 
-def test_sigkill_in_a_step_and_in_a_checkpoint_write_then_exact_resume(tmp_path):
-  straight = str(tmp_path / 'straight')
-  assert subprocess.run(COMMAND + ['--workdir', straight], cwd=ROOT, env=ENV,
-                        capture_output=True, timeout=300).returncode == 0
-
+def test_sigkill_in_a_step_and_in_a_checkpoint_write_then_exact_resume(tmp_path,
+                                                                       straight_killable_run):
+  straight = straight_killable_run  # COMMAND straight to its end (conftest.py)
   workdir = str(tmp_path / 'killed')
   # 1. Inside the steps, before any checkpoint exists.
   process = _start(workdir)

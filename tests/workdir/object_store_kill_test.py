@@ -53,12 +53,8 @@ def _summary_without_times(text):
 
 
 def test_sigkill_on_gs_then_resume_equals_the_local_run_then_evaluate_and_report(
-    gcs_root, tmp_path):
-  straight = str(tmp_path / 'straight')
-  result = subprocess.run(preemption_test.COMMAND + ['--workdir', straight], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-
+    gcs_root, tmp_path, straight_killable_run):
+  straight = straight_killable_run  # the same command straight on a local workdir (conftest.py)
   remote = f'{gcs_root}/killed'
   process = _start(remote)  # 1. inside the steps, before any checkpoint exists
   preemption_test._kill_when(process, lambda: _train_lines(remote) >= 2)
