@@ -7,6 +7,7 @@ import io
 from typing import Mapping, Optional, Sequence, Tuple
 
 from etils import epath
+from matplotlib import patches
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -30,6 +31,9 @@ def _save(fig: Figure, path, record: dict) -> Tuple[epath.Path, epath.Path]:
 
 
 OVER, UNDER = 'over-confidence (conf > acc)', 'under-confidence (conf < acc)'
+# Over-confidence sits above the accuracy bar: a light red fill. Under-confidence lies inside
+# the bar (between conf and acc): hatching only, no fill, so the blue bar still reaches acc.
+_GAP_FILL = {OVER: (0.84, 0.15, 0.16, 0.35), UNDER: 'none'}
 
 
 def _draw_reliability(ax, table: Sequence[Mapping], ece: float, n: int, title: str,
@@ -37,7 +41,8 @@ def _draw_reliability(ax, table: Sequence[Mapping], ece: float, n: int, title: s
   """For the non-empty bins of `table`: accuracy bars from 0 to acc (the axes' first bar
   container, label 'accuracy'); the gap as its own segment between acc and conf, labelled by
   its direction: `OVER` (conf > acc: hatched red, from acc up to conf, above the bar) and
-  `UNDER` (conf < acc: hatched green, from conf up to acc, the top of the bar); a black tick
+  `UNDER` (conf < acc: green hatching without fill, from conf up to acc, over the top of the
+  bar, which stays visible up to acc); a black tick
   at each bin's mean confidence; the diagonal; ECE and N in the legend. `curves`: {label:
   table} drawn as lines through (conf, acc) of their non-empty bins (e.g. before and after
   temperature scaling)."""
@@ -51,7 +56,7 @@ def _draw_reliability(ax, table: Sequence[Mapping], ece: float, n: int, title: s
               if sign * (row['conf'] - row['acc']) > 0]
     ax.bar([c for c, _, _ in picked], [abs(row['conf'] - row['acc']) for _, _, row in picked],
            bottom=[min(row['conf'], row['acc']) for _, _, row in picked],
-           width=[w for _, w, _ in picked], color=colour, alpha=0.45, edgecolor=colour,
+           width=[w for _, w, _ in picked], facecolor=_GAP_FILL[label], edgecolor=colour,
            hatch=hatch, label=label)
   ax.hlines([row['conf'] for row in rows], [c - w / 2 for c, w in zip(centres, widths)],
             [c + w / 2 for c, w in zip(centres, widths)], colors='black', linewidth=2,
@@ -63,7 +68,14 @@ def _draw_reliability(ax, table: Sequence[Mapping], ece: float, n: int, title: s
             markersize=3, color=colour, linewidth=1, label=f'curve: {label}')
   ax.plot([], [], linestyle='none', label=f'ECE = {100 * ece:.2f}%, N = {n}')
   ax.set(xlim=(0, 1), ylim=(0, 1), xlabel='confidence', ylabel='accuracy', title=title)
-  ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize='x-small')
+  # Both gap kinds in every legend, with their own swatch (an empty bar container would
+  # otherwise take the default colour, or be left out).
+  handles = {label: handle for handle, label in zip(*ax.get_legend_handles_labels())}
+  for label, colour, hatch in ((OVER, 'tab:red', '//'), (UNDER, 'tab:green', '\\\\')):
+    handles[label] = patches.Patch(facecolor=_GAP_FILL[label], edgecolor=colour, hatch=hatch,
+                                   label=label)
+  ax.legend(handles=list(handles.values()), labels=list(handles), loc='upper center',
+            bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize='x-small')
 
 
 def create_reliability_figure(table: Sequence[Mapping], ece: float, n: int,

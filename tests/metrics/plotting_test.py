@@ -90,6 +90,14 @@ def test_gaps_read_in_both_directions():
   assert ax.containers[0][0].get_height() == pytest.approx(0.99)
   assert _segments(ax, plotting.UNDER) == {0.75: pytest.approx((0.75, 0.99))}
   assert _segments(ax, plotting.OVER) == {}
+  # Drawn over the bar's top, the under-confidence segment must not hide it: no fill (the
+  # bar still shows up to acc), only hatching; the legend names both kinds with their colours.
+  (segment,) = [c for c in ax.containers if c.get_label() == plotting.UNDER][0]
+  assert segment.get_facecolor()[3] == 0.0 and segment.get_hatch()
+  legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(),
+                                            ax.get_legend().legend_handles)}
+  assert legend[plotting.OVER].get_facecolor()[:3] == pytest.approx((0.84, 0.15, 0.16))
+  assert legend[plotting.UNDER].get_facecolor()[3] == 0.0
 
 
 def test_panels_carry_both_curves(tmp_path):
