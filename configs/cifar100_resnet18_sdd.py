@@ -17,4 +17,6 @@ from configs import common
 def get_config(arg=None):
   config = common.recipe()
   config.methods.sd_dropout = dict(common.SD_DROPOUT)
-  return common.apply_arg(config, arg)
+  if 'pod' in common.parse_arg(arg)[1]:
+    common.cifar_pod(config)
+  return common.apply_arg(config, arg, known_flags=('pod',))

@@ -48,6 +48,7 @@ model size on 2 CPU cores (configs/translation_demo.py); on a GPU not measured.
 from configs import common
 
 
+POD_TOKENS_PER_BATCH = 4096  # the recipe's; docs/pods.md, "Pod defaults from the compile check"
 DIRECTIONS = {'de_en': ('de', 'en'), 'en_de': ('en', 'de')}
 
 
@@ -59,5 +60,8 @@ def get_config(arg=None):
   config = common.translation_recipe(*DIRECTIONS[directions[0] if directions else 'de_en'])
   if 'ls' not in flags:
     config.methods.ps_kd = {'alpha': 0.8}
-  return common.apply_arg(config, arg, known_flags=('ls', *DIRECTIONS),
+  if 'pod' in flags:
+    config.data.tokens_per_batch = POD_TOKENS_PER_BATCH
+    config.model.dtype = 'bfloat16'
+  return common.apply_arg(config, arg, known_flags=('ls', 'pod', *DIRECTIONS),
                           smoke_fn=common.translation_smoke)
