@@ -11,6 +11,7 @@ from sdd_jax.aot import chips
 from sdd_jax.aot import compile as compile_lib
 from sdd_jax.aot import pod_table
 from sdd_jax.aot import report as report_lib
+from sdd_jax.config import cli as config_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,6 +66,9 @@ def test_rows_and_estimates_by_hand_resume_and_a_row_that_does_not_fit(tmp_path,
   assert first['per_slice_per_second'] == pytest.approx(2048 / step)
   assert (first['collective_count'], first['all_reduces']) == (4, 3)
   assert rows[1]['per_chip'] == 128 and rows[1]['bn_group'] == 128
+  assert pod_table.quote(first) == (
+      'v5e:16x16 (256 chips), 8 images/chip, global BN: 3.00 GiB/chip, 197.0 GFLOP and 3.28 GB '
+      'per chip per step, 4 collectives, est. step 4.50 ms, est. MFU 22.2%')
   assert rows[2] == dict(config=pod_table.R18, topology='v5e:2x4', fits=False,
                          overrides=['--config.batch_size=102400', '--config.model.bn_group=128'],
                          error='the compiler refuses it: RESOURCE_EXHAUSTED')
@@ -89,3 +93,23 @@ def test_the_docs_table_is_the_commands_output_of_the_committed_json():
   # every row of the grid is in it, in the grid's order
   assert [(r['config'], r['topology'], r['overrides']) for r in saved['rows']] == [
       (r['config'], r['topology'], r['overrides']) for r in pod_table.GRID]
+
+
+@pytest.mark.parametrize('spec', [pod_table.R152, pod_table.R18, pod_table.IWSLT])
+def test_each_pod_config_docstring_quotes_the_table_row_of_its_defaults(spec):
+  """The docstring's compiled estimates are the table's (whitespace aside), and one quoted row
+  is the config's own pod defaults (global batch and BN group, or tokens per batch)."""
+  with open(os.path.join(ROOT, 'docs', 'pod_table.json')) as f:
+    rows = [r for r in json.load(f)['rows'] if r['config'] == spec and r['fits']]
+  path, arg = spec.split(':')
+  with open(os.path.join(ROOT, path)) as f:
+    doc = ' '.join(f.read().split('"""')[1].split())
+  quoted = [r for r in rows if pod_table.quote(r) in doc]
+  assert quoted, f'{path} quotes no row of docs/pod_table.json'
+  config = config_cli.load(['x', '--config', os.path.join(ROOT, path) + ':' + arg])
+  if config.get('task') == 'translation':
+    defaults = [f'--config.data.tokens_per_batch={config.data.tokens_per_batch}']
+  else:
+    defaults = [f'--config.batch_size={config.batch_size}',
+                f'--config.model.bn_group={config.model.bn_group}']
+  assert defaults in [r['overrides'] for r in quoted]
