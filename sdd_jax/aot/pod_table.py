@@ -51,9 +51,11 @@ GRID: List[Dict] = [
     _row(R18, 'v5e:2x2', 4, 256, 128),
     _row(R18, 'v4:2x2x2', 8, 128, 128),
     _row(R18, 'v5p:2x2x2', 8, 128, 128),
-    # IWSLT Transformer on one 4-chip host (the smallest slice libtpu builds): the recipe's
-    # 4096 tokens per step (1024/chip); tokens padded, longest bucket (256).
+    # IWSLT Transformer on one 4-chip host (libtpu refuses v5e:1x1 with its default host bounds): the recipe's
+    # 4096 tokens per step (1024/chip), and 4x that; tokens padded, longest bucket (256).
     _row(IWSLT, 'v5e:2x2', 4, 1024),
+    _row(IWSLT, 'v5e:2x2', 4, 4096),
+    _row(IWSLT, 'v5p:2x2x1', 4, 4096),
 ]
 
 
