@@ -119,6 +119,25 @@ def recipe() -> ml_collections.ConfigDict:
   return config
 
 
+POD_CIFAR_BATCH = 1024
+
+
+def cifar_pod(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `pod` token of a CIFAR ResNet config (ours, not the paper's; docs/pods.md, "Pod
+  defaults from the compile check"): global batch POD_CIFAR_BATCH, lr by the linear scaling
+  rule (Goyal et al. 2017) from the paper's 0.1 per 128 images, FOLLOWING the batch (a
+  `--config.batch_size` override moves it; an explicit `--config.optim.lr` wins), a 5-epoch
+  linear warm-up from 0, bfloat16 compute, and BatchNorm groups of the paper's 128 examples
+  (`model.bn_group`), so that each group sees the statistics noise of the paper's batch."""
+  config.batch_size = POD_CIFAR_BATCH
+  config.eval_batch_size = POD_CIFAR_BATCH
+  config.optim.lr = config.get_ref('batch_size').to_float() * 0.1 / 128
+  config.optim.warmup_epochs = 5
+  config.model.dtype = 'bfloat16'
+  config.model.bn_group = 128
+  return config
+
+
 class ArgError(UserError):
   """A bad `:ARG` token of a config file (unknown, or a value of the wrong type)."""
 
@@ -186,6 +205,8 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.model.kwargs = {**config.model.kwargs, **models.tiny_kwargs(config.model.name)}
   config.batch_size = 16
   config.eval_batch_size = 24
+  if config.model.get('bn_group', 0):  # e.g. `pod,smoke`: ghost BN kept, in groups of 8
+    config.model.bn_group = 8
   config.num_epochs = 2
   config.optim.lr_boundaries = (1,)
   config.optim.warmup_epochs = 0

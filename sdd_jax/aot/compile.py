@@ -66,9 +66,17 @@ def topology_mesh(topology: str) -> Mesh:
   except ImportError:
     raise TopologyError('the compile check needs libtpu: pip install -r requirements-tpu.txt '
                         '(or pip install -e ".[tpu]")') from None
+  # libtpu takes /tmp/libtpu_lockfile for its process's life unless told otherwise: a second
+  # compile check (or test) on the same host would fail. Compiling opens no chip to share.
+  os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   with _quiet_stderr():
     try:
       description = topologies.get_topology_desc(topology_name=topology, platform='tpu')
+      if len({tuple(d.coords) for d in description.devices}) < len(description.devices):
+        # v4: libtpu's default lists each chip's 2 TensorCores as 2 devices; a real v4 slice
+        # runs them as one megacore device per chip (as v5p's default already does here).
+        description = topologies.get_topology_desc(topology_name=topology, platform='tpu',
+                                                   chip_config_name='megacore')
     except Exception as e:  # pylint: disable=broad-except
       error = str(e).splitlines()[0] if str(e) else type(e).__name__
     else:

@@ -156,3 +156,12 @@ def test_a_program_over_the_headroom_is_one_line_and_exit_1(tmp_path, capsys, mo
                          'than 90% of its 14.90 GiB of HBM; lower config.batch_size (or use more '
                          'chips)\n')
   assert not out.exists()
+
+
+def test_a_v4_slice_is_one_megacore_device_per_chip():
+  """libtpu's default v4 description lists each chip's two TensorCores as two devices; a real
+  v4 slice (and the chip table's per-chip figures) has one megacore device per chip."""
+  mesh = compile_lib.topology_mesh('v4:2x2x2')  # 8 chips
+  coords = {tuple(d.coords) for d in mesh.devices.flat}
+  assert mesh.devices.size == len(coords) == 2 * 2 * 2
+  assert compile_lib.topology_mesh('v5p:2x2x2').devices.size == 8
