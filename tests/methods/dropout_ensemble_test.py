@@ -154,6 +154,7 @@ def _config(**sd_dropout):
   config.evals = {'accuracy': {},
                   'ens': {'type': 'accuracy', 'pred': 'dropout_ensemble'},
                   'ens_cal': {'type': 'calibration', 'pred': 'dropout_ensemble'},
+                  'ens_ts': {'type': 'temperature', 'pred': 'dropout_ensemble'},
                   'ens_fgsm': {'type': 'fgsm', 'pred': 'dropout_ensemble',
                                'epsilons': (0.2,), 'norm_epsilons': (), 'paper_epsilons': ()}}
   return config
@@ -167,7 +168,7 @@ def test_the_predictor_needs_the_masks_on_the_pooled_features():
 
 
 def test_a_config_evaluates_with_it_and_reproduces(tmp_path):
-  """Accuracy, calibration and FGSM on the predictor through the one runner, on 8 devices;
+  """Accuracy, calibration, temperature scaling and FGSM on the predictor through the one runner, on 8 devices;
   again with another batch layout (eval batch 40: other rows, other padding): same numbers."""
   config = _config()
   validation.validate(config)
@@ -185,7 +186,10 @@ def test_a_config_evaluates_with_it_and_reproduces(tmp_path):
 
   first = evaluate(24, tmp_path / 'a')
   assert first['ens/count'] == first['test/count'] == 64
-  assert {'ens_cal/ece', 'ens_fgsm/pix_0.2'} <= set(first)
+  assert {'ens_cal/ece', 'ens_fgsm/pix_0.2', 'ens_ts/t_star'} <= set(first)
+  # temperature scaling of the ensemble starts from the ensemble's own calibration
+  assert first['ens_ts/ece_before'] == pytest.approx(first['ens_cal/ece'], abs=1e-4)
+  assert first['ens_ts/nll_before'] == pytest.approx(first['ens/nll'], rel=1e-5)
   assert first['ens/nll'] != first['test/nll']  # the sections ran the predictor, not the network
   # On request only: beside a plain accuracy section, no derived run (DML's predictors get one).
   alone = _config()
