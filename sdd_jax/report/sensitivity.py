@@ -4,7 +4,9 @@ Runs of cross-entropy alone and of SD-Dropout alone (at the paper's rate, direct
 position: `report_runs.at_reference`) whose model sets `model.kwargs.width` are tabulated per
 data set and model: rows are the pooled dimension D (8 x width for the basic-block ResNets,
 32 x width for the bottleneck ones), columns CE and each SD-Dropout weight λ, one table each
-for the final test top-1, NLL, ECE and mean confidence (mean ± std over seeds,
+for the final test top-1, NLL, ECE and mean confidence, and, where a run of the study has
+them (the `temperature` evaluator), ECE and NLL after temperature scaling and T* (mean ± std
+over seeds,
 `cells.Cell`; bold: the best of each row where Welch's test finds a difference
 (`cells.embolden`), except for confidence, where higher is not better). The section shows only where the runs vary the study's fields: at least two values
 of D, or at least two SD-Dropout weights (configs/cifar10_sensitivity.py makes such runs); CE
@@ -70,7 +72,12 @@ def _metric(*keys: str) -> Callable[[Run], Optional[float]]:
 METRICS = (('top-1 %', _metric('test/top1', 'calibration/top1'), 'max'),
            ('NLL', _metric('test/nll', 'calibration/nll'), 'min'),
            ('ECE %', _metric('test/ece', 'calibration/ece'), 'min'),
-           ('mean confidence %', mean_confidence, None))
+           ('mean confidence %', mean_confidence, None),
+           # after temperature scaling (`temperature` evaluator), shown where a run has them
+           ('ECE % after temperature scaling', _metric('temperature/ece_after'), 'min'),
+           ('NLL after temperature scaling', _metric('temperature/nll_after'), 'min'),
+           ('T* (fitted temperature)', _metric('temperature/t_star'), None))
+OPTIONAL = 4  # METRICS[OPTIONAL:] appear only where some run of the study has them
 
 
 def column(g: Group) -> Optional[Any]:
@@ -158,7 +165,10 @@ def section(groups: Sequence[Group], out_dir: str) -> List[str]:
     lines += [f'## Sensitivity: SD-Dropout weight λ against pooled dimension D ({name})', '',
               f'Rows: D; columns: cross-entropy and SD-Dropout at weight λ; seeds '
               f'{", ".join(seeds)}.', '']
-    for title, value, better in METRICS:
+    runs = [r for g in cells.values() for r in g.runs]
+    for index_metric, (title, value, better) in enumerate(METRICS):
+      if index_metric >= OPTIONAL and all(value(r) is None for r in runs):
+        continue
       lines += [f'### {title}', '', table(cells, value, better), '']
     path = workdir_path.path(out_dir) / ('sensitivity.png' if index == 0 else
                                          f'sensitivity_{index + 1}.png')

@@ -101,8 +101,43 @@ def test_tables_exact(root):
   assert list(study) == [('npz:cifar10_5k', 'resnet18_cifar')]
   cells = study[('npz:cifar10_5k', 'resnet18_cifar')]
   got = [report_sensitivity.table(cells, value, better)
-         for _, value, better in report_sensitivity.METRICS]
+         for _, value, better in report_sensitivity.METRICS[:report_sensitivity.OPTIONAL]]
   assert got == [TOP1, NLL, ECE, CONFIDENCE]
+
+
+def test_temperature_scaled_tables_only_where_runs_have_them(root, tmp_path):
+  """The fixture's runs have no `temperature` results: no TS tables. Two weights at one D
+  with TS results in evals/temperature/results.json: ECE and NLL after TS and T*, by hand."""
+  groups = report_runs.group_seeds(report_runs.load_runs([root]))
+  text = '\n'.join(report_sensitivity.section(groups, str(tmp_path / 'a')))
+  assert '### ECE % after temperature scaling' not in text and '### T*' not in text
+  runs = str(tmp_path / 'ts')
+  sdd = lambda weight: {'sd_dropout': dict(SDD, weight=weight)}
+  # (ece_after, nll_after, t_star) per seed
+  values = {'ce': [(1.0, 1.50, 1.1), (3.0, 1.52, 1.3)], 'w1': [(2.0, 1.70, 0.5), (2.0, 1.74, 0.7)],
+            'w25': [(4.0, 1.60, 0.8)]}
+  for name, per_seed in values.items():
+    methods = {'ce': None, 'w1': sdd(1.0), 'w25': sdd(0.25)}[name]
+    for seed, (ece, nll, t) in enumerate(per_seed):
+      write_run(runs, f'{name}/s{seed}', seed=seed, width=8, summary=numbers(50, 1, 1),
+                methods=methods)
+      folder = os.path.join(runs, name, f's{seed}', 'evals', 'temperature')
+      os.makedirs(folder)
+      with open(os.path.join(folder, 'results.json'), 'w') as f:
+        json.dump({'evaluator': 'temperature', 'metrics': {
+            'temperature/ece_after': ece, 'temperature/nll_after': nll,
+            'temperature/t_star': t}, 'details': {'fit': 'cross_fit'}}, f)
+  groups = report_runs.group_seeds(report_runs.load_runs([runs]))
+  text = '\n'.join(report_sensitivity.section(groups, str(tmp_path / 'b')))
+  # CE ECE (1, 3) -> 2 ± 1.41; λ = 1 (2, 2) -> 2 ± 0; NLL CE 1.51 ± 0.01, λ = 1 1.72 ± 0.03;
+  # T* CE 1.2 ± 0.14, λ = 1 0.6 ± 0.14; λ = 0.25 one seed; fewer than 3 seeds are marked. No
+  # bold: the best must beat every other cell by Welch's test, and λ = 0.25 has one seed.
+  assert ('### ECE % after temperature scaling\n\n| D | CE | λ = 0.25 | λ = 1 |\n'
+          '|---|---|---|---|\n| 64 | 2.00 ± 1.41 (n=2) | 4.00 (n=1) | 2.00 ± 0.00 (n=2) |') in text
+  assert ('### NLL after temperature scaling\n\n| D | CE | λ = 0.25 | λ = 1 |\n'
+          '|---|---|---|---|\n| 64 | 1.51 ± 0.01 (n=2) | 1.60 (n=1) | 1.72 ± 0.03 (n=2) |') in text
+  assert ('### T* (fitted temperature)\n\n| D | CE | λ = 0.25 | λ = 1 |\n'
+          '|---|---|---|---|\n| 64 | 1.20 ± 0.14 (n=2) | 0.80 (n=1) | 0.60 ± 0.14 (n=2) |') in text
 
 
 def test_mean_confidence_from_the_calibration_bins():
