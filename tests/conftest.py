@@ -54,16 +54,13 @@ def gcs_root():
   return object_store.fresh_root()
 
 
-# Scheduling under `pytest -n N` (pytest.ini: --dist loadfile --no-loadscope-reorder). xdist's
-# default `load` sends each worker runs of consecutive tests in collection order, so the slowest
-# files (tests/workdir/, last alphabetically) could come last, where one worker runs them while
-# the other has little left, and a file's tests could be split between workers, each paying its
-# module-scoped fixture (a training run). With loadfile each file is one unit of work, sent
-# whole to one worker, and here the units go longest first (LPT scheduling): the files measured
-# slowest (SLOW_FIRST, slowest first; seconds on 2 cores, warm cache), then the others by their
-# number of tests, most first (a proxy for their time), so that the last units are small.
-# (`--dist loadgroup` would allow finer units, but xdist 3.8 cannot add its group to a pytest 9
-# node id, so its groups are ignored.) A new slow file belongs in SLOW_FIRST.
+# Scheduling under `pytest -n N` (xdist's default `load`: each worker gets runs of consecutive
+# tests in collection order). The files measured slowest (SLOW_FIRST, slowest first; seconds
+# on 2 cores, warm cache) are collected first, then the others by their number of tests, most
+# first, so that the heavy subprocess tests start early instead of ending the run on one worker.
+# (`--dist loadfile`, each file whole to one worker, was measured slower on 2 cores: 624 s
+# against 489 s for the whole suite, 2026-12-05: it ran the heaviest files side by side, each
+# starting processes of its own.) A new slow file belongs in SLOW_FIRST.
 SLOW_FIRST = (
     'tests/configs_test.py',  # 23 smoke runs of 3-11 s
     'tests/classification/multiprocess_test.py',  # 78: 2 x 2 processes, 1 x 8 devices
