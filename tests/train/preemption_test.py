@@ -30,9 +30,17 @@ COMMAND = [sys.executable, os.path.join(ROOT, 'train.py'), '--config',
 ENV = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
 
 
+def _as_a_foreground_job():
+  """Ctrl-C's default disposition in the child, as a terminal's foreground job has it. A shell
+  starts a background job (e.g. a CI script run with `&`) with SIGINT ignored, the children
+  inherit that, and a run then rightly keeps ignoring Ctrl-C (`preemption.watch`)."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(workdir):
   return subprocess.Popen(COMMAND + ['--workdir', workdir], cwd=ROOT, env=ENV,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=_as_a_foreground_job)
 
 
 def _kill_when(process, condition, timeout=180):
@@ -205,7 +213,7 @@ def test_a_second_ctrl_c_ends_the_process_at_once_without_a_traceback():
             'print("not reached", flush=True)\n')
   started = time.time()
   done = subprocess.run([sys.executable, '-c', script], cwd=ROOT, env=ENV, capture_output=True,
-                        text=True, timeout=60)
+                        text=True, timeout=60, preexec_fn=_as_a_foreground_job)
   assert done.returncode == -signal.SIGINT, done.stderr[-2000:]  # 128 + 2 = 130 in a shell
   assert done.stdout == 'saving\n' and 'Traceback' not in done.stderr
   assert time.time() - started < 25  # at once, not after the sleep
