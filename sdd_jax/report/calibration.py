@@ -10,12 +10,11 @@ its key, so workdirs written before a metric existed still report (their cells: 
 `temperature/{ece,nll}_{before,after}` and `temperature/t_star`, and how T* was fitted
 (`details.fit` of `evals/temperature/results.json`: validation, cross_fit or holdout).
 """
-import collections
 from typing import List, Sequence, Tuple
 
 from sdd_jax.report.cells import embolden, lower_is_better, markdown
-from sdd_jax.report.runs import BASE, PLUS_SDD, Group, Run, label, metric_keys, order_key
-from sdd_jax.report.tables import base_vs_sdd, cell, in_main_tables
+from sdd_jax.report.runs import BASE, PLUS_SDD, Group, Run, label, metric_keys
+from sdd_jax.report.tables import base_sdd_cells, base_vs_sdd, cell
 
 SCORES = (('adaptive ECE %', 'calibration/ece_adaptive'),
           ('class-wise ECE %', 'calibration/ece_classwise'), ('Brier', 'calibration/brier'),
@@ -30,23 +29,13 @@ TS_NOTE = ('TS: temperature scaling (Guo et al. 2017, "On Calibration of Modern 
            'CE + TS and "+SD-Dropout" is SD-Dropout alone.')
 
 
-def _cells(groups: Sequence[Group]):
-  by = collections.defaultdict(list)
-  for g in groups:
-    if in_main_tables(g):
-      by[(g.field('dataset'), g.field('method'), g.field('sd_dropout'))].append(g)
-  pairs = sorted({(d, m) for d, m, _ in by},
-                 key=lambda p: (order_key('dataset', p[0]), order_key('method', p[1])))
-  return by, pairs
-
-
 def scaled_table(groups: Sequence[Group], runs: Sequence[Run]) -> str:
   """Rows (data set, method); per metric of `SCALED` four columns, Base, Base + TS,
   +SD-Dropout, +SD-Dropout + TS (bold: the best of the four, `cells.embolden`), then T* of
   Base and +SD-Dropout. '' when no run has `temperature/ece_after`."""
   if not metric_keys(runs, 'temperature/ece_after'):
     return ''
-  by, pairs = _cells(groups)
+  by, pairs = base_sdd_cells(groups)
   columns = ['Data set', 'Method']
   for name, _, _ in SCALED:
     columns += [f'{name} {BASE}', f'{name} {BASE}{TS}', f'{name} {PLUS_SDD}',

@@ -136,14 +136,21 @@ def table1(groups: Sequence[Group], metric: str = 'test/top1') -> str:
        for (m, d, s), gs in sorted(cells.items())}))
 
 
-def base_vs_sdd(groups: Sequence[Group], metrics: Sequence[Tuple[str, str]]) -> str:
-  """Rows (data set, method); per metric a Base and a +SD-Dropout column."""
+def base_sdd_cells(groups: Sequence[Group]):
+  """The main tables' groups by (data set, method, Base or +SD-Dropout), and the (data set,
+  method) rows in table order."""
   cells = collections.defaultdict(list)
   for g in groups:
     if in_main_tables(g):
       cells[(g.field('dataset'), g.field('method'), g.field('sd_dropout'))].append(g)
   pairs = sorted({(d, m) for d, m, _ in cells},
                  key=lambda p: (order_key('dataset', p[0]), order_key('method', p[1])))
+  return cells, pairs
+
+
+def base_vs_sdd(groups: Sequence[Group], metrics: Sequence[Tuple[str, str]]) -> str:
+  """Rows (data set, method); per metric a Base and a +SD-Dropout column."""
+  cells, pairs = base_sdd_cells(groups)
   columns = ['Data set', 'Method'] + [f'{name} {s}' for name, _ in metrics
                                       for s in (BASE, PLUS_SDD)]
   rows = [[label('dataset', d), label('method', m)] + [
